@@ -1,0 +1,70 @@
+"""Human-readable views of a model card (HTML for QGIS, plain text for logs and the CLI)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .model_card import ModelCard
+
+
+def _months(card: ModelCard) -> str:
+    t = card.time
+    if t.alignment == "calendar":
+        return f"{t.steps} consecutive months starting in month {t.first_month}"
+    return f"{t.steps} consecutive months, oldest first (any start month)"
+
+
+def _outputs(card: ModelCard) -> list[str]:
+    o = card.output
+    if card.task == "classification":
+        return [f"class {c.id}: {c.name} ({c.color})" for c in o.classes]
+    lo, hi = o.range or (float("nan"), float("nan"))
+    return [f"{o.name} in {o.unit}, expected range {lo:g} to {hi:g}"]
+
+
+def card_to_text(card: ModelCard) -> str:
+    lines = [f"{card.title} [{card.name}]", card.description, f"Task: {card.task}",
+             f"Time steps: {_months(card)}"]
+    for spec in card.inputs:
+        bands = ", ".join(f"{b.name} ({b.unit})" for b in spec.bands)
+        lines.append(f"Input {spec.modality} ({spec.sensor}), tensor '{spec.tensor}': {bands}")
+    lines += [f"Output: {line}" for line in _outputs(card)]
+    p = card.provenance
+    lines.append(f"Trained on {p.dataset} with method {p.method}, version {p.version}"
+                 + (f", seed {p.seed}" if p.seed is not None else ""))
+    lines += [f"Test {k}: {v:.4g}" for k, v in p.metrics.items()]
+    return "\n".join(line for line in lines if line)
+
+
+def card_to_html(card: ModelCard) -> str:
+    e = escape
+    rows = "".join(
+        f"<tr><td>{e(s.modality)}</td><td>{e(s.sensor)}</td><td>{e(s.tensor)}</td>"
+        f"<td>{e(', '.join(b.name for b in s.bands))}</td>"
+        f"<td>{e(', '.join(sorted({b.unit for b in s.bands})))}</td></tr>"
+        for s in card.inputs
+    )
+    if card.task == "classification":
+        outputs = "".join(
+            f"<tr><td>{c.id}</td><td><span style='background:{e(c.color)}'>&nbsp;&nbsp;&nbsp;</span>"
+            f" {e(c.name)}</td></tr>"
+            for c in card.output.classes
+        )
+        outputs = f"<table border='1' cellpadding='3'><tr><th>Value</th><th>Class</th></tr>{outputs}</table>"
+    else:
+        outputs = f"<p>{e(_outputs(card)[0])}</p>"
+    metrics = "".join(f"<li>{e(k)}: {v:.4g}</li>" for k, v in card.provenance.metrics.items())
+    p = card.provenance
+    return (
+        f"<html><head><meta charset='utf-8'><title>{e(card.title)}</title></head><body>"
+        f"<h2>{e(card.title)}</h2><p><code>{e(card.name)}</code> &middot; {e(card.task)} &middot; "
+        f"card schema {e(card.schema_version)}</p><p>{e(card.description)}</p>"
+        f"<h3>Inputs</h3><p>{e(_months(card))}</p>"
+        "<table border='1' cellpadding='3'><tr><th>Modality</th><th>Sensor</th><th>Tensor</th>"
+        f"<th>Bands (in order)</th><th>Units</th></tr>{rows}</table>"
+        f"<h3>Output</h3>{outputs}"
+        f"<h3>Provenance</h3><p>Dataset {e(p.dataset)}, method {e(p.method)}, version "
+        f"{e(p.version)}{', seed ' + str(p.seed) if p.seed is not None else ''}"
+        f"{', commit ' + e(p.commit) if p.commit else ''}</p><ul>{metrics}</ul>"
+        "</body></html>"
+    )

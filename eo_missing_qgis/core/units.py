@@ -1,0 +1,127 @@
+"""Physical units a model expects, and the encodings data arrive in.
+
+Every source stores the same quantity differently (S1 in dB, linear power or WorldCereal DN;
+S2 reflectance as 0-1 floats or x10000 integers; temperature in K or K x 100). Models are trained
+and run on physical units; an :class:`Encoding` says how to get there from stored values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: Physical units a card may declare for a band, with the range of plausible values in that unit
+#: (used to warn when a layer is probably given in another unit).
+UNITS: dict[str, tuple[float, float]] = {
+    "dB": (-60.0, 30.0),
+    "reflectance": (-0.2, 2.0),
+    "K": (180.0, 340.0),
+    "mm": (0.0, 2000.0),
+    "m": (-500.0, 9000.0),
+    "degree": (0.0, 90.0),
+}
+
+ENCODING_KINDS = ("scaled", "power_db", "amplitude_db")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Stored value -> physical value.
+
+    ``scaled``: ``x * scale + offset``; ``power_db``: ``10 log10(x * scale) + offset`` (linear
+    backscatter power); ``amplitude_db``: ``20 log10(x * scale) + offset`` (amplitude DN, e.g.
+    WorldCereal's ``20 log10(DN) - 83``). ``nodata`` is a stored value that means "missing".
+    """
+
+    kind: str = "scaled"
+    scale: float = 1.0
+    offset: float = 0.0
+    nodata: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENCODING_KINDS:
+            raise ValueError(f"encoding kind must be one of {ENCODING_KINDS}, not {self.kind!r}")
+        if not np.isfinite(self.scale) or self.scale == 0:
+            raise ValueError(f"encoding scale must be finite and non-zero, not {self.scale!r}")
+        if not np.isfinite(self.offset):
+            raise ValueError(f"encoding offset must be finite, not {self.offset!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Encoding:
+        return cls(**data)
+
+    def to_physical(self, values: np.ndarray) -> np.ndarray:
+        """Decode to float32; nodata, NaN and values a log cannot take become NaN."""
+        x = np.asarray(values, dtype=np.float32)
+        missing = ~np.isfinite(x)
+        if self.nodata is not None:
+            missing |= x == np.float32(self.nodata)
+        x = x * np.float32(self.scale)
+        if self.kind != "scaled":
+            missing |= x <= 0
+            factor = np.float32(10.0 if self.kind == "power_db" else 20.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = factor * np.log10(np.where(missing, np.float32(1), x))
+        x = x + np.float32(self.offset)
+        x[missing] = np.nan
+        return x
+
+
+#: Named encodings a user can pick for a layer, keyed by the physical unit they decode to.
+#: The first entry of each unit is that unit itself (no conversion).
+PRESETS: dict[str, dict[str, Encoding]] = {
+    "dB": {
+        "dB": Encoding(),
+        "linear power": Encoding("power_db"),
+        "WorldCereal DN (20 log10 DN - 83, nodata 65535)": Encoding(
+            "amplitude_db", offset=-83.0, nodata=65535
+        ),
+        "dB x 10000 integers": Encoding(scale=1e-4),
+    },
+    "reflectance": {
+        "reflectance (0-1)": Encoding(),
+        "reflectance x 10000 (L2A DN)": Encoding(scale=1e-4, nodata=65535),
+        "L2A DN with offset -1000 (baseline 04.00+)": Encoding(
+            scale=1e-4, offset=-0.1, nodata=0
+        ),
+    },
+    "K": {
+        "K": Encoding(),
+        "K x 100 (AgERA5)": Encoding(scale=0.01, nodata=65535),
+        "degree Celsius": Encoding(offset=273.15),
+    },
+    "mm": {
+        "mm": Encoding(),
+        "mm x 100 (AgERA5)": Encoding(scale=0.01, nodata=65535),
+        "m (ERA5)": Encoding(scale=1000.0),
+    },
+    "m": {"m": Encoding()},
+    "degree": {"degree": Encoding()},
+}
+
+
+def preset(unit: str, name: str | None = None) -> Encoding:
+    """The encoding called ``name`` for ``unit`` (the identity when ``name`` is None)."""
+    if unit not in PRESETS:
+        raise ValueError(f"unknown unit {unit!r}; known: {', '.join(PRESETS)}")
+    choices = PRESETS[unit]
+    if name is None:
+        return next(iter(choices.values()))
+    if name not in choices:
+        raise ValueError(f"no encoding {name!r} for unit {unit}; choose from: {', '.join(choices)}")
+    return choices[name]
+
+
+def implausible_fraction(physical: np.ndarray, unit: str) -> float:
+    """Share of valid values outside the plausible range of ``unit`` (0 when none are valid)."""
+    lo, hi = UNITS[unit]
+    valid = np.isfinite(physical)
+    n = int(valid.sum())
+    if n == 0:
+        return 0.0
+    v = physical[valid]
+    return float(((v < lo) | (v > hi)).sum()) / n

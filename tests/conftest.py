@@ -1,0 +1,85 @@
+"""Test harness: one real headless QgsApplication with Processing, an isolated QGIS profile,
+a qgis_process runner that loads the plugin from the checkout, and the real data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_PROFILE = tempfile.mkdtemp(prefix="eo_missing_qgis_profile_")
+os.environ["QGIS_CUSTOM_CONFIG_PATH"] = _PROFILE
+
+from qgis.core import QgsApplication  # noqa: E402
+
+QgsApplication.setPrefixPath("/usr", True)
+QGIS_APP = QgsApplication([], True, _PROFILE)
+QGIS_APP.initQgis()
+sys.path.append("/usr/share/qgis/python/plugins")
+from processing.core.Processing import Processing  # noqa: E402
+
+Processing.initialize()
+
+
+@pytest.fixture(scope="session")
+def qgis_app() -> QgsApplication:
+    return QGIS_APP
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data (``../shared/data`` unless EO_MISSING_DATA_DIR says otherwise).
+
+    Tests that need it skip only when it is absent outside CI; in CI its absence fails them.
+    """
+    path = Path(os.environ.get("EO_MISSING_DATA_DIR", ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the real data directory, but {path} does not exist")
+        pytest.skip(f"real data directory {path} is absent (set EO_MISSING_DATA_DIR)")
+    return path
+
+
+def qgis_process_env(plugin_path: Path, profile: Path) -> dict[str, str]:
+    """Environment in which qgis_process.bin finds the plugin and the venv's packages."""
+    env = dict(os.environ)
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(plugin_path),
+        QGIS_CUSTOM_CONFIG_PATH=str(profile),
+        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], str(ROOT)]),
+    )
+    return env
+
+
+def make_qgis_process(plugin_path: Path, profile: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """A runner for ``qgis_process.bin ARGS`` with the plugin at ``plugin_path`` enabled."""
+    env = qgis_process_env(plugin_path, profile)
+
+    def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            ["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"qgis_process.bin {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    run("plugins", "enable", "eo_missing_qgis")
+    return run
+
+
+@pytest.fixture(scope="session")
+def qgis_process(tmp_path_factory) -> Callable[..., subprocess.CompletedProcess]:
+    """``qgis_process.bin`` with the plugin loaded from this checkout, in its own profile."""
+    return make_qgis_process(ROOT, tmp_path_factory.mktemp("qgis_process_profile"))

@@ -1,0 +1,51 @@
+"""Encodings decode stored values to the physical units models are trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eo_missing_qgis.core.units import Encoding, implausible_fraction, preset
+
+
+def test_worldcereal_dn_to_db():
+    enc = preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")
+    out = enc.to_physical(np.array([1000.0, 65535, 0, np.nan]))
+    assert out[0] == pytest.approx(20 * np.log10(1000) - 83)  # -23 dB
+    assert np.isnan(out[1:]).all()
+
+
+def test_linear_power_and_scaled_db():
+    assert preset("dB", "linear power").to_physical(np.array([0.01]))[0] == pytest.approx(-20.0)
+    assert preset("dB", "dB x 10000 integers").to_physical(np.array([-152000]))[0] == pytest.approx(-15.2)
+
+
+def test_reflectance_and_weather():
+    assert preset("reflectance", "reflectance x 10000 (L2A DN)").to_physical(np.array([2500]))[0] == \
+        pytest.approx(0.25)
+    assert preset("reflectance", "L2A DN with offset -1000 (baseline 04.00+)").to_physical(
+        np.array([3500]))[0] == pytest.approx(0.25)
+    assert preset("K", "K x 100 (AgERA5)").to_physical(np.array([28815]))[0] == pytest.approx(288.15)
+    assert preset("K", "degree Celsius").to_physical(np.array([15.0]))[0] == pytest.approx(288.15)
+    assert preset("mm", "m (ERA5)").to_physical(np.array([0.002]))[0] == pytest.approx(2.0)
+
+
+def test_identity_and_errors():
+    x = np.array([1.5, -3.0], dtype=np.float32)
+    np.testing.assert_array_equal(preset("dB").to_physical(x), x)
+    with pytest.raises(ValueError, match="unknown unit"):
+        preset("furlong")
+    with pytest.raises(ValueError, match="no encoding"):
+        preset("dB", "kelvin")
+    with pytest.raises(ValueError, match="kind"):
+        Encoding("log")
+    with pytest.raises(ValueError, match="scale"):
+        Encoding(scale=0)
+
+
+def test_implausible_fraction_flags_reflectance_given_as_db():
+    dn = np.array([1200.0, 2500.0, np.nan])
+    assert implausible_fraction(preset("reflectance").to_physical(dn), "reflectance") == 1.0
+    assert implausible_fraction(preset("reflectance", "reflectance x 10000 (L2A DN)").to_physical(dn),
+                                "reflectance") == 0.0
+    assert implausible_fraction(np.array([np.nan]), "dB") == 0.0
