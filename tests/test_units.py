@@ -49,3 +49,23 @@ def test_implausible_fraction_flags_reflectance_given_as_db():
     assert implausible_fraction(preset("reflectance", "reflectance x 10000 (L2A DN)").to_physical(dn),
                                 "reflectance") == 0.0
     assert implausible_fraction(np.array([np.nan]), "dB") == 0.0
+
+
+def test_prepare_decodes_standardizes_and_flags_missing():
+    from eo_missing_qgis.core.model_card import card_from_dict
+    from eo_missing_qgis.core.preprocessing import band_statistics, prepare
+
+    from .tiny_models import card_dict
+
+    spec = card_from_dict(card_dict("classification", ("S1",), steps=2)).input_for("S1")
+    dn = preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")
+    raw = np.array([[[1000, 1000], [1000, 1000]], [[1000, 65535], [1000, 1000]]], dtype=np.uint16)
+    x, valid = prepare(raw, [dn, dn], spec)
+    assert x.dtype == np.float32 and x.shape == (2, 2, 2)
+    assert valid.tolist() == [True, False]
+    assert x[0, 0, 0] == pytest.approx((-23.0 - spec.mean[0]) / spec.std[0], rel=1e-5)
+    assert x[1, 0, 1] == 0.0  # missing -> band mean
+    mean, std = band_statistics(np.array([[[1.0, np.nan]], [[3.0, 5.0]]]))
+    assert mean == [2.0, 5.0] and std == [1.0, 1.0]  # a constant band keeps std 1
+    with pytest.raises(ValueError, match="needs"):
+        prepare(raw[..., :1], [dn], spec)
