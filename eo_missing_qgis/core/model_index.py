@@ -1,0 +1,88 @@
+"""The bundled models and the choice of the one that fits the layers a user has."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODALITY_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2", "weather": "weather", "DEM": "DEM"}
+
+
+class NoModelError(ValueError):
+    """No bundled model can run on the inputs given."""
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    file: Path
+    task: str
+    task_title: str
+    modalities: tuple[str, ...]
+    name: str
+    title: str
+
+    @property
+    def modality_label(self) -> str:
+        return " + ".join(self.modalities)
+
+
+def load_index(models_dir: Path = MODELS_DIR) -> list[BundledModel]:
+    """Entries of ``index.json`` (empty when no models are bundled)."""
+    index = models_dir / "index.json"
+    if not index.is_file():
+        return []
+    data = json.loads(index.read_text(encoding="utf-8"))
+    if data.get("version") != 1:
+        raise ValueError(f"{index}: unsupported index version {data.get('version')!r}")
+    return [
+        BundledModel(
+            file=models_dir / m["file"],
+            task=m["task"],
+            task_title=m["task_title"],
+            modalities=tuple(m["modalities"]),
+            name=m["name"],
+            title=m["title"],
+        )
+        for m in data["models"]
+    ]
+
+
+def tasks(models: list[BundledModel]) -> dict[str, str]:
+    """Task id -> title, in index order."""
+    return {m.task: m.task_title for m in models}
+
+
+def _names(modalities) -> str:
+    return " and ".join(MODALITY_NAMES.get(m, m) for m in modalities)
+
+
+def select_model(models: list[BundledModel], task: str, available: set[str]) -> tuple[BundledModel, str]:
+    """The model of ``task`` that uses the most of the ``available`` modalities, and why.
+
+    Every modality the chosen model needs must be available; among those that fit, the one using
+    more sensors wins (S1+S2 when both are given).
+    """
+    candidates = [m for m in models if m.task == task]
+    if not candidates:
+        known = ", ".join(sorted(tasks(models))) or "none"
+        raise NoModelError(f"No bundled model for task '{task}' (bundled tasks: {known}).")
+    fitting = [m for m in candidates if set(m.modalities) <= available]
+    if not fitting:
+        options = "; ".join(f"{_names(m.modalities)} for '{m.title}'" for m in candidates)
+        given = _names(sorted(available)) if available else "no layers"
+        raise NoModelError(
+            f"No {candidates[0].task_title} model can run on {given}. Add layers of: {options}."
+        )
+    best = max(fitting, key=lambda m: len(m.modalities))
+    reason = (f"Layers given: {_names(sorted(available))}. "
+              f"Chosen: '{best.title}', which needs {_names(best.modalities)}")
+    richer = [m for m in candidates if len(m.modalities) > len(best.modalities)]
+    if richer:
+        missing = sorted(set(richer[0].modalities) - available)
+        reason += f"; '{richer[0].title}' would also need {_names(missing)}"
+    unused = sorted(available - set(best.modalities))
+    if unused:
+        reason += f"; {_names(unused)} not used by this model"
+    return best, reason + "."
