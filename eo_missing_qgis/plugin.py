@@ -1,16 +1,27 @@
-"""The plugin object QGIS creates: registers the Processing provider (and, later, the panel)."""
+"""The plugin object QGIS creates: the Processing provider, and in the GUI a panel with a toolbar
+button and a Raster menu entry."""
 
 from __future__ import annotations
 
 from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
 
-from .processing.provider import EoMissingProvider
+from .processing.provider import ICON, EoMissingProvider
+
+MENU = "EO missing modalities"
 
 
 class EoMissingPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider: EoMissingProvider | None = None
+        self.action: QAction | None = None
+        self.panel = None
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("EoMissingPlugin", text)
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
         """Called by QGIS (also headless, by qgis_process) to register the algorithms."""
@@ -19,8 +30,33 @@ class EoMissingPlugin:
 
     def initGui(self) -> None:  # noqa: N802 - QGIS API
         self.initProcessing()
+        self.action = QAction(QIcon(ICON), self.tr("Predict from available layers…"), self.iface.mainWindow())
+        self.action.setCheckable(True)
+        self.action.toggled.connect(self.show_panel)
+        self.iface.addRasterToolBarIcon(self.action)
+        self.iface.addPluginToRasterMenu(self.tr(MENU), self.action)
+
+    def show_panel(self, visible: bool) -> None:
+        """Build the panel on first use, so QGIS start-up pays nothing for it."""
+        if self.panel is None:
+            from .gui.panel import EoMissingPanel
+
+            self.panel = EoMissingPanel(self.iface, self.iface.mainWindow())
+            self.panel.visibilityChanged.connect(self.action.setChecked)
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.panel)
+        self.panel.setVisible(visible)
 
     def unload(self) -> None:
+        if self.panel is not None:
+            self.panel.teardown()
+            self.iface.removeDockWidget(self.panel)
+            self.panel.deleteLater()
+            self.panel = None
+        if self.action is not None:
+            self.iface.removeRasterToolBarIcon(self.action)
+            self.iface.removePluginRasterMenu(self.tr(MENU), self.action)
+            self.action.deleteLater()
+            self.action = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from processing import run as processing_run
 from qgis.core import QgsApplication
-from qgis.utils import iface
 
 import eo_missing_qgis
 
 from .conftest import ROOT, make_qgis_process
+from .qgis_interface import TestInterface
 from .tiny_models import card_dict, tiny_onnx
 
 
@@ -23,17 +23,25 @@ def _provider():
 
 
 def test_load_and_unload_leave_nothing_behind(qgis_app):
+    iface = TestInterface()
     plugin = eo_missing_qgis.classFactory(iface)
     plugin.initGui()
     assert _provider() is not None
     assert _provider().algorithm("describemodel") is not None
+    assert len(iface.toolbar.actions()) == 1
+    assert [m.title() for m in iface.raster_menu.findChildren(type(iface.raster_menu))]
+    iface.toolbar.actions()[0].trigger()  # opens the panel
+    assert plugin.panel is not None and plugin.panel.isVisibleTo(iface.window)
     plugin.unload()
     assert _provider() is None
+    assert iface.toolbar.actions() == []
+    assert iface.submenus == {} and iface.raster_menu.actions() == []
+    assert plugin.panel is None
 
 
 @pytest.fixture
 def loaded_plugin(qgis_app):
-    plugin = eo_missing_qgis.classFactory(iface)
+    plugin = eo_missing_qgis.classFactory(TestInterface())
     plugin.initProcessing()
     yield plugin
     plugin.unload()

@@ -8,6 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .describe_model import DescribeModelAlgorithm
+from .predict import PredictAlgorithm
 
 ICON = str(Path(__file__).resolve().parent.parent / "resources" / "icon.svg")
 
@@ -30,3 +31,4 @@ class EoMissingProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API
         self.addAlgorithm(DescribeModelAlgorithm())
+        self.addAlgorithm(PredictAlgorithm())

@@ -1,0 +1,97 @@
+"""One prediction as the plugin asks for it: layers per modality plus options -> the engine.
+
+The Processing algorithm and the GUI panel both build a :class:`PredictionRequest` and call
+:func:`run_prediction`, so they behave the same; neither talks to the engine directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import Cancelled
+from .model_card import read_card
+
+#: Time layouts a user can declare for their layers (engine id -> description).
+LAYOUTS = {
+    "auto": "Auto-detect",
+    "band_per_layer": "One layer per spectral band, months as raster bands",
+    "date_per_layer": "One layer per month, spectral bands as raster bands (layers in time order)",
+    "stacked": "One stacked layer, month-major",
+}
+
+
+@dataclass
+class PredictionRequest:
+    model_path: str
+    layers: dict[str, list[tuple[str, str]]]  # modality -> [(GDAL source, layer name)]
+    output: str
+    units: dict[str, str | None] = field(default_factory=dict)  # modality -> preset name or None
+    layout: str = "auto"
+    first_step: int = 0  # 1-based first time step; 0 = the latest steps the model needs
+    confidence: str | None = None
+    tile_size: int = 512
+    batch_mb: int = 256
+    device: str = "auto"
+    threads: int | None = None
+    probabilities: bool = False
+
+
+def build_inputs(request: PredictionRequest, modalities: list[str]) -> list:
+    """RasterInputs for the modalities the model uses (others, e.g. DEM, are left out)."""
+    from .raster_inputs import RasterInput
+
+    inputs = []
+    for modality in modalities:
+        for position, (source, name) in enumerate(request.layers.get(modality, [])):
+            inputs.append(RasterInput(
+                path=source, modality=modality, layout=request.layout, name=name,
+                time_index=position if request.layout == "date_per_layer" else None,
+                encoding=request.units.get(modality),
+            ))
+    return inputs
+
+
+def recognise_layer(source: str, name: str):
+    """What a layer looks like (modality, band, reason) for the panel; never raises."""
+    from .raster_inputs import RasterInput, recognise
+
+    return recognise(RasterInput(path=source, name=name))
+
+
+def run_prediction(
+    request: PredictionRequest,
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Run the request; returns the engine's RunResult, or None when cancelled."""
+    from .engine import CancelToken, RunOptions, run_model
+
+    card = read_card(request.model_path)
+    token = CancelToken()
+
+    def on_progress(fraction: float) -> None:
+        if is_canceled is not None and is_canceled():
+            token.cancel()
+        if progress is not None:
+            progress(fraction)
+
+    options = RunOptions(
+        tile_size=request.tile_size, batch_mb=request.batch_mb, device=request.device,
+        threads=request.threads, write_probabilities=request.probabilities,
+        first_step=request.first_step or None,
+    )
+    try:
+        result = run_model(request.model_path, build_inputs(request, card.modalities), request.output,
+                           options=options, progress=on_progress, cancel=token, log=log)
+    except Cancelled:
+        return None
+    wanted = request.confidence
+    produced = result.outputs.get("confidence")
+    if wanted and produced and os.path.abspath(wanted) != os.path.abspath(produced):
+        shutil.move(produced, wanted)
+        result.outputs["confidence"] = wanted
+    return result

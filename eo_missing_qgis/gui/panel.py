@@ -1,0 +1,235 @@
+"""Dock panel: recognise the project's raster layers, show which model will run, run it in the
+background and add the styled results to the map."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsTask
+from qgis.PyQt.QtCore import QCoreApplication, Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.dependencies import install_hint, missing_packages
+from ..core.model_card import read_card
+from ..core.model_index import NoModelError, load_index, select_model, tasks
+from ..core.prediction import PredictionRequest, recognise_layer, run_prediction
+from ..map_layers import KINDS, style_layer
+
+MODALITY_CHOICES = ("S1", "S2", "DEM", "ignore")
+COL_LAYER, COL_MODALITY, COL_DETAIL = range(3)
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("EoMissingPanel", text)
+
+
+class PredictionTask(QgsTask):
+    """Runs a prediction off the GUI thread; cancel stops it within one batch."""
+
+    def __init__(self, request: PredictionRequest, description: str):
+        super().__init__(description, QgsTask.CanCancel)
+        self.request = request
+        self.result = None
+        self.error = ""
+        self.seconds = 0.0
+
+    def run(self) -> bool:
+        start = time.perf_counter()
+        try:
+            self.result = run_prediction(self.request, progress=lambda f: self.setProgress(100 * f),
+                                         is_canceled=self.isCanceled)
+        except (ValueError, ImportError, OSError) as exc:  # reported in plain words, not a traceback
+            self.error = str(exc)
+            return False
+        self.seconds = time.perf_counter() - start
+        return self.result is not None
+
+
+class EoMissingPanel(QDockWidget):
+    """The panel; ``finished`` carries the message shown in the message bar (for tests too)."""
+
+    finished = pyqtSignal(str, int)  # message, Qgis.MessageLevel
+
+    def __init__(self, iface=None, parent=None, models_dir: Path | None = None):
+        super().__init__(tr("EO missing modalities"), parent)
+        self.setObjectName("EoMissingPanel")
+        self.iface = iface
+        self.models = load_index(models_dir) if models_dir else load_index()
+        self.task: PredictionTask | None = None
+        self.overrides: dict[str, str] = {}
+        self.chosen = None
+
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        self.task_combo = QComboBox()
+        for task_id, title in tasks(self.models).items():
+            self.task_combo.addItem(title, task_id)
+        layout.addWidget(QLabel(tr("Task")))
+        layout.addWidget(self.task_combo)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.table)
+        self.choice = QLabel()
+        self.choice.setWordWrap(True)
+        layout.addWidget(self.choice)
+        row = QHBoxLayout()
+        row.addWidget(QLabel(tr("Output folder")))
+        self.output_dir = QLineEdit(tempfile.gettempdir())
+        row.addWidget(self.output_dir)
+        layout.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        layout.addWidget(self.progress)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton(tr("Run"))
+        self.cancel_button = QPushButton(tr("Cancel"))
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.setWidget(body)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.task_combo.currentIndexChanged.connect(self.update_choice)
+        project = QgsProject.instance()
+        project.layersAdded.connect(self.refresh)
+        project.layersRemoved.connect(self.refresh)
+        self.refresh()
+
+    # -- layers and model choice ---------------------------------------------------------------
+    def raster_layers(self) -> list[QgsRasterLayer]:
+        return [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsRasterLayer)
+                and not lyr.customProperty("eo_missing_qgis/model")]
+
+    def refresh(self, *_args) -> None:
+        layers = self.raster_layers()
+        self.table.setRowCount(len(layers))
+        for row, layer in enumerate(layers):
+            guess = recognise_layer(layer.source(), layer.name())
+            item = QTableWidgetItem(layer.name())
+            item.setData(Qt.UserRole, layer.id())
+            item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+            self.table.setItem(row, COL_LAYER, item)
+            combo = QComboBox()
+            combo.addItems(MODALITY_CHOICES)
+            modality = self.overrides.get(layer.id(), guess.modality or "ignore")
+            combo.setCurrentText(modality)
+            combo.currentTextChanged.connect(partial(self.set_modality, layer.id()))
+            self.table.setCellWidget(row, COL_MODALITY, combo)
+            detail = QTableWidgetItem(guess.reason)
+            detail.setFlags(detail.flags() & ~Qt.ItemIsEditable)
+            self.table.setItem(row, COL_DETAIL, detail)
+        self.update_choice()
+
+    def set_modality(self, layer_id: str, modality: str) -> None:
+        """The user corrects a recognised modality; kept across refreshes."""
+        self.overrides[layer_id] = modality
+        self.update_choice()
+
+    def selected_layers(self) -> dict[str, list[QgsRasterLayer]]:
+        by_modality: dict[str, list[QgsRasterLayer]] = {}
+        project = QgsProject.instance()
+        for row in range(self.table.rowCount()):
+            modality = self.table.cellWidget(row, COL_MODALITY).currentText()
+            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.UserRole))
+            if layer is not None and modality != "ignore":
+                by_modality.setdefault(modality, []).append(layer)
+        return by_modality
+
+    def update_choice(self, *_args) -> None:
+        missing = missing_packages()
+        if missing:
+            self.choice.setText(install_hint(missing))
+            self.run_button.setEnabled(False)
+            return
+        available = set(self.selected_layers())
+        try:
+            model, reason = select_model(self.models, self.task_combo.currentData(), available)
+        except NoModelError as exc:
+            self.choice.setText(str(exc))
+            self.run_button.setEnabled(False)
+            return
+        self.choice.setText(reason)
+        self.run_button.setEnabled(self.task is None)
+        self.chosen = model
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self) -> None:
+        model = self.chosen
+        layers = self.selected_layers()
+        out_dir = Path(self.output_dir.text())
+        stem = f"{model.name}_{time.strftime('%Y%m%d_%H%M%S')}"
+        request = PredictionRequest(
+            model_path=str(model.file),
+            layers={m: [(lyr.source(), lyr.name()) for lyr in found]
+                    for m, found in layers.items() if m in model.modalities},
+            output=str(out_dir / f"{stem}.tif"),
+        )
+        self.task = PredictionTask(request, tr("Predicting {}").format(model.title))
+        self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        self.task.taskCompleted.connect(self.on_completed)
+        self.task.taskTerminated.connect(self.on_terminated)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        QgsApplication.taskManager().addTask(self.task)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _done(self) -> PredictionTask:
+        task, self.task = self.task, None
+        self.cancel_button.setEnabled(False)
+        self.update_choice()
+        return task
+
+    def on_completed(self) -> None:
+        task = self._done()
+        card = read_card(task.request.model_path)
+        for kind in KINDS:
+            path = task.result.outputs.get(kind)
+            if path:
+                layer = QgsRasterLayer(path, kind)
+                style_layer(layer, card, kind)
+                QgsProject.instance().addMapLayer(layer)
+        self.progress.setValue(100)
+        self.report(tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider),
+                    Qgis.Success)
+
+    def on_terminated(self) -> None:
+        task = self._done()
+        self.progress.setValue(0)
+        if task.error:
+            self.report(task.error, Qgis.Critical)
+        else:
+            self.report(tr("Prediction cancelled; nothing was written."), Qgis.Info)
+
+    def report(self, message: str, level: int) -> None:
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage(tr("EO missing modalities"), message, level=level)
+        self.finished.emit(message, int(level))
+
+    def teardown(self) -> None:
+        """Disconnect from the project and stop a running task (the plugin is unloading)."""
+        project = QgsProject.instance()
+        project.layersAdded.disconnect(self.refresh)
+        project.layersRemoved.disconnect(self.refresh)
+        self.cancel()

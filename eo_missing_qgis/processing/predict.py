@@ -1,0 +1,212 @@
+"""Processing algorithm "Predict from available layers": pick the student that fits, run it."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from ..core.dependencies import install_hint, missing_packages
+from ..core.model_card import ModelCardError, read_card
+from ..core.model_index import NoModelError, load_index, select_model, tasks
+from ..core.prediction import LAYOUTS, PredictionRequest, run_prediction
+from ..core.units import PRESETS
+from ..map_layers import StyleOnLoad
+
+DEVICES = ("auto", "cpu", "gpu")
+AUTO_UNITS = "auto (from the layer's name and values)"
+
+
+class PredictAlgorithm(QgsProcessingAlgorithm):
+    TASK, MODEL = "TASK", "MODEL"
+    S1, S2, DEM = "S1", "S2", "DEM"
+    LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
+    S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
+    TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
+        "TILE_SIZE", "BATCH_MB", "DEVICE", "THREADS", "PROBABILITIES")
+    OUTPUT, CONFIDENCE = "OUTPUT", "CONFIDENCE"
+    MODEL_NAME, PROVIDER = "MODEL_NAME", "PROVIDER"
+
+    def __init__(self):
+        super().__init__()
+        self.models = load_index()
+        self.task_ids = list(tasks(self.models))
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("PredictAlgorithm", text)
+
+    def name(self) -> str:
+        return "predict"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return self.tr("Predict from available layers")
+
+    def group(self) -> str:
+        return self.tr("Prediction")
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return "prediction"
+
+    def createInstance(self) -> PredictAlgorithm:  # noqa: N802 - QGIS API
+        return PredictAlgorithm()
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        titles = ", ".join(f"{n} = {t}" for n, t in enumerate(tasks(self.models).values()))
+        return self.tr(
+            "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
+            "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
+            "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
+            "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
+            "available) and writes the prediction.\n\n"
+            "<b>Task</b>: what to predict ({titles}); or give your own ONNX model below.\n"
+            "<b>Sentinel-1 / Sentinel-2 layers</b>: rasters on which bands are recognised from band "
+            "descriptions, netCDF variable names or layer names (e.g. S2-L2A-B04, B4, VV).\n"
+            "<b>DEM</b>: accepted for future models; the bundled ones do not use it.\n"
+            "<b>Time layout</b>: one layer per spectral band with months as raster bands (e.g. the "
+            "WorldCereal netCDF cube), one layer per month (layers in time order), or one stacked "
+            "layer (month-major).\n"
+            "<b>First time step</b>: 1-based month (raster band or layer) where the model's time "
+            "window starts; 0 takes the latest months the model needs.\n"
+            "<b>Units</b>: how values are stored (e.g. WorldCereal DN for Sentinel-1, reflectance x "
+            "10000 for Sentinel-2); 'auto' recognises common encodings.\n"
+            "<b>Advanced</b>: tile size in pixels, memory budget per batch, device (auto, CPU, GPU), "
+            "threads (0 = ONNX Runtime's default), and whether to write per-class probabilities.\n"
+            "<b>Outputs</b>: the class raster (classification) or value raster (regression); for "
+            "classification also a confidence raster (highest class probability). Pixels with any "
+            "input missing are nodata."
+        ).format(titles=titles or self.tr("no bundled models"))
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterEnum(
+            self.TASK, self.tr("Task"),
+            options=[*tasks(self.models).values(), self.tr("Custom ONNX model (file below)")],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, self.tr("Custom ONNX model"), extension="onnx", optional=True))
+        for key, label in ((self.S1, "Sentinel-1 layers"), (self.S2, "Sentinel-2 layers")):
+            self.addParameter(QgsProcessingParameterMultipleLayers(
+                key, self.tr(label), QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.DEM, self.tr("DEM (optional)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.LAYOUT, self.tr("Time layout of the layers"),
+            options=[self.tr(label) for label in LAYOUTS.values()], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
+            QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
+            defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.S2_UNITS, self.tr("Sentinel-2 units"), options=[AUTO_UNITS, *PRESETS["reflectance"]],
+            defaultValue=0))
+        advanced = [
+            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
+                                         QgsProcessingParameterNumber.Integer, 512, minValue=16),
+            QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
+                                         QgsProcessingParameterNumber.Integer, 256, minValue=8),
+            QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
+                                       options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
+            QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
+                                         QgsProcessingParameterNumber.Integer, 0, minValue=0),
+            QgsProcessingParameterBoolean(self.PROBABILITIES, self.tr("Also write class probabilities"),
+                                          defaultValue=False),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Prediction")))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.CONFIDENCE, self.tr("Confidence (classification)"), optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, self.tr("Model used")))
+        self.addOutput(QgsProcessingOutputString(self.PROVIDER, self.tr("Execution provider")))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 - QGIS API
+        missing = missing_packages()
+        if missing:
+            return False, install_hint(missing)
+        return super().checkParameterValues(parameters, context)
+
+    def _model(self, parameters, context, modalities: set[str], feedback):
+        task = self.parameterAsEnum(parameters, self.TASK, context)
+        if task >= len(self.task_ids):
+            path = self.parameterAsFile(parameters, self.MODEL, context)
+            if not path:
+                raise QgsProcessingException(
+                    self.tr("Task is 'Custom ONNX model' but no model file was given."))
+            feedback.pushInfo(self.tr("Using the custom model {}").format(path))
+            return path
+        try:
+            model, reason = select_model(self.models, self.task_ids[task], modalities)
+        except NoModelError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        feedback.pushInfo(self.tr("Model: {} ({}).").format(model.title, model.file.name))
+        feedback.pushInfo(reason)
+        return str(model.file)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        missing = missing_packages()
+        if missing:
+            raise QgsProcessingException(install_hint(missing))
+        layers = {key: self.parameterAsLayerList(parameters, key, context) for key in (self.S1, self.S2)}
+        dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
+        modalities = {key for key, found in layers.items() if found} | ({"DEM"} if dem else set())
+        if not modalities & {"S1", "S2"}:
+            raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
+        model_path = self._model(parameters, context, modalities, feedback)
+        try:
+            card = read_card(model_path)
+        except ModelCardError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        units = {
+            "S1": self._units(parameters, self.S1_UNITS, context, "dB"),
+            "S2": self._units(parameters, self.S2_UNITS, context, "reflectance"),
+        }
+        request = PredictionRequest(
+            model_path=model_path,
+            layers={m: [(layer.source(), layer.name()) for layer in found] for m, found in layers.items()},
+            units=units,
+            layout=list(LAYOUTS)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
+            first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
+            output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
+            confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            batch_mb=self.parameterAsInt(parameters, self.BATCH_MB, context),
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
+            probabilities=self.parameterAsBool(parameters, self.PROBABILITIES, context),
+        )
+        try:
+            result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
+                                    is_canceled=feedback.isCanceled, log=feedback.pushInfo)
+        except ValueError as exc:  # user errors: inputs that do not fit the model
+            raise QgsProcessingException(str(exc)) from None
+        if result is None:  # canceled: nothing was written
+            return {}
+        outputs = {self.MODEL_NAME: card.name, self.PROVIDER: result.provider}
+        for kind, key in (("prediction", self.OUTPUT), ("confidence", self.CONFIDENCE)):
+            path = result.outputs.get(kind)
+            if not path:
+                continue
+            outputs[key] = path
+            if context.willLoadLayerOnCompletion(path):
+                details = context.layerToLoadOnCompletionDetails(path)
+                self._post_processors = [*getattr(self, "_post_processors", []), StyleOnLoad(card, kind)]
+                details.setPostProcessor(self._post_processors[-1])
+        return outputs
+
+    def _units(self, parameters, key: str, context, unit: str) -> str | None:
+        index = self.parameterAsEnum(parameters, key, context)
+        return None if index == 0 else list(PRESETS[unit])[index - 1]
