@@ -1,0 +1,281 @@
+"""Raster reading and writing with rasterio, window by window.
+
+rasterio is imported only inside these functions, so the rest of ``core`` loads without it. Its
+wheel bundles its own GDAL and PROJ; inside QGIS another GDAL/PROJ is loaded in the same process
+and may point PROJ at an older ``proj.db``, so rasterio is always told to use its own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, OutputError, missing_dependency
+from .tiling import Window
+
+_NETCDF = re.compile(r'^(?:NETCDF|HDF5|HDF4_SDS|GPKG):"?([^"]+?)"?:([^:]+)$', re.IGNORECASE)
+_rasterio: Any = None
+
+
+def rasterio_module():
+    """rasterio, imported on first use, with PROJ pointed at rasterio's bundled database."""
+    global _rasterio
+    if _rasterio is None:
+        try:
+            import rasterio
+            import rasterio.vrt
+            import rasterio.warp
+            import rasterio.windows
+        except ImportError:
+            raise missing_dependency("rasterio", "read and write rasters") from None
+        from rasterio import _env
+
+        bundled = Path(rasterio.__file__).parent / "proj_data"
+        if (bundled / "proj.db").is_file():
+            _env.set_proj_data_search_path(str(bundled))
+        _rasterio = rasterio
+    return _rasterio
+
+
+def file_of(path: str) -> str:
+    """The file behind a GDAL path (``NETCDF:"f.nc":var`` -> ``f.nc``; other paths unchanged)."""
+    m = _NETCDF.match(path.strip())
+    return m.group(1) if m else path
+
+
+def subdataset_name(path: str) -> str | None:
+    """The variable of a ``NETCDF:"f.nc":var`` style path, else None."""
+    m = _NETCDF.match(path.strip())
+    return m.group(2) if m else None
+
+
+def same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.realpath(file_of(a)) == os.path.realpath(file_of(b))
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The reference grid outputs are written on."""
+
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+    block: tuple[int, int]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        xs = [t.c, t.c + t.a * self.width]
+        ys = [t.f, t.f + t.e * self.height]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def describe(self) -> str:
+        crs = self.crs.to_string() if self.crs else "no CRS"
+        return (f"{self.width} x {self.height} px, pixel {abs(self.transform.a):g} x "
+                f"{abs(self.transform.e):g}, {crs}")
+
+
+def open_raster(path: str):
+    """Open ``path`` for reading; an unreadable or empty raster is an :class:`InputError`."""
+    rio = rasterio_module()
+    if not subdataset_name(path) and not Path(path).exists() and "://" not in path \
+            and not path.startswith("/vsi"):
+        raise InputError(f"input {path} does not exist")
+    try:
+        ds = rio.open(path)
+    except rio.errors.RasterioIOError as exc:
+        raise InputError(f"input {path} cannot be read as a raster ({_first_line(exc)})") from None
+    if ds.count == 0 or ds.width == 0 or ds.height == 0:
+        subs = ds.subdatasets
+        ds.close()
+        hint = f"; it holds subdatasets, e.g. {subs[0]}" if subs else ""
+        raise InputError(f"input {path} holds no raster bands (empty raster){hint}")
+    return ds
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def grid_of(ds) -> Grid:
+    if ds.crs is None or ds.transform.is_identity:
+        raise InputError(
+            f"{ds.name} has no coordinate reference system or geotransform; georeference it first"
+        )
+    block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
+    return Grid(ds.crs, ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])))
+
+
+def same_grid(a: Grid, b: Grid) -> bool:
+    return (a.width, a.height) == (b.width, b.height) and a.crs == b.crs and \
+        a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
+
+
+def overlaps(ds, grid: Grid) -> bool:
+    """Whether the dataset's footprint intersects the grid (in the grid's CRS)."""
+    rio = rasterio_module()
+    try:
+        left, bottom, right, top = rio.warp.transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    except Exception:  # a footprint that does not project into the grid's CRS at all
+        return False
+    g = grid.bounds
+    if not all(math.isfinite(v) for v in (left, bottom, right, top)):
+        return False
+    return left < g[2] and right > g[0] and bottom < g[3] and top > g[1]
+
+
+class Source:
+    """One input raster read on the reference grid, window by window.
+
+    A raster on the grid itself is read directly; any other (another CRS, resolution or extent)
+    goes through a ``WarpedVRT`` that resamples only the window asked for, so no full scene is
+    ever warped in memory. Pixels outside the raster come back as missing.
+    """
+
+    def __init__(self, path: str, grid: Grid, resampling: str = "nearest"):
+        rio = rasterio_module()
+        self.path = path
+        self.ds = open_raster(path)
+        own = grid_of(self.ds)
+        self.warped = not same_grid(own, grid)
+        self.reader = self.ds
+        self._alpha = False
+        if self.warped:
+            if not overlaps(self.ds, grid):
+                self.ds.close()
+                raise InputError(
+                    f"input {path} does not overlap the reference grid ({grid.describe()}); "
+                    "choose layers that cover the same area"
+                )
+            nodata = self.ds.nodata
+            kw: dict[str, Any] = {}
+            if nodata is None:
+                if np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating):
+                    kw["nodata"] = np.nan
+                else:
+                    kw["add_alpha"] = True
+                    self._alpha = True
+            self.reader = rio.vrt.WarpedVRT(
+                self.ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                resampling=rio.enums.Resampling[resampling], **kw,
+            )
+        flags = [set(f) for f in self.reader.mask_flag_enums]
+        self._mask_band = self._alpha or any(
+            rio.enums.MaskFlags.per_dataset in f or rio.enums.MaskFlags.alpha in f for f in flags
+        )
+        self.nodata = self.reader.nodatavals
+
+    @property
+    def count(self) -> int:
+        return self.ds.count
+
+    def read(self, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values (k, h, w) of 1-based ``indexes`` and a ``missing`` mask of the same shape."""
+        rio = rasterio_module()
+        w = rio.windows.Window(win.col, win.row, win.width, win.height)
+        data = self.reader.read(indexes, window=w)
+        missing = np.zeros(data.shape, dtype=bool)
+        for k, band in enumerate(indexes):
+            nd = self.nodata[band - 1]
+            if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
+                missing[k] |= data[k] == np.asarray(nd).astype(data.dtype)
+        if self._mask_band:
+            masks = self.reader.read_masks(indexes, window=w)
+            missing |= masks == 0
+        return data, missing
+
+    def close(self) -> None:
+        if self.reader is not self.ds:
+            self.reader.close()
+        self.ds.close()
+
+
+# -- writing -------------------------------------------------------------------------------------
+def check_destination(path: str, inputs: list[str]) -> None:
+    """Refuse a destination that cannot be written or would overwrite an input."""
+    dest = Path(path)
+    if dest.is_dir():
+        raise OutputError(f"output {path} is a folder; give a file name such as {dest / 'prediction.tif'}")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"the folder of output {path} does not exist; create {parent} first")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write output {path}: the folder {parent} is not writable")
+    for src in inputs:
+        if same_file(src, path):
+            raise OutputError(f"output {path} is also an input ({src}); choose another file name")
+
+
+def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
+    return int(hex_color[1:3], 16), int(hex_color[3:5], 16), int(hex_color[5:7], 16), 255
+
+
+class GeoTiffOutput:
+    """A tiled, compressed GeoTIFF on the grid, written to a hidden temporary file first.
+
+    :meth:`commit` moves it into place; :meth:`discard` deletes it, so a failed or cancelled run
+    leaves nothing behind.
+    """
+
+    def __init__(self, path: str, grid: Grid, count: int, dtype: str, nodata: float,
+                 descriptions: list[str] | None = None):
+        rio = rasterio_module()
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
+        predictor = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
+        side = min(grid.width, grid.height)
+        block = 256 if side >= 256 else 16 * max(1, side // 16)
+        profile = dict(
+            driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
+            crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
+            blockxsize=block, blockysize=block, compress="deflate", predictor=predictor,
+            BIGTIFF="IF_SAFER",
+        )
+        try:
+            self.ds = rio.open(self.tmp, "w", **profile)
+        except (rio.errors.RasterioIOError, OSError) as exc:
+            raise OutputError(f"cannot create output {self.path}: {_first_line(exc)}") from None
+        for k, text in enumerate(descriptions or []):
+            self.ds.set_band_description(k + 1, text)
+
+    def write(self, data: np.ndarray, win: Window) -> None:
+        rio = rasterio_module()
+        w = rio.windows.Window(win.col, win.row, win.width, win.height)
+        try:
+            self.ds.write(data if data.ndim == 3 else data[None], window=w)
+        except (rio.errors.RasterioIOError, rio.errors.RasterioError, OSError) as exc:
+            raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
+
+    def describe_classes(self, classes, title: str) -> None:
+        """Colour table and class names as GDAL metadata, so any GIS shows the legend."""
+        self.ds.write_colormap(1, {0: (0, 0, 0, 0), **{c.id: color_rgba(c.color) for c in classes}})
+        self.ds.update_tags(1, **{f"CLASS_{c.id}": c.name for c in classes})
+        self.ds.update_tags(CLASS_NAMES=";".join(f"{c.id}={c.name}" for c in classes), TITLE=title)
+
+    def commit(self) -> None:
+        rio = rasterio_module()
+        try:
+            self.ds.close()
+        except (rio.errors.RasterioIOError, rio.errors.RasterioError, OSError) as exc:
+            raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        try:
+            if not self.ds.closed:
+                self.ds.close()
+        except Exception:  # the file is deleted next; a failing close must not hide the cause
+            pass
+        self.tmp.unlink(missing_ok=True)
+        Path(f"{self.tmp}.aux.xml").unlink(missing_ok=True)

@@ -1,0 +1,137 @@
+"""ONNX Runtime sessions for carded models: provider choice, fallback, and card/graph checks.
+
+onnxruntime is imported only when a session is opened, so the rest of ``core`` (and the plugin's
+model browser) works where it is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, missing_dependency
+from .model_card import ModelCard, read_card
+
+#: Execution providers in order of preference; the first available (or forced) one is used.
+PROVIDER_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+GPU_PROVIDERS = PROVIDER_ORDER[:-1]
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def onnxruntime_module():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise missing_dependency("onnxruntime", "run models") from None
+    return onnxruntime
+
+
+def choose_providers(available: list[str], device: str) -> list[str]:
+    """Providers to try, best first, among ``available`` for ``device`` (CPU always last)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    gpus = [] if device == "cpu" else [p for p in GPU_PROVIDERS if p in available]
+    return [*gpus, "CPUExecutionProvider"]
+
+
+@dataclass
+class ModelSession:
+    """A loaded model: its card, the provider actually used and warnings from loading it."""
+
+    path: str
+    card: ModelCard
+    session: Any
+    provider: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.tensor for i in self.card.inputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the graph on ``feeds`` (tensor name -> array); returns the card's output first."""
+        return self.session.run([self.card.output.tensor], feeds)
+
+
+def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None) -> ModelSession:
+    """Load ``model_path`` with the best available provider; a GPU that fails falls back to CPU."""
+    path = str(model_path)
+    if not Path(path).is_file():
+        raise ModelError(f"model file {path} does not exist")
+    card = read_card(path)
+    ort = onnxruntime_module()
+    options = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    available = list(ort.get_available_providers())
+    wanted = choose_providers(available, device)
+    warnings = []
+    if device == "gpu" and wanted == ["CPUExecutionProvider"]:
+        warnings.append("no GPU execution provider is available in this onnxruntime; running on CPU "
+                        "(install onnxruntime-gpu / onnxruntime-directml for a GPU)")
+    session = None
+    for n, provider in enumerate(wanted):
+        try:
+            session = ort.InferenceSession(path, sess_options=options, providers=[provider])
+            break
+        except Exception as exc:  # ORT raises its own, unexported exception types
+            if provider == "CPUExecutionProvider" or n == len(wanted) - 1:
+                raise ModelError(f"{Path(path).name} cannot be loaded by ONNX Runtime: "
+                                 f"{str(exc).strip().splitlines()[0]}") from None
+            warnings.append(f"{provider} failed to start ({str(exc).strip().splitlines()[0]}); "
+                            "trying the next")
+    used = session.get_providers()[0]
+    if wanted[0] != "CPUExecutionProvider" and used == "CPUExecutionProvider":
+        warnings.append(f"GPU provider {wanted[0]} could not be used; running on CPU")
+    check_graph(card, session, Path(path).name)
+    return ModelSession(path, card, session, used, warnings)
+
+
+def check_graph(card: ModelCard, session, name: str) -> None:
+    """Refuse a graph whose inputs/outputs disagree with its card (names, time steps, bands)."""
+    graph_in = {i.name: i.shape for i in session.get_inputs()}
+    graph_out = {o.name: o.shape for o in session.get_outputs()}
+    problems = []
+    for spec in card.inputs:
+        if spec.tensor not in graph_in:
+            problems.append(f"the card's input '{spec.tensor}' is not an input of the graph "
+                            f"(graph inputs: {', '.join(graph_in)})")
+            continue
+        shape = graph_in[spec.tensor]
+        expected = [None, card.time.steps, len(spec.bands)]
+        if len(shape) != 3:
+            problems.append(f"input '{spec.tensor}' has {len(shape)} dimensions in the graph, the card's "
+                            "layout NTC needs 3 (batch, time, bands)")
+            continue
+        for axis, what in ((1, "time steps"), (2, "bands")):
+            if isinstance(shape[axis], int) and shape[axis] != expected[axis]:
+                problems.append(f"input '{spec.tensor}' has {shape[axis]} {what} in the graph but "
+                                f"{expected[axis]} in the card")
+    extra = sorted(set(graph_in) - {s.tensor for s in card.inputs})
+    if extra:
+        problems.append(f"the graph needs inputs the card does not describe: {', '.join(extra)}")
+    out = card.output.tensor
+    if out not in graph_out:
+        problems.append(f"the card's output '{out}' is not an output of the graph "
+                        f"(graph outputs: {', '.join(graph_out)})")
+    else:
+        shape = graph_out[out]
+        n = len(card.output.classes) if card.task == "classification" else 1
+        if len(shape) >= 2 and isinstance(shape[-1], int) and shape[-1] != n:
+            problems.append(f"output '{out}' has {shape[-1]} values per pixel in the graph but the card "
+                            f"declares {n}")
+    if problems:
+        raise ModelError(f"{name}: the model card does not match the graph:\n- " + "\n- ".join(problems))

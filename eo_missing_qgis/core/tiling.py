@@ -1,0 +1,85 @@
+"""Windows over a raster grid: aligned to its blocks, optionally overlapping, with blend weights.
+
+Per-pixel models read disjoint windows that cover the grid exactly once. Models with a spatial
+halo read each window grown by the halo and their predictions are blended with weights that fall
+off towards the window edges and sum to one over every pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of the grid in pixels: rows ``row .. row+height``, cols ``col .. col+width``."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
+
+
+def aligned_tile(requested: int, block: tuple[int, int]) -> tuple[int, int]:
+    """Tile (height, width) that is a whole number of blocks and close to ``requested``.
+
+    Reading whole blocks avoids decoding a compressed block twice. Blocks much larger than the
+    request (strips one row high and the whole raster wide) are cut to ``requested`` instead, so
+    a tile never holds more than about ``requested``² pixels.
+    """
+    out = []
+    for b in (max(1, block[0]), max(1, block[1])):
+        out.append(requested if b > 2 * requested else max(1, round(requested / b)) * b)
+    return out[0], out[1]
+
+
+def windows(height: int, width: int, tile: tuple[int, int]) -> Iterator[Window]:
+    """Disjoint windows covering the grid exactly once, row-major."""
+    th, tw = tile
+    if height <= 0 or width <= 0:
+        return
+    for r in range(0, height, th):
+        for c in range(0, width, tw):
+            yield Window(r, c, min(th, height - r), min(tw, width - c))
+
+
+def axis_weights(total: int, tile: int, halo: int) -> list[tuple[int, np.ndarray]]:
+    """Blend weights along one axis for cores of ``tile`` pixels grown by ``halo``.
+
+    Returns, per core in order, (start of its grown span, weights over that span). Each grown
+    span gets a ramp rising over its first ``2 * halo`` pixels and falling over its last ones
+    (flat at the grid edges); dividing by the sum of all ramps makes the weights of every pixel
+    sum to one whatever the tile, halo and remainder sizes.
+    """
+    spans, total_raw = [], np.zeros(total, dtype=np.float64)
+    for start in range(0, total, tile):
+        a, b = max(0, start - halo), min(total, start + tile + halo)
+        x = np.arange(a, b, dtype=np.float64)
+        raw = np.ones(b - a)
+        if halo > 0:
+            if a > 0:
+                raw = np.minimum(raw, (x - a + 0.5) / (2 * halo))
+            if b < total:
+                raw = np.minimum(raw, (b - x - 0.5) / (2 * halo))
+        spans.append((a, raw))
+        total_raw[a:b] += raw
+    return [(a, (raw / total_raw[a:a + len(raw)]).astype(np.float32)) for a, raw in spans]
+
+
+def blend_weights(height: int, width: int, tile: tuple[int, int],
+                  halo: int) -> Iterator[tuple[Window, np.ndarray]]:
+    """Grown windows and their 2-D weights (outer product of the axis weights); over all windows
+    the weights of every pixel sum to one, so blended logits are a convex combination."""
+    for r0, wy in axis_weights(height, tile[0], halo):
+        for c0, wx in axis_weights(width, tile[1], halo):
+            yield Window(r0, c0, len(wy), len(wx)), np.outer(wy, wx)
