@@ -1,0 +1,99 @@
+"""``python -m eo_missing_qgis.core predict``: the engine for headless and batch use, no QGIS.
+
+Each ``--input`` starts a layer; the options after it (``--modality``, ``--band``, ``--layout``,
+``--time-index``, ``--bands``, ``--encoding``) describe that layer. A netCDF file given whole
+stands for all its variables. User errors print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import Cancelled, DependencyError
+from .model_card import ModelCardError
+from .raster_inputs import LAYOUTS, RasterInput
+
+_LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
+
+
+class _NewInput(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.inputs = [*(namespace.inputs or []), {"path": values}]
+
+
+class _InputField(argparse.Action):
+    """Sets one field of the most recent ``--input``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not namespace.inputs:
+            parser.error(f"{option_string} must follow the --input it describes")
+        namespace.inputs[-1][self.dest] = values
+
+
+def _bands(text: str) -> list[str]:
+    return [b.strip() for b in text.split(",") if b.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eo_missing_qgis.core",
+                                     description="Run EO models on rasters without QGIS.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict a model over raster layers",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="ONNX model with a model card")
+    p.add_argument("--input", dest="inputs", action=_NewInput, required=True, metavar="PATH",
+                   help='a GDAL raster, e.g. cube.nc or NETCDF:"cube.nc":S2-L2A-B04 (repeatable)')
+    p.add_argument("--modality", action=_InputField, choices=("S1", "S2", "weather", "DEM"))
+    p.add_argument("--band", action=_InputField, help="the one spectral band the layer holds")
+    p.add_argument("--layout", action=_InputField, choices=LAYOUTS)
+    p.add_argument("--time-index", dest="time_index", action=_InputField, type=int,
+                   help="time step of a one-date layer (0 = oldest), or first step to use")
+    p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
+    p.add_argument("--encoding", action=_InputField, help="encoding preset name, e.g. 'dB'")
+    p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
+    p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
+                   "the outputs use (default: the first input)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--tile-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--memory-mb", type=float, default=512.0)
+    p.add_argument("--probabilities", action="store_true", help="also write all class probabilities")
+    p.add_argument("--quiet", action="store_true", help="no progress or messages on stderr")
+    return parser
+
+
+def _progress(fraction: float) -> None:
+    sys.stderr.write(f"\r{fraction * 100:5.1f} %")
+    sys.stderr.flush()
+    if fraction >= 1:
+        sys.stderr.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .engine import RunOptions, run_model
+
+    inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
+              for d in args.inputs]
+    reference: int | str = int(args.reference) if args.reference.isdigit() else args.reference
+    options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb, batch_size=args.batch_size,
+                         device=args.device, threads=args.threads, write_probabilities=args.probabilities,
+                         reference=reference)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        result = run_model(args.model, inputs, args.out, options=options,
+                           progress=None if args.quiet else _progress, log=None if args.quiet else log)
+    except (ValueError, ModelCardError, DependencyError, Cancelled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no output was written", file=sys.stderr)
+        return 130
+    for key, path in result.outputs.items():
+        print(f"{key}: {path}")
+    return 0
