@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from scripts.qgis_process_env import qgis_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -46,18 +47,6 @@ def data_dir() -> Path:
             pytest.fail(f"CI needs the real data directory, but {path} does not exist")
         pytest.skip(f"real data directory {path} is absent (set EO_MISSING_DATA_DIR)")
     return path
-
-
-def qgis_process_env(plugin_path: Path, profile: Path) -> dict[str, str]:
-    """Environment in which qgis_process.bin finds the plugin and the venv's packages."""
-    env = dict(os.environ)
-    env.update(
-        QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(plugin_path),
-        QGIS_CUSTOM_CONFIG_PATH=str(profile),
-        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], str(ROOT)]),
-    )
-    return env
 
 
 def make_qgis_process(plugin_path: Path, profile: Path) -> Callable[..., subprocess.CompletedProcess]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import Cancelled
-from .model_card import read_card
+from .model_card import ModelCard, read_card
 
 #: Time layouts a user can declare for their layers (engine id -> description).
 LAYOUTS = {
@@ -39,18 +39,34 @@ class PredictionRequest:
     probabilities: bool = False
 
 
-def build_inputs(request: PredictionRequest, modalities: list[str]) -> list:
-    """RasterInputs for the modalities the model uses (others, e.g. DEM, are left out)."""
-    from .raster_inputs import RasterInput
+def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
+    """RasterInputs for the modalities the model uses (others, e.g. DEM, are left out).
 
+    The time window: ``first_step`` (1-based) where the model's steps start in the layers' time
+    axis (raster bands of a band-per-layer layer, or the order of date-per-layer layers); 0 takes
+    the latest steps.
+    """
+    from .raster_inputs import RasterInput, recognise
+
+    steps = card.time.steps
     inputs = []
-    for modality in modalities:
-        for position, (source, name) in enumerate(request.layers.get(modality, [])):
-            inputs.append(RasterInput(
-                path=source, modality=modality, layout=request.layout, name=name,
-                time_index=position if request.layout == "date_per_layer" else None,
-                encoding=request.units.get(modality),
-            ))
+    for modality in card.modalities:
+        layers = request.layers.get(modality, [])
+        for position, (source, name) in enumerate(layers):
+            inp = RasterInput(path=source, modality=modality, layout=request.layout, name=name,
+                              encoding=request.units.get(modality))
+            if request.layout == "date_per_layer":
+                start = request.first_step - 1 if request.first_step else max(len(layers) - steps, 0)
+                if not start <= position < start + steps:
+                    continue  # a date outside the model's time window
+                inp.time_index = position - start
+            elif request.layout in ("auto", "band_per_layer"):
+                count = recognise(inp).count
+                if request.first_step:
+                    inp.time_index = request.first_step - 1
+                elif count > steps:
+                    inp.time_index = count - steps
+            inputs.append(inp)
     return inputs
 
 
@@ -80,12 +96,11 @@ def run_prediction(
             progress(fraction)
 
     options = RunOptions(
-        tile_size=request.tile_size, batch_mb=request.batch_mb, device=request.device,
+        tile_size=request.tile_size, memory_mb=request.batch_mb, device=request.device,
         threads=request.threads, write_probabilities=request.probabilities,
-        first_step=request.first_step or None,
     )
     try:
-        result = run_model(request.model_path, build_inputs(request, card.modalities), request.output,
+        result = run_model(request.model_path, build_inputs(request, card), request.output,
                            options=options, progress=on_progress, cancel=token, log=log)
     except Cancelled:
         return None

@@ -326,7 +326,7 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
         if count - start < steps or (count != steps and inp.time_index is None):
             return _wrong_steps(problems, label, count - start, steps,
                                 "set time_index to the first step to use" if count > steps else "")
-        return [(rec.band, start + t, start + t + 1) for t in range(steps)]
+        return [(rec.band, t, start + t + 1) for t in range(steps)]  # time_index: first raster band used
     if rec.layout == "date_per_layer" and rec.bands:
         if len(rec.bands) != count:
             problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")

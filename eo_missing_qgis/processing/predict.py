@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -15,6 +17,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+    QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
@@ -27,6 +31,8 @@ from ..map_layers import StyleOnLoad
 
 DEVICES = ("auto", "cpu", "gpu")
 AUTO_UNITS = "auto (from the layer's name and values)"
+CUSTOM = "Custom ONNX model"
+_STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styling it on load
 
 
 class PredictAlgorithm(QgsProcessingAlgorithm):
@@ -42,7 +48,7 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
     def __init__(self):
         super().__init__()
         self.models = load_index()
-        self.task_ids = list(tasks(self.models))
+        self.task_ids = {title: task for task, title in tasks(self.models).items()}
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("PredictAlgorithm", text)
@@ -63,14 +69,16 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         return PredictAlgorithm()
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        titles = ", ".join(f"{n} = {t}" for n, t in enumerate(tasks(self.models).values()))
+        titles = ", ".join(f"'{t}'" for t in self.task_ids)
         return self.tr(
             "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
             "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
             "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
             "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
             "available) and writes the prediction.\n\n"
-            "<b>Task</b>: what to predict ({titles}); or give your own ONNX model below.\n"
+            "<b>Task</b>: what to predict ({titles}).\n"
+            "<b>Custom ONNX model</b>: a model exported by this project's training package; when "
+            "given it is used whatever the task says.\n"
             "<b>Sentinel-1 / Sentinel-2 layers</b>: rasters on which bands are recognised from band "
             "descriptions, netCDF variable names or layer names (e.g. S2-L2A-B04, B4, VV).\n"
             "<b>DEM</b>: accepted for future models; the bundled ones do not use it.\n"
@@ -89,10 +97,10 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         ).format(titles=titles or self.tr("no bundled models"))
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterEnum(
-            self.TASK, self.tr("Task"),
-            options=[*tasks(self.models).values(), self.tr("Custom ONNX model (file below)")],
-            defaultValue=0))
+        task = QgsProcessingParameterEnum(self.TASK, self.tr("Task"), options=[*self.task_ids, CUSTOM],
+                                          defaultValue=next(iter(self.task_ids), CUSTOM))
+        task.setUsesStaticStrings(True)  # TASK='Crop type' in qgis_process, batch and models
+        self.addParameter(task)
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("Custom ONNX model"), extension="onnx", optional=True))
         for key, label in ((self.S1, "Sentinel-1 layers"), (self.S2, "Sentinel-2 layers")):
@@ -137,17 +145,26 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         missing = missing_packages()
         if missing:
             return False, install_hint(missing)
-        return super().checkParameterValues(parameters, context)
+        # QGIS 3.22 cannot resolve GDAL sources that are not plain files (NETCDF:"f.nc":VAR) as
+        # layer parameters, so the layer lists are checked here, source by source.
+        ok, message = super().checkParameterValues({**parameters, self.S1: None, self.S2: None}, context)
+        if not ok:
+            return ok, message
+        for key in (self.S1, self.S2):
+            for value in _as_list(parameters.get(key)):
+                if raster_source(value, context) is None:
+                    return False, self.tr("Cannot open {} as a raster layer.").format(value)
+        return True, ""
 
-    def _model(self, parameters, context, modalities: set[str], feedback):
-        task = self.parameterAsEnum(parameters, self.TASK, context)
-        if task >= len(self.task_ids):
-            path = self.parameterAsFile(parameters, self.MODEL, context)
-            if not path:
-                raise QgsProcessingException(
-                    self.tr("Task is 'Custom ONNX model' but no model file was given."))
-            feedback.pushInfo(self.tr("Using the custom model {}").format(path))
+    def _model(self, parameters, context, modalities: set[str], feedback) -> str:
+        """The custom ONNX file when one is given, else the bundled model that fits the layers."""
+        path = self.parameterAsFile(parameters, self.MODEL, context)
+        if path:
+            feedback.pushInfo(self.tr("Model: the custom ONNX file {}.").format(path))
             return path
+        task = self.parameterAsEnumString(parameters, self.TASK, context)
+        if task not in self.task_ids:
+            raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
         try:
             model, reason = select_model(self.models, self.task_ids[task], modalities)
         except NoModelError as exc:
@@ -160,7 +177,10 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         missing = missing_packages()
         if missing:
             raise QgsProcessingException(install_hint(missing))
-        layers = {key: self.parameterAsLayerList(parameters, key, context) for key in (self.S1, self.S2)}
+        layers = {key: [raster_source(v, context) for v in _as_list(parameters.get(key))]
+                  for key in (self.S1, self.S2)}
+        if any(None in found for found in layers.values()):
+            raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
         modalities = {key for key, found in layers.items() if found} | ({"DEM"} if dem else set())
         if not modalities & {"S1", "S2"}:
@@ -176,7 +196,7 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         }
         request = PredictionRequest(
             model_path=model_path,
-            layers={m: [(layer.source(), layer.name()) for layer in found] for m, found in layers.items()},
+            layers=layers,
             units=units,
             layout=list(LAYOUTS)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
@@ -202,11 +222,30 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
                 continue
             outputs[key] = path
             if context.willLoadLayerOnCompletion(path):
-                details = context.layerToLoadOnCompletionDetails(path)
-                self._post_processors = [*getattr(self, "_post_processors", []), StyleOnLoad(card, kind)]
-                details.setPostProcessor(self._post_processors[-1])
+                # QGIS keeps only a pointer: the Python object must outlive this algorithm copy.
+                _STYLERS[path] = StyleOnLoad(card, kind)
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(_STYLERS[path])
         return outputs
 
     def _units(self, parameters, key: str, context, unit: str) -> str | None:
         index = self.parameterAsEnum(parameters, key, context)
         return None if index == 0 else list(PRESETS[unit])[index - 1]
+
+
+def _as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def raster_source(value, context) -> tuple[str, str] | None:
+    """(GDAL source, display name) of a layer parameter value: a layer, a layer id or name in the
+    project, a file, or any source GDAL opens such as a netCDF subdataset; None if unreadable."""
+    if isinstance(value, QgsRasterLayer):
+        return value.source(), value.name()
+    text = str(value)
+    layer = QgsProcessingUtils.mapLayerFromString(text, context, True, QgsProcessingUtils.LayerHint.Raster)
+    if isinstance(layer, QgsRasterLayer):
+        return layer.source(), layer.name()
+    name = text.rsplit(":", 1)[-1] if text.count(":") >= 2 else Path(text).stem
+    return (text, name) if QgsRasterLayer(text, name).isValid() else None
