@@ -157,14 +157,17 @@ def unit_warnings(physical: dict[str, np.ndarray], card: ModelCard, checked: set
             if key in checked or values.size == 0:
                 continue
             checked.add(key)
-            if implausible_fraction(values, band.unit) < 0.5:
+            median = float(np.median(values))
+            # Backscatter in dB is negative over almost all land; a positive median means linear
+            # power or reflectance was given, though such values lie inside the dB range.
+            positive_db = band.unit == "dB" and median >= 0
+            if implausible_fraction(values, band.unit) < 0.5 and not positive_db:
                 continue
             lo, hi = UNITS[band.unit]
-            median = float(np.median(values))
             if band.unit == "reflectance" and median > 20:
                 hint = ("look like reflectance x 10000, not 0-1; "
                         "declare the encoding 'reflectance x 10000 (L2A DN)'")
-            elif band.unit == "dB" and 0 <= median <= 2:
+            elif positive_db and median <= 2:
                 hint = "look like reflectance or linear power, not dB; check the layer and its encoding"
             else:
                 hint = f"are mostly outside {lo:g}..{hi:g} {band.unit}; check the layer and its encoding"

@@ -7,10 +7,12 @@ and may point PROJ at an older ``proj.db``, so rasterio is always told to use it
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +95,9 @@ def open_raster(path: str):
             and not path.startswith("/vsi"):
         raise InputError(f"input {path} does not exist")
     try:
-        ds = rio.open(path)
+        with warnings.catch_warnings():  # georeferencing is checked, with a clear message, by grid_of
+            warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
+            ds = rio.open(path)
     except rio.errors.RasterioIOError as exc:
         raise InputError(f"input {path} cannot be read as a raster ({_first_line(exc)})") from None
     if ds.count == 0 or ds.width == 0 or ds.height == 0:
@@ -272,10 +276,9 @@ class GeoTiffOutput:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        try:
+        # The file is deleted next; a failing close must not hide the error that got us here.
+        with contextlib.suppress(Exception):
             if not self.ds.closed:
                 self.ds.close()
-        except Exception:  # the file is deleted next; a failing close must not hide the cause
-            pass
         self.tmp.unlink(missing_ok=True)
         Path(f"{self.tmp}.aux.xml").unlink(missing_ok=True)
