@@ -108,3 +108,12 @@ def test_qgis_process_loads_provider_from_zip(plugin_zip, tmp_path):
     assert "eomissing:describemodel" in listing
     help_text = run("help", "eomissing:describemodel").stdout
     assert "model card" in help_text
+
+
+def test_every_parameter_has_help(loaded_plugin):
+    for algorithm in loaded_plugin.provider.algorithms():
+        undocumented = [p.name() for p in algorithm.parameterDefinitions() if not p.help()]
+        assert undocumented == [], f"{algorithm.id()} lacks help for {undocumented}"
+        text = algorithm.shortHelpString()
+        for p in algorithm.parameterDefinitions():
+            assert p.description() in text

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
 )
@@ -15,10 +16,14 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.card_report import card_to_html, card_to_text
 from ..core.model_card import ModelCardError, read_card
+from ..core.model_index import load_index
+from .help import help_text, set_help
+
+FILE = "ONNX file below"
 
 
 class DescribeModelAlgorithm(QgsProcessingAlgorithm):
-    MODEL = "MODEL"
+    BUNDLED, MODEL = "BUNDLED", "MODEL"
     OUTPUT_HTML = "OUTPUT_HTML"
     CARD_JSON = "CARD_JSON"
 
@@ -38,27 +43,38 @@ class DescribeModelAlgorithm(QgsProcessingAlgorithm):
         return "models"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr(
+        return help_text(self, self.tr(
             "Reads the model card embedded in an ONNX model and reports what the model expects "
             "(sensors, bands in order, units, time steps, scaling) and what it produces (classes "
-            "and colours, or a regression unit), with its provenance and test metrics.\n\n"
-            "Model: an ONNX file exported by this project's training package.\n"
-            "Card as HTML: optional file to write the card to as a readable page."
-        )
+            "and colours, or a regression unit), with its provenance and test metrics."))
 
     def createInstance(self) -> DescribeModelAlgorithm:  # noqa: N802 - QGIS API
         return DescribeModelAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.bundled = {m.title: m.file for m in load_index()}
+        bundled = QgsProcessingParameterEnum(self.BUNDLED, self.tr("Bundled model"),
+                                             options=[*self.bundled, FILE], defaultValue=FILE)
+        bundled.setUsesStaticStrings(True)
+        self.addParameter(bundled)
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, self.tr("Model (ONNX file)"), extension="onnx"))
+            self.MODEL, self.tr("Model (ONNX file)"), extension="onnx", optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr("Card as HTML"), self.tr("HTML files (*.html)"),
             optional=True, createByDefault=False))
+        set_help(self, {
+            self.BUNDLED: self.tr("One of the models that come with the plugin, or '{}'.").format(FILE),
+            self.MODEL: self.tr("An ONNX file exported by this project's training package."),
+            self.OUTPUT_HTML: self.tr("Optional file to write the card to as a readable page."),
+        })
         self.addOutput(QgsProcessingOutputString(self.CARD_JSON, self.tr("Model card (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        path = self.parameterAsFile(parameters, self.MODEL, context)
+        choice = self.parameterAsEnumString(parameters, self.BUNDLED, context)
+        path = str(self.bundled[choice]) if choice in self.bundled else self.parameterAsFile(
+            parameters, self.MODEL, context)
+        if not path:
+            raise QgsProcessingException(self.tr("Choose a bundled model or give an ONNX file."))
         try:
             card = read_card(path)
         except ModelCardError as exc:

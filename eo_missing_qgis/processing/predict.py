@@ -28,6 +28,7 @@ from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import LAYOUTS, PredictionRequest, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
+from .help import help_text, set_help
 
 DEVICES = ("auto", "cpu", "gpu")
 AUTO_UNITS = "auto (from the layer's name and values)"
@@ -69,32 +70,15 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         return PredictAlgorithm()
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        titles = ", ".join(f"'{t}'" for t in self.task_ids)
-        return self.tr(
+        intro = self.tr(
             "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
             "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
             "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
             "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
-            "available) and writes the prediction.\n\n"
-            "<b>Task</b>: what to predict ({titles}).\n"
-            "<b>Custom ONNX model</b>: a model exported by this project's training package; when "
-            "given it is used whatever the task says.\n"
-            "<b>Sentinel-1 / Sentinel-2 layers</b>: rasters on which bands are recognised from band "
-            "descriptions, netCDF variable names or layer names (e.g. S2-L2A-B04, B4, VV).\n"
-            "<b>DEM</b>: accepted for future models; the bundled ones do not use it.\n"
-            "<b>Time layout</b>: one layer per spectral band with months as raster bands (e.g. the "
-            "WorldCereal netCDF cube), one layer per month (layers in time order), or one stacked "
-            "layer (month-major).\n"
-            "<b>First time step</b>: 1-based month (raster band or layer) where the model's time "
-            "window starts; 0 takes the latest months the model needs.\n"
-            "<b>Units</b>: how values are stored (e.g. WorldCereal DN for Sentinel-1, reflectance x "
-            "10000 for Sentinel-2); 'auto' recognises common encodings.\n"
-            "<b>Advanced</b>: tile size in pixels, memory budget per batch, device (auto, CPU, GPU), "
-            "threads (0 = ONNX Runtime's default), and whether to write per-class probabilities.\n"
-            "<b>Outputs</b>: the class raster (classification) or value raster (regression); for "
-            "classification also a confidence raster (highest class probability). Pixels with any "
-            "input missing are nodata."
-        ).format(titles=titles or self.tr("no bundled models"))
+            "available) and writes the prediction. Pixels with an input band missing in every month "
+            "are nodata."
+        )
+        return help_text(self, intro)
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         task = QgsProcessingParameterEnum(self.TASK, self.tr("Task"), options=[*self.task_ids, CUSTOM],
@@ -138,6 +122,35 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Prediction")))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.CONFIDENCE, self.tr("Confidence (classification)"), optional=True, createByDefault=True))
+        set_help(self, {
+            self.TASK: self.tr("What to predict: {}.").format(
+                ", ".join(f"'{t}'" for t in self.task_ids) or self.tr("no bundled models")),
+            self.MODEL: self.tr("An ONNX model exported by this project's training package; when "
+                                "given it is used whatever the task says."),
+            self.S1: self.tr("Sentinel-1 rasters (VV, VH). Bands are recognised from band "
+                             "descriptions, netCDF variable names or layer names (S1-SIGMA0-VV, VV)."),
+            self.S2: self.tr("Sentinel-2 rasters (B02-B08, B11, B12), recognised like the Sentinel-1 "
+                             "layers (S2-L2A-B04, B4, B04)."),
+            self.DEM: self.tr("Accepted for future models; the bundled models do not use it."),
+            self.LAYOUT: self.tr("One layer per spectral band with months as raster bands (the "
+                                 "WorldCereal netCDF cube), one layer per month (layers in time "
+                                 "order), or one stacked layer (month-major)."),
+            self.FIRST_STEP: self.tr("1-based month (raster band, or layer) where the model's time "
+                                     "window starts; 0 takes the latest months the model needs."),
+            self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
+                                   "and otherwise assumes dB."),
+            self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
+                                   "reflectance x 10000 and floats as reflectance 0-1."),
+            self.TILE_SIZE: self.tr("Side of the windows read at a time, rounded to whole blocks."),
+            self.BATCH_MB: self.tr("Memory one batch of pixels may take; lower it on small machines."),
+            self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
+                                 "else the CPU; the log says which ran."),
+            self.THREADS: self.tr("Threads ONNX Runtime may use; 0 lets it decide."),
+            self.PROBABILITIES: self.tr("Also write one band per class with its probability."),
+            self.OUTPUT: self.tr("Class raster (classification, with the class colours) or value "
+                                 "raster in the model's unit (regression)."),
+            self.CONFIDENCE: self.tr("Highest class probability per pixel (classification only)."),
+        })
         self.addOutput(QgsProcessingOutputString(self.MODEL_NAME, self.tr("Model used")))
         self.addOutput(QgsProcessingOutputString(self.PROVIDER, self.tr("Execution provider")))
 
@@ -233,8 +246,11 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
 
 
 def _as_list(value) -> list:
+    """Layer list values: a list, or one string holding ';'-separated sources (batch dialog)."""
     if value is None or value == "":
         return []
+    if isinstance(value, str):
+        return [v for v in value.split(";") if v]
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
