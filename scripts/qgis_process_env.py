@@ -10,12 +10,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def qgis_process_env(plugin_path: Path, profile: Path) -> dict[str, str]:
+def qgis_process_env(plugin_path: Path, profile: Path, with_venv: bool = True) -> dict[str, str]:
+    """``with_venv=False`` gives QGIS only Debian's packages: a user's QGIS without onnxruntime."""
     env = dict(os.environ)
     env.update(
         QT_QPA_PLATFORM="offscreen",
         QGIS_PLUGINPATH=str(plugin_path),
         QGIS_CUSTOM_CONFIG_PATH=str(profile),
-        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], str(ROOT)]),
+        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], str(ROOT)] if with_venv else [str(ROOT)]),
     )
     return env

@@ -117,3 +117,17 @@ def test_every_parameter_has_help(loaded_plugin):
         text = algorithm.shortHelpString()
         for p in algorithm.parameterDefinitions():
             assert p.description() in text
+
+
+def test_plugin_loads_and_explains_without_onnxruntime_and_rasterio(tmp_path):
+    """A user's QGIS Python without the runtime packages: the plugin loads, Describe model still
+    works (it needs neither), and Predict says exactly what to install."""
+    run = make_qgis_process(ROOT, tmp_path / "profile", with_venv=False)
+    assert "eomissing:predict" in run("list").stdout
+    model = tiny_onnx(tmp_path / "m.onnx", card_dict("classification", ("S2",)))
+    assert "class 2: maize" in run("run", "eomissing:describemodel", "--", f"MODEL={model}").stdout
+    proc = run("run", "eomissing:predict", "--", f"MODEL={model}", f"S2={model}",
+               f"OUTPUT={tmp_path / 'out.tif'}", check=False)
+    assert proc.returncode != 0
+    assert "pip install onnxruntime rasterio" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
