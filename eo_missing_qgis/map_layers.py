@@ -13,6 +13,7 @@ from qgis.core import (
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 
 from .core.model_card import ModelCard
@@ -23,10 +24,14 @@ _MOISTURE = ("#a50026", "#f46d43", "#fee08b", "#a6d96a", "#1a9850")  # dry (red)
 _CONFIDENCE = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # viridis stops
 
 
+def tr(text: str) -> str:
+    return QCoreApplication.translate("EoMissingLayers", text)
+
+
 def layer_name(card: ModelCard, kind: str) -> str:
     """E.g. 'Crop type [S2] classes (crop_type_s2)': task, modality and model in one glance."""
-    what = {"prediction": "classes" if card.task == "classification" else card.output.unit,
-            "confidence": "confidence", "probabilities": "class probabilities"}[kind]
+    what = {"prediction": tr("classes") if card.task == "classification" else card.output.unit,
+            "confidence": tr("confidence"), "probabilities": tr("class probabilities")}[kind]
     return f"{output_title(card)} [{' + '.join(card.modalities)}] {what} ({card.name})"
 
 
@@ -82,10 +87,9 @@ def record_model(layer: QgsRasterLayer, card: ModelCard) -> None:
     meta = layer.metadata()
     meta.setTitle(layer.name())
     p = card.provenance
-    meta.setAbstract(
-        f"Predicted by '{card.title}' ({card.name}, version {p.version}, method {p.method}, "
-        f"trained on {p.dataset}) from {' + '.join(card.modalities)} inputs."
-    )
+    abstract = tr("Predicted by '{}' ({}, version {}, method {}, trained on {}) from {} inputs.")
+    meta.setAbstract(abstract.format(card.title, card.name, p.version, p.method, p.dataset,
+                                     " + ".join(card.modalities)))
     meta.setKeywords({"eo_missing_qgis": [card.name, p.version, p.method, *card.modalities]})
     layer.setMetadata(meta)
     layer.setCustomProperty("eo_missing_qgis/model", card.name)
