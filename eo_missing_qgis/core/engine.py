@@ -122,24 +122,31 @@ class _Reader:
     def warped(self) -> list[str]:
         return [self.plan.inputs[n].label for n, s in self.sources.items() if s.warped]
 
-    def read(self, win: Window) -> dict[str, np.ndarray]:
-        """Physical values (time, bands, h, w) per modality, NaN where missing."""
+    def read(self, win: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Physical values (pixels, time, bands) per modality, NaN where missing, and which pixels
+        can be predicted (every band valid at one time step at least).
+
+        Runs in the read-ahead thread, so the transposition into the network's layout costs the
+        model thread nothing.
+        """
         raw = {}
         for n, bands in self.requests.items():
             data, missing = self.sources[n].read(bands, win)
             raw[n] = (data, missing, {b: k for k, b in enumerate(bands)})
         out = {}
+        valid = np.ones(win.size, dtype=bool)
         for spec in self.plan.card.inputs:
             rows = self.plan.slots[spec.modality]
-            phys = np.empty((len(rows), len(spec.bands), win.height, win.width), dtype=np.float32)
+            phys = np.empty((len(rows), len(spec.bands), win.size), dtype=np.float32)
             for t, row in enumerate(rows):
                 for c, slot in enumerate(row):
                     data, missing, where = raw[slot.input]
                     k = where[slot.band_index]
-                    phys[t, c] = slot.encoding.to_physical(data[k])
-                    phys[t, c][missing[k]] = np.nan
-            out[spec.modality] = phys
-        return out
+                    phys[t, c] = slot.encoding.to_physical(data[k]).ravel()
+                    phys[t, c][missing[k].ravel()] = np.nan
+            valid &= np.isfinite(phys).any(axis=0).all(axis=0)
+            out[spec.modality] = np.ascontiguousarray(phys.transpose(2, 0, 1))
+        return out, valid
 
     def close(self) -> None:
         for s in self.sources.values():
@@ -153,8 +160,10 @@ def unit_warnings(physical: dict[str, np.ndarray], card: ModelCard, checked: set
         phys = physical[spec.modality]
         for c, band in enumerate(spec.bands):
             key = (spec.modality, band.name)
-            values = phys[:, c][np.isfinite(phys[:, c])]
-            if key in checked or values.size == 0:
+            if key in checked:
+                continue
+            values = phys[:, :, c][np.isfinite(phys[:, :, c])]
+            if values.size == 0:
                 continue
             checked.add(key)
             median = float(np.median(values))
@@ -285,13 +294,13 @@ def run_model(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(reader.read, wins[0])
             for i, win in enumerate(wins):
-                physical = pending.result()
+                physical, valid = pending.result()
                 if i + 1 < len(wins):
                     pending = pool.submit(reader.read, wins[i + 1])
                 check_cancel()
                 for msg in unit_warnings(physical, card, checked):
                     say(msg, warn=True)
-                n = _predict_window(session, card, physical, win, outs, batch, check_cancel)
+                n = _predict_window(session, card, physical, valid, win, outs, batch, check_cancel)
                 predicted += n
                 nodata += win.size - n
                 if progress:
@@ -312,19 +321,15 @@ def run_model(
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe())
 
 
-def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, np.ndarray], win: Window,
-                    outs: dict[str, GeoTiffOutput], batch: int, check_cancel: Callable[[], None]) -> int:
+def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, np.ndarray],
+                    valid: np.ndarray, win: Window, outs: dict[str, GeoTiffOutput], batch: int,
+                    check_cancel: Callable[[], None]) -> int:
     """Predict the valid pixels of one window and write every output for it; returns their count."""
-    valid = np.ones((win.height, win.width), dtype=bool)
-    for phys in physical.values():
-        valid &= np.isfinite(phys).any(axis=0).all(axis=0)
     idx = np.flatnonzero(valid)
     tensors = {}
     for spec in card.inputs:
         phys = physical[spec.modality]
-        t, c = phys.shape[:2]
-        x = phys.reshape(t, c, -1)[:, :, idx].transpose(2, 0, 1)
-        tensors[spec.tensor], _ = standardize(x, spec)
+        tensors[spec.tensor], _ = standardize(phys if idx.size == win.size else phys[idx], spec)
     task_cls = card.task == "classification"
     k = len(card.output.classes) if task_cls else 1
     result = np.empty((idx.size, k), dtype=np.float32)
