@@ -1,0 +1,70 @@
+"""The three real datasets: physical units, splits, statistics and the crop-type taxonomy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eo_missing_qgis.core.preprocessing import standardize
+from eo_missing_qgis.core.units import implausible_fraction
+from training.datasets import load_dataset
+from training.datasets.crop_type import CLASSES, ewoc_class
+from training.datasets.modalities import BANDS, UNITS
+from training.engine import prepare
+
+
+@pytest.fixture(scope="module", params=["lfmc", "algae", "crop_type"])
+def dataset(request, data_dir):
+    return load_dataset(request.param, data_dir)
+
+
+def test_every_band_is_in_its_physical_unit(dataset):
+    expected = {"lfmc": (2313, 3), "algae": (1122, 12), "crop_type": (631, 12)}[dataset.name]
+    for modality, bands in BANDS.items():
+        values = dataset.physical[modality]
+        assert values.shape == (*expected, len(bands))
+        for c, unit in enumerate(UNITS[modality]):
+            assert implausible_fraction(values[..., c], unit) < 0.01, (modality, bands[c])
+    s2 = np.nanmedian(dataset.physical["S2"], axis=(0, 1))
+    assert np.all((s2 > 0.01) & (s2 < 0.5))  # reflectance 0-1, not x10000
+    assert -30 < np.nanmedian(dataset.physical["S1"][..., 0]) < 0  # VV in dB, not DN
+
+
+def test_splits_are_disjoint_seeded_and_keep_the_test_fixed(dataset):
+    a, b, c = dataset.splits(0), dataset.splits(0), dataset.splits(1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.array_equal(a["test"], c["test"]) and not np.array_equal(a["val"], c["val"])
+    assert not set(a["train"]) & set(a["val"]) and not set(a["val"]) & set(a["test"])
+    assert len(a["train"]) + len(a["val"]) + len(a["test"]) == len(dataset.target)
+    if dataset.groups is not None:  # LFMC: no site on both sides of the validation split
+        assert not set(dataset.groups[a["train"]]) & set(dataset.groups[a["val"]])
+
+
+def test_statistics_come_from_the_training_split_and_inputs_use_core_standardize(dataset):
+    prep = prepare(dataset, seed=0)
+    train = dataset.physical["S2"][prep.splits["train"]]
+    assert np.allclose(prep.specs["S2"].mean, np.nanmean(train, axis=(0, 1)), rtol=1e-5)
+    test_all = dataset.physical["S2"][prep.splits["test"]]
+    x, _ = standardize(test_all, prep.specs["S2"])
+    assert np.array_equal(prep.arrays["test"]["S2"], x)
+    assert prep.arrays["train"]["S2"].dtype == np.float32
+
+
+def test_crop_taxonomy_covers_both_regions(data_dir):
+    data = load_dataset("crop_type", data_dir)
+    flanders = data.target[data.meta["region"] == "flanders"]
+    names = {CLASSES[k].name for k in np.unique(flanders)}
+    assert {"maize", "grassland", "other crops"} <= names
+    assert len({c.color for c in CLASSES}) == len(CLASSES) == data.info.n_outputs
+    assert [c.id for c in CLASSES] == list(range(1, len(CLASSES) + 1))
+    assert np.all(np.bincount(data.target[data.is_test], minlength=len(CLASSES)) > 0)
+    assert ewoc_class(1101060000) == 0 and ewoc_class(1101070000) == 1 and ewoc_class(2001020000) == 2
+    assert ewoc_class(1106000050) == 3 and ewoc_class(1107000040) == 4 and ewoc_class(4300000000) == 5
+    assert ewoc_class(1600000000) == 6
+
+
+def test_missing_data_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shared data directory"):
+        load_dataset("crop_type", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("bogus", tmp_path)

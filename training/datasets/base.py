@@ -1,0 +1,121 @@
+"""A dataset held in memory as physical values per modality, with its splits and card pieces.
+
+Every loader decodes its source's stored encoding with :func:`eo_missing_qgis.core.preprocessing.
+to_physical`; the network input is then built with :func:`~eo_missing_qgis.core.preprocessing.
+standardize` from statistics of the training split, exactly as QGIS inference does.
+
+Missing values (S2 cloud gaps, S1 nodata) are kept as NaN in the physical arrays and the samples
+are *kept*: ``standardize`` fills them with the band mean (0 after scaling). Dropping them would
+discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy). A model never
+relies on this fill in QGIS, because inference writes nodata for any pixel with a missing input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+
+from eo_missing_qgis.core.model_card import Band, ClassInfo, InputSpec
+from eo_missing_qgis.core.preprocessing import band_statistics, standardize
+
+from .modalities import BANDS, MODALITIES, SENSORS, UNITS, check_modalities
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the model predicts, in the terms of the model card's output."""
+
+    task: str
+    name: str
+    title: str
+    classes: tuple[ClassInfo, ...] = ()
+    unit: str = ""
+    range: tuple[float, float] | None = None
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.task == "classification" else 1
+
+
+@dataclass
+class EODataset:
+    """Physical values (N, T, bands) per modality (NaN = missing), targets and the test flag.
+
+    Classification targets are class *indices* 0..K-1 into ``info.classes``; regression targets
+    are physical values. ``groups`` (e.g. LFMC sites) keeps a group on one side of the validation
+    split, like the upstream test split does.
+    """
+
+    name: str
+    physical: dict[str, np.ndarray]
+    target: np.ndarray
+    is_test: np.ndarray
+    info: TaskInfo
+    groups: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.target)
+        for mod in MODALITIES:
+            arr = self.physical[mod]
+            if arr.shape[0] != n or arr.shape[2] != len(BANDS[mod]):
+                raise ValueError(
+                    f"{self.name}: {mod} has shape {arr.shape}, expected ({n}, T, {len(BANDS[mod])})"
+                )
+
+    @property
+    def steps(self) -> int:
+        return self.physical["S2"].shape[1]
+
+    def splits(self, seed: int, val_fraction: float = 0.2) -> dict[str, np.ndarray]:
+        """Train / validation (carved from the training part, seeded) / test indices."""
+        pool = np.flatnonzero(~self.is_test)
+        if self.groups is not None:
+            splitter = GroupShuffleSplit(1, test_size=val_fraction, random_state=seed)
+            tr, va = next(splitter.split(pool, groups=self.groups[pool]))
+        elif self.info.task == "classification":
+            splitter = StratifiedShuffleSplit(1, test_size=val_fraction, random_state=seed)
+            tr, va = next(splitter.split(pool, _stratifiable(self.target[pool])))
+        else:
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(len(pool))
+            cut = round(len(pool) * val_fraction)
+            va, tr = order[:cut], order[cut:]
+        return {"train": np.sort(pool[tr]), "val": np.sort(pool[va]), "test": np.flatnonzero(self.is_test)}
+
+    def input_specs(self, train_idx: np.ndarray, modalities=MODALITIES) -> dict[str, InputSpec]:
+        """Card inputs with standardisation statistics of the training samples only."""
+        return {
+            m: input_spec(m, *band_statistics(self.physical[m][train_idx]))
+            for m in check_modalities(modalities)
+        }
+
+    def arrays(self, idx: np.ndarray, specs: dict[str, InputSpec]) -> dict[str, np.ndarray]:
+        """Network inputs (standardised, missing values filled) and the target for ``idx``."""
+        out = {m: standardize(self.physical[m][idx], spec)[0] for m, spec in specs.items()}
+        out["y"] = self.target[idx]
+        return out
+
+
+def input_spec(modality: str, mean, std) -> InputSpec:
+    """The card input of one modality group; the tensor is named after the modality."""
+    return InputSpec(
+        tensor=modality.lower(),
+        modality=modality,
+        sensor=SENSORS[modality],
+        bands=tuple(Band(b, u) for b, u in zip(BANDS[modality], UNITS[modality], strict=True)),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+    )
+
+
+def _stratifiable(labels: np.ndarray) -> np.ndarray:
+    """Labels with singleton classes merged, since a stratified split needs two of each."""
+    values, counts = np.unique(labels, return_counts=True)
+    rare = values[counts < 2]
+    out = labels.copy()
+    if len(rare):
+        out[np.isin(out, rare)] = -1
+    return out

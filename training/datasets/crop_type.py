@@ -1,0 +1,152 @@
+"""Crop type from the WorldCereal parquets (East Africa, Flanders LPIS, prometheo Flanders).
+
+Taxonomy (documented here, ids 1..7 are the raster values of the exported maps). Labels come in
+two legends: the hierarchical ``ewoc_code`` (public East Africa extractions and Flanders LPIS)
+and the older numeric ``CROPTYPE_LABEL`` (prometheo). Classes with fewer than ~10 samples are
+grouped so every class has samples on both sides of the held-out split:
+
+====  ====================  ====================================================================
+id    class                 members
+====  ====================  ====================================================================
+1     maize                 ewoc 1101060000; prometheo 1200
+2     sorghum and millet    ewoc 1101070000, 1101120000
+3     grassland             ewoc 2xxxxxxxxx (managed grassland, herbaceous); prometheo 9120
+4     legumes and oilseeds  ewoc 1105*, 1106* (beans, cowpeas, groundnuts, sunflower, sesame)
+5     root and tuber crops  ewoc 1107* (cassava, potatoes, sweet potatoes, beet); prometheo 5100
+6     trees and non-crop    ewoc 3*, 4*, 6*, 7* (shrubs, trees, built-up, water)
+7     other crops           every other crop code (cereals other than maize/sorghum/millet,
+                            cotton, vegetables, permanent and unspecified temporary crops)
+====  ====================  ====================================================================
+
+Prometheo samples with ``CROPTYPE_LABEL`` 0 carry no crop type (their land-cover label is mostly
+"unknown") and are left out, leaving 631 of the 650 samples. Flanders contributes maize,
+grassland, root crops, non-crop and other crops, so the exported models are meaningful on the
+Belgian demo cube. Time: 12 consecutive months; East Africa 2016-12..2017-11, Flanders Nov 2020 ..
+Oct 2021 (the months of ``worldcereal_preprocessed_inputs.nc``). The held-out test split is
+stratified by class with a fixed seed, the same for every training seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from eo_missing_qgis.core.model_card import ClassInfo
+from eo_missing_qgis.core.preprocessing import to_physical
+from eo_missing_qgis.core.units import preset
+
+from .base import EODataset, TaskInfo
+from .modalities import BANDS, MODALITIES
+
+STEPS = 12
+TEST_FRACTION = 0.25
+TEST_SEED = 0
+CLASSES = (
+    ClassInfo(1, "maize", "#f1c232"),
+    ClassInfo(2, "sorghum and millet", "#b45f06"),
+    ClassInfo(3, "grassland", "#6aa84f"),
+    ClassInfo(4, "legumes and oilseeds", "#8e7cc3"),
+    ClassInfo(5, "root and tuber crops", "#cc0000"),
+    ClassInfo(6, "trees and non-crop", "#274e13"),
+    ClassInfo(7, "other crops", "#a4c2f4"),
+)
+INFO = TaskInfo(task="classification", name="crop type", title="Crop type", classes=CLASSES)
+ENCODINGS = {
+    "S1": [preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")] * 2,
+    "S2": [preset("reflectance", "reflectance x 10000 (L2A DN)")] * 9,
+    "weather": [preset("K", "K x 100 (AgERA5)"), preset("mm", "mm x 100 (AgERA5)")],
+    "DEM": [preset("m"), preset("degree")],
+}
+_PROMETHEO = {1200: 0, 9120: 2, 5100: 4}
+
+
+def ewoc_class(code: int) -> int:
+    """Class index (0-based) of a WorldCereal ``ewoc_code``."""
+    text = f"{int(code):010d}"
+    if text.startswith("110106"):
+        return 0
+    if text[:6] in ("110107", "110112"):
+        return 1
+    if text[0] == "2":
+        return 2
+    if text[:4] in ("1105", "1106"):
+        return 3
+    if text[:4] == "1107":
+        return 4
+    if text[0] in "3467":
+        return 5
+    return 6
+
+
+def _wide(df: pd.DataFrame, first_step: int) -> dict[str, np.ndarray]:
+    """Stored values (N, 12, bands) from the wide ``OPTICAL-/SAR-/METEO-/DEM-`` layout."""
+    steps = range(first_step, first_step + STEPS)
+
+    def series(prefix: str) -> np.ndarray:
+        cols = [next(c for c in df.columns if c.startswith(f"{prefix}-ts{t}-")) for t in steps]
+        return df[cols].to_numpy(np.float64)
+
+    static = {
+        b: np.repeat(df[c].to_numpy(np.float64)[:, None], STEPS, axis=1)
+        for b, c in (("elevation", "DEM-alt-20m"), ("slope", "DEM-slo-20m"))
+    }
+    return {
+        "S1": np.stack([series(f"SAR-{b}") for b in BANDS["S1"]], -1),
+        "S2": np.stack([series(f"OPTICAL-{b}") for b in BANDS["S2"]], -1),
+        "weather": np.stack([series("METEO-temperature_mean"), series("METEO-precipitation_flux")], -1),
+        "DEM": np.stack([static["elevation"], static["slope"]], -1),
+    }
+
+
+def _long(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The Flanders LPIS long layout, Nov 2020 .. Oct 2021, one row per sample and month."""
+    months = pd.date_range("2020-11-01", periods=STEPS, freq="MS")
+    df = df[df["timestamp"].isin(months)].sort_values(["sample_id", "timestamp"])
+    n = df["sample_id"].nunique()
+    columns = {
+        "S1": [f"S1-SIGMA0-{b}" for b in BANDS["S1"]],
+        "S2": [f"S2-L2A-{b}" for b in BANDS["S2"]],
+        "weather": ["AGERA5-TMEAN", "AGERA5-PRECIP"],
+        "DEM": ["elevation", "slope"],
+    }
+    stored = {m: df[c].to_numpy(np.float64).reshape(n, STEPS, len(c)) for m, c in columns.items()}
+    codes = df.groupby("sample_id", sort=True)["ewoc_code"].first().to_numpy()
+    return stored, codes
+
+
+def load(data_dir: str | Path) -> EODataset:
+    folder = Path(data_dir) / "worldcereal"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: pass the shared data directory")
+    public = pd.read_parquet(folder / "test_public_extractions.parquet")
+    flanders, flanders_codes = _long(
+        pd.read_parquet(folder / "private_extractions_dummy_2021_BEL_LPIS-Flanders.parquet")
+    )
+    prometheo = pd.read_parquet(folder / "prometheo_worldcereal_dataset_monthly.parquet")
+    prometheo = prometheo[prometheo["CROPTYPE_LABEL"] != 0]
+    parts = [_wide(public, 0), flanders, _wide(prometheo, 3)]  # prometheo starts 2020-08
+    labels = np.concatenate(
+        [
+            [ewoc_class(c) for c in public["ewoc_code"]],
+            [ewoc_class(c) for c in flanders_codes],
+            [_PROMETHEO.get(int(c), 6) for c in prometheo["CROPTYPE_LABEL"]],
+        ]
+    ).astype(np.int64)
+    region = np.array(["east_africa"] * len(public) + ["flanders"] * (len(labels) - len(public)))
+    physical = {m: to_physical(np.concatenate([p[m] for p in parts]), ENCODINGS[m]) for m in MODALITIES}
+    _, test = train_test_split(
+        np.arange(len(labels)), test_size=TEST_FRACTION, random_state=TEST_SEED, stratify=labels
+    )
+    is_test = np.zeros(len(labels), bool)
+    is_test[test] = True
+    return EODataset(
+        name="crop_type",
+        physical=physical,
+        target=labels,
+        is_test=is_test,
+        info=INFO,
+        meta={"region": region},
+    )

@@ -1,0 +1,240 @@
+"""One training run: splits, card statistics, tensors in memory, Lightning fit with early
+stopping on the validation split, and metrics of the exported predictor."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L  # noqa: N812 - the usual Lightning alias
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
+from torch.utils.data import DataLoader
+
+from eo_missing_qgis.core.model_card import InputSpec
+
+from .datasets import EODataset
+from .datasets.base import input_spec
+from .datasets.modalities import MODALITIES, check_modalities
+from .methods import METHODS, MethodModule
+from .models import Predictor
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (the YAML configs map onto these fields)."""
+
+    dataset: str = "lfmc"
+    method: str = "single"
+    modalities: list[str] = field(default_factory=lambda: ["S2"])
+    seed: int = 0
+    net: dict = field(default_factory=lambda: {"filters": 128, "layers": 2, "kernel": 5, "dropout": 0.2})
+    method_args: dict = field(default_factory=dict)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    max_epochs: int = 60
+    patience: int = 8
+    val_fraction: float = 0.2
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        cfg = cls(**data)
+        if cfg.method not in (*METHODS, "rf"):
+            raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}, rf")
+        cfg.modalities = list(MODALITIES if cfg.method == "teacher" else check_modalities(cfg.modalities))
+        return cfg
+
+
+@dataclass
+class Prepared:
+    """A dataset split for one seed, with the card inputs and the in-memory network inputs."""
+
+    data: EODataset
+    splits: dict[str, np.ndarray]
+    specs: dict[str, InputSpec]
+    arrays: dict[str, dict[str, np.ndarray]]
+    target_mean: float
+    target_std: float
+
+
+def prepare(data: EODataset, seed: int, val_fraction: float = 0.2) -> Prepared:
+    splits = data.splits(seed, val_fraction)
+    specs = data.input_specs(splits["train"])
+    arrays = {name: data.arrays(idx, specs) for name, idx in splits.items()}
+    y = data.target[splits["train"]].astype(np.float64)
+    regression = data.info.task == "regression"
+    return Prepared(
+        data,
+        splits,
+        specs,
+        arrays,
+        float(y.mean()) if regression else 0.0,
+        float(y.std()) if regression else 1.0,
+    )
+
+
+def specs_from_dict(stats: dict[str, dict]) -> dict[str, InputSpec]:
+    return {m: input_spec(m, s["mean"], s["std"]) for m, s in stats.items()}
+
+
+class _Gather:
+    """Collate that indexes whole in-memory tensors at once (no per-sample Python work)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+
+    def __call__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        i = torch.as_tensor(idx)
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def loader(arrays: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    tensors = _tensors(arrays)
+    return DataLoader(
+        range(len(arrays["y"])),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=_Gather(tensors),
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=shuffle and len(arrays["y"]) > batch_size,
+    )
+
+
+class KeepBest(L.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss and restores them at the end."""
+
+    def __init__(self):
+        self.best, self.state = float("inf"), None
+
+    def on_validation_epoch_end(self, trainer, module):
+        value = trainer.callback_metrics.get("val_loss")
+        if value is not None and float(value) < self.best:
+            self.best, self.state = float(value), copy.deepcopy(module.state_dict())
+
+    def on_fit_end(self, trainer, module):
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+def build_module(cfg: RunConfig, prep: Prepared) -> MethodModule:
+    info = prep.data.info
+    return METHODS[cfg.method](
+        task=info.task,
+        n_outputs=info.n_outputs,
+        steps=prep.data.steps,
+        channels={m: len(s.bands) for m, s in prep.specs.items()},
+        modalities=cfg.modalities,
+        net=cfg.net,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        target_mean=prep.target_mean,
+        target_std=prep.target_std,
+        **cfg.method_args,
+    )
+
+
+def fit(
+    cfg: RunConfig,
+    prep: Prepared,
+    teacher_state: dict | None = None,
+    *,
+    progress: bool = False,
+    root: Path | None = None,
+    callbacks_extra: list | None = None,
+    **trainer_args,
+) -> tuple[MethodModule, L.Trainer]:
+    """Train ``cfg`` on ``prep`` (seeded, deterministic); returns the module with its best weights."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg, prep)
+    if hasattr(module, "load_teacher"):
+        if teacher_state is None:
+            raise ValueError(f"method {cfg.method} needs a trained teacher (fit one with method 'teacher')")
+        module.load_teacher(teacher_state)
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[EarlyStopping("val_loss", patience=cfg.patience), KeepBest(), *(callbacks_extra or [])],
+        default_root_dir=str(root) if root else None,
+        **{"accelerator": "cpu", "devices": 1, **trainer_args},
+    )
+    trainer.fit(
+        module,
+        loader(prep.arrays["train"], cfg.batch_size, True, cfg.seed),
+        loader(prep.arrays["val"], 4096, False, cfg.seed),
+    )
+    return module, trainer
+
+
+def predict(predictor: Predictor, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Predictor outputs (probabilities, or physical regression values) for numpy inputs."""
+    predictor.eval()
+    with torch.no_grad():
+        out = predictor(*(torch.from_numpy(arrays[m]) for m in predictor.modalities))
+    return out.numpy()
+
+
+def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """RMSE and R² (physical units) or macro-F1 and accuracy; the first is the headline metric."""
+    if task == "regression":
+        pred = output.reshape(-1)
+        return {"rmse": float(np.sqrt(mean_squared_error(target, pred))), "r2": float(r2_score(target, pred))}
+    pred = output.argmax(1)
+    return {
+        "macro_f1": float(f1_score(target, pred, average="macro")),
+        "accuracy": float(accuracy_score(target, pred)),
+    }
+
+
+def evaluate(module: MethodModule, prep: Prepared, split: str) -> dict[str, float]:
+    return metrics(module.task, predict(module.predictor(), prep.arrays[split]), prep.arrays[split]["y"])
+
+
+def save_run(
+    out: Path,
+    module: MethodModule,
+    trainer: L.Trainer,
+    cfg: RunConfig,
+    prep: Prepared,
+    scores: dict[str, dict[str, float]],
+) -> Path:
+    """``model.ckpt`` (Lightning) and ``run.json`` (config, card statistics, metrics)."""
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(out / "model.ckpt")
+    run = {
+        "config": asdict(cfg),
+        "stats": {m: {"mean": list(s.mean), "std": list(s.std)} for m, s in prep.specs.items()},
+        "metrics": scores,
+        "steps": prep.data.steps,
+    }
+    if trainer.is_global_zero:
+        (out / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
+    return out
+
+
+def load_run(run_dir: Path) -> tuple[MethodModule, dict]:
+    """The module (best weights) and ``run.json`` of a saved run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no run.json); train one with `fit --out`")
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    module = METHODS[run["config"]["method"]].load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu")
+    module.eval()
+    return module, run

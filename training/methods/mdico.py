@@ -1,0 +1,113 @@
+"""``mdico``: multi-modal disentangled co-learning (after MDiCo), transferred to TempCNN encoders.
+
+Per modality group a *specific* and a *shared* encoder. The specific embedding is split into an
+informative and an unused half; the shared embedding goes through one projection common to all
+modalities. Each modality has its own head on [informative, shared]; one auxiliary head, shared
+across modalities, is applied to the informative and to the shared parts; shared parts of
+different modalities of the same sample are pulled together with NT-Xent (temperature 0.1); two
+modality-discriminative heads classify which modality a feature came from. All weights are 1.
+
+The paper's text applies the second modality head to the *unused* half; the authors' released
+code applies it to the *shared* features. ``second_modality_head_on`` selects either.
+At inference only the chosen modality's specific and shared encoders, the projection and its
+head are used.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+from torch import nn
+
+from ..datasets.modalities import MODALITIES
+from ..models import TempCNN
+from .base import MethodModule
+from .losses import info_nce
+
+
+class MDiCoStudent(nn.Module):
+    """Inference path of one modality: [informative specific half, projected shared] -> head."""
+
+    def __init__(
+        self, modality: str, specific: TempCNN, shared: TempCNN, projection: nn.Module, head: nn.Module
+    ):
+        super().__init__()
+        self.modality = modality
+        self.specific, self.shared, self.projection, self.head = specific, shared, projection, head
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(informative, unused, shared) embeddings of one modality's input."""
+        spec = self.specific.embed(self.specific(x)[-1])
+        informative, unused = spec.chunk(2, dim=1)
+        shared = self.projection(self.shared.embed(self.shared(x)[-1]))
+        return informative, unused, shared
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        informative, _, shared = self.parts(inputs[self.modality])
+        return self.head(torch.cat([informative, shared], dim=1))
+
+
+class MDiCoModule(MethodModule):
+    method = "mdico"
+
+    def __init__(self, temperature: float = 0.1, second_modality_head_on: str = "unused", **kwargs):
+        if second_modality_head_on not in ("unused", "shared"):
+            raise ValueError(
+                "second_modality_head_on must be 'unused' (paper text) or 'shared' (released code)"
+            )
+        super().__init__(temperature=temperature, second_modality_head_on=second_modality_head_on, **kwargs)
+        if len(self.modalities) != 1:
+            raise ValueError(f"mdico predicts from one modality at a time, not {list(self.modalities)}")
+        h = self.hparams
+        width = self.net_args.get("filters", 128)
+        if width % 2:
+            raise ValueError(
+                f"mdico splits the specific embedding in halves: filters must be even, not {width}"
+            )
+        half = width // 2
+
+        def encoder(m: str) -> TempCNN:
+            return TempCNN(h.channels[m], h.steps, **self.net_args)
+
+        self.specific = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
+        self.shared = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
+        self.projection = nn.Linear(width, half)
+        self.heads = nn.ModuleDict({m: nn.Linear(2 * half, h.n_outputs) for m in MODALITIES})
+        self.aux_head = nn.Linear(half, h.n_outputs)
+        self.modality_head = nn.Linear(half, len(MODALITIES))
+        self.second_modality_head = nn.Linear(half, len(MODALITIES))
+
+    def student(self, modality: str) -> MDiCoStudent:
+        return MDiCoStudent(
+            modality, self.specific[modality], self.shared[modality], self.projection, self.heads[modality]
+        )
+
+    def training_loss(self, batch):
+        terms = {"task": 0.0, "aux": 0.0, "modality": 0.0, "contrast": 0.0}
+        shared_parts = []
+        for k, m in enumerate(MODALITIES):
+            informative, unused, shared = self.student(m).parts(batch[m])
+            shared_parts.append(shared)
+            terms["task"] = terms["task"] + self.loss(
+                self.heads[m](torch.cat([informative, shared], 1)), batch
+            )
+            terms["aux"] = (
+                terms["aux"]
+                + self.loss(self.aux_head(informative), batch)
+                + self.loss(self.aux_head(shared), batch)
+            )
+            label = torch.full((len(informative),), k, dtype=torch.long, device=informative.device)
+            second = unused if self.hparams.second_modality_head_on == "unused" else shared
+            terms["modality"] = (
+                terms["modality"]
+                + F.cross_entropy(self.modality_head(informative), label)
+                + F.cross_entropy(self.second_modality_head(second), label)
+            )
+        for a, b in combinations(shared_parts, 2):
+            terms["contrast"] = terms["contrast"] + info_nce(a, b, self.hparams.temperature)
+        return sum(terms.values()), terms
+
+    def inference_core(self) -> nn.Module:
+        return self.student(self.modalities[0])

@@ -1,0 +1,32 @@
+"""``single``: the student architecture trained alone on its modalities (the baseline);
+``teacher``: the same network on all four modality groups (upper reference and guide)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..datasets.modalities import MODALITIES
+from .base import EncoderHead, MethodModule
+
+
+class SingleModule(MethodModule):
+    method = "single"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        h = self.hparams
+        self.model = EncoderHead(self.modalities, h.channels, h.steps, h.n_outputs, self.net_args)
+
+    def training_loss(self, batch):
+        return self.loss(self.model(batch), batch), {}
+
+    def inference_core(self) -> nn.Module:
+        return self.model
+
+
+class TeacherModule(SingleModule):
+    method = "teacher"
+
+    def __init__(self, **kwargs):
+        kwargs["modalities"] = list(MODALITIES)
+        super().__init__(**kwargs)
