@@ -99,3 +99,20 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot):
     assert level == Qgis.Critical
     assert "B06" in message and "Traceback" not in message
     assert list(Path(panel.output_dir.text()).iterdir()) == []  # nothing left behind
+
+
+def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot, tmp_path):
+    from scripts.bench_inference import mosaic
+
+    bands = [v.rsplit("-", 1)[-1] for v in S2_VARS]
+    project.addMapLayers([QgsRasterLayer(mosaic(tmp_path, data_dir, b, 2000), f"S2-L2A-{b}") for b in bands])
+    panel.output_dir.setText(str(tmp_path / "out"))
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+        qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=60_000)
+        assert panel.cancel_button.isEnabled()
+        panel.cancel_button.click()
+    message, level = signal.args
+    assert level == Qgis.Info and "cancelled" in message
+    assert list((tmp_path / "out").iterdir()) == []
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
