@@ -50,7 +50,7 @@ def add_cube_layers(project, data_dir, variables):
 def panel(qtbot, models_dir, project, tmp_path):
     iface = TestInterface()
     widget = EoMissingPanel(iface, iface.mainWindow(), models_dir=models_dir)
-    widget.output_dir.setText(str(tmp_path / "out"))
+    widget.output_dir.setFilePath(str(tmp_path / "out"))
     (tmp_path / "out").mkdir()
     qtbot.addWidget(widget)
     yield widget
@@ -98,7 +98,7 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot):
     message, level = signal.args
     assert level == Qgis.Critical
     assert "B06" in message and "Traceback" not in message
-    assert list(Path(panel.output_dir.text()).iterdir()) == []  # nothing left behind
+    assert list(Path(panel.output_dir.filePath()).iterdir()) == []  # nothing left behind
 
 
 def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot, tmp_path):
@@ -106,7 +106,7 @@ def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot
 
     bands = [v.rsplit("-", 1)[-1] for v in S2_VARS]
     project.addMapLayers([QgsRasterLayer(mosaic(tmp_path, data_dir, b, 2000), f"S2-L2A-{b}") for b in bands])
-    panel.output_dir.setText(str(tmp_path / "out"))
+    panel.output_dir.setFilePath(str(tmp_path / "out"))
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
         qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=60_000)

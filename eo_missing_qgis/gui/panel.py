@@ -9,13 +9,13 @@ from functools import partial
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsTask
+from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QCoreApplication, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -90,7 +90,9 @@ class EoMissingPanel(QDockWidget):
         layout.addWidget(self.choice)
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
-        self.output_dir = QLineEdit(tempfile.gettempdir())
+        self.output_dir = QgsFileWidget()
+        self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir.setFilePath(tempfile.gettempdir())
         row.addWidget(self.output_dir)
         layout.addLayout(row)
         self.progress = QProgressBar()
@@ -174,7 +176,7 @@ class EoMissingPanel(QDockWidget):
     def run(self) -> None:
         model = self.chosen
         layers = self.selected_layers()
-        out_dir = Path(self.output_dir.text())
+        out_dir = Path(self.output_dir.filePath())
         stem = f"{model.name}_{time.strftime('%Y%m%d_%H%M%S')}"
         request = PredictionRequest(
             model_path=str(model.file),
