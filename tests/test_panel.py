@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from qgis.core import Qgis, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer
@@ -91,14 +90,24 @@ def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     assert panel.progress.value() == 100 and panel.run_button.isEnabled()
 
 
-def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot):
+def test_missing_bands_are_listed_before_running(panel, project, data_dir):
     add_cube_layers(project, data_dir, S2_VARS[:4])  # B02-B05 only: the model needs nine bands
+    assert "Crop type from S2" in panel.choice.text()
+    assert "missing: S2 B06 (all 12 time steps)" in panel.choice.text()
+    assert not panel.run_button.isEnabled()
+
+
+def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path):
+    add_cube_layers(project, data_dir, S2_VARS)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    panel.output_dir.setFilePath(str(blocker))
     with qtbot.waitSignal(panel.finished, timeout=60_000) as signal:
         panel.run_button.click()
     message, level = signal.args
     assert level == Qgis.Critical
-    assert "B06" in message and "Traceback" not in message
-    assert list(Path(panel.output_dir.filePath()).iterdir()) == []  # nothing left behind
+    assert "not_a_folder" in message and "Traceback" not in message
+    assert blocker.read_text().startswith("a file")  # nothing written over it
 
 
 def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot, tmp_path):

@@ -70,6 +70,19 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
     return inputs
 
 
+def input_problems(request: PredictionRequest) -> str:
+    """Why the layers do not fit the model ('' when they do), without running it."""
+    from .errors import InputError
+    from .raster_inputs import match_inputs
+
+    card = read_card(request.model_path)
+    try:
+        match_inputs(card, build_inputs(request, card))
+    except InputError as exc:
+        return str(exc)
+    return ""
+
+
 def recognise_layer(source: str, name: str):
     """What a layer looks like (modality, band, reason) for the panel; never raises."""
     from .raster_inputs import RasterInput, recognise

@@ -15,6 +15,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -27,7 +28,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_card import read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, recognise_layer, run_prediction
+from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
 from ..map_layers import KINDS, style_layer
 
 MODALITY_CHOICES = ("S1", "S2", "DEM", "ignore")
@@ -84,6 +85,7 @@ class EoMissingPanel(QDockWidget):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeToContents)
         layout.addWidget(self.table)
         self.choice = QLabel()
         self.choice.setWordWrap(True)
@@ -136,6 +138,8 @@ class EoMissingPanel(QDockWidget):
             combo.currentTextChanged.connect(partial(self.set_modality, layer.id()))
             self.table.setCellWidget(row, COL_MODALITY, combo)
             detail = QTableWidgetItem(guess.reason)
+            detail.setToolTip(guess.reason)
+            item.setToolTip(layer.source())
             detail.setFlags(detail.flags() & ~Qt.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
         self.update_choice()
@@ -168,22 +172,25 @@ class EoMissingPanel(QDockWidget):
             self.choice.setText(str(exc))
             self.run_button.setEnabled(False)
             return
-        self.choice.setText(reason)
-        self.run_button.setEnabled(self.task is None)
         self.chosen = model
+        problems = input_problems(self.request(model))
+        self.choice.setText(reason + ("\n" + problems if problems else ""))
+        self.run_button.setEnabled(self.task is None and not problems)
 
     # -- running --------------------------------------------------------------------------------
-    def run(self) -> None:
-        model = self.chosen
-        layers = self.selected_layers()
-        out_dir = Path(self.output_dir.filePath())
+    def request(self, model) -> PredictionRequest:
+        """What running ``model`` on the selected layers means, with a new output name."""
         stem = f"{model.name}_{time.strftime('%Y%m%d_%H%M%S')}"
-        request = PredictionRequest(
+        return PredictionRequest(
             model_path=str(model.file),
             layers={m: [(lyr.source(), lyr.name()) for lyr in found]
-                    for m, found in layers.items() if m in model.modalities},
-            output=str(out_dir / f"{stem}.tif"),
+                    for m, found in self.selected_layers().items() if m in model.modalities},
+            output=str(Path(self.output_dir.filePath()) / f"{stem}.tif"),
         )
+
+    def run(self) -> None:
+        model = self.chosen
+        request = self.request(model)
         self.task = PredictionTask(request, tr("Predicting {}").format(model.title))
         self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task.taskCompleted.connect(self.on_completed)
