@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eo_missing_qgis.core.engine import CancelToken, RunOptions, run_model
 from eo_missing_qgis.core.model_card import card_from_dict
@@ -216,3 +218,27 @@ def test_cli_explicit_layers(tmp_path, data_dir, models):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert card_from_dict(card_dict()).time.steps == 12
+
+
+@pytest.fixture(scope="module")
+def s2_values(data_dir):
+    return s2_stack(data_dir)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 60), w=st.integers(1, 60), tile=st.integers(8, 70), batch=st.integers(1, 5000))
+def test_every_pixel_written_once_whatever_the_windows(tmp_path_factory, models, s2_values,
+                                                        h, w, tile, batch):
+    """Random raster, tile and batch sizes: each output pixel holds the prediction of its own input."""
+    d = tmp_path_factory.mktemp("prop")
+    layer = RasterInput(write_tif(d / "s.tif", s2_values[:, :, :h, :w].reshape(108, h, w), nodata=65535),
+                        modality="S2", layout="stacked", bands=S2_BANDS)
+    options = RunOptions(tile_size=tile, batch_size=batch)
+    result = run_model(models["s2"], [layer], d / "tiled.tif", options=options)
+    whole = run_model(models["s2"], [layer], d / "whole.tif", options=RunOptions(tile_size=4096))
+    assert result.pixels_predicted + result.pixels_nodata == h * w
+    with rasterio.open(d / "tiled.tif") as a, rasterio.open(d / "whole.tif") as b:
+        assert a.shape == (h, w)
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    with rasterio.open(result.outputs["confidence"]) as c, rasterio.open(whole.outputs["confidence"]) as e:
+        np.testing.assert_allclose(c.read(1), e.read(1), rtol=1e-5)
