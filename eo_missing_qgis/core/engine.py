@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Cancelled, InputError, ModelError
+from .errors import Cancelled, InputError, ModelError, OutputError
 from .model_card import ModelCard
 from .preprocessing import standardize
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
@@ -143,7 +143,8 @@ class _Reader:
                     data, missing, where = raw[slot.input]
                     k = where[slot.band_index]
                     phys[t, c] = slot.encoding.to_physical(data[k]).ravel()
-                    phys[t, c][missing[k].ravel()] = np.nan
+                    if missing[k].any():
+                        phys[t, c][missing[k].ravel()] = np.nan
             valid &= np.isfinite(phys).any(axis=0).all(axis=0)
             out[spec.modality] = np.ascontiguousarray(phys.transpose(2, 0, 1))
         return out, valid
@@ -234,6 +235,22 @@ def _outputs(paths: dict[str, str], card: ModelCard, grid: Grid) -> dict[str, Ge
     return made
 
 
+def publish(outs: list[GeoTiffOutput]) -> None:
+    """Close every output first (a full disk fails here), then move them all into place; if a move
+    fails, the ones already moved are removed again so no partial set is left."""
+    for o in outs:
+        o.close()
+    moved: list[GeoTiffOutput] = []
+    try:
+        for o in outs:
+            o.move_into_place()
+            moved.append(o)
+    except OSError as exc:
+        for o in moved:
+            o.path.unlink(missing_ok=True)
+        raise OutputError(f"cannot move the output into place at {o.path}: {exc.strerror or exc}") from None
+
+
 def run_model(
     model: str | Path | ModelSession,
     inputs: list[RasterInput],
@@ -308,8 +325,7 @@ def run_model(
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
-        for o in outs.values():
-            o.commit()
+        publish(list(outs.values()))
     except BaseException:
         for o in outs.values():
             o.discard()

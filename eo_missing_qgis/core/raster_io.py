@@ -188,7 +188,10 @@ class Source:
         """Raw values (k, h, w) of 1-based ``indexes`` and a ``missing`` mask of the same shape."""
         rio = rasterio_module()
         w = rio.windows.Window(win.col, win.row, win.width, win.height)
-        data = self.reader.read(indexes, window=w)
+        try:
+            data = self.reader.read(indexes, window=w)
+        except rio.errors.RasterioError as exc:
+            raise InputError(f"reading {self.path} failed: {_first_line(exc)}") from None
         missing = np.zeros(data.shape, dtype=bool)
         for k, band in enumerate(indexes):
             nd = self.nodata[band - 1]
@@ -228,8 +231,8 @@ def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
 class GeoTiffOutput:
     """A tiled, compressed GeoTIFF on the grid, written to a hidden temporary file first.
 
-    :meth:`commit` moves it into place; :meth:`discard` deletes it, so a failed or cancelled run
-    leaves nothing behind.
+    :meth:`close` then :meth:`move_into_place` publish it; :meth:`discard` deletes it, so a failed
+    or cancelled run leaves nothing behind.
     """
 
     def __init__(self, path: str, grid: Grid, count: int, dtype: str, nodata: float,
@@ -267,12 +270,15 @@ class GeoTiffOutput:
         self.ds.update_tags(1, **{f"CLASS_{c.id}": c.name for c in classes})
         self.ds.update_tags(CLASS_NAMES=";".join(f"{c.id}={c.name}" for c in classes), TITLE=title)
 
-    def commit(self) -> None:
+    def close(self) -> None:
+        """Flush and close the temporary file (where a full disk shows up)."""
         rio = rasterio_module()
         try:
             self.ds.close()
         except (rio.errors.RasterioIOError, rio.errors.RasterioError, OSError) as exc:
             raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
+
+    def move_into_place(self) -> None:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:

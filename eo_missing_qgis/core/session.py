@@ -76,6 +76,8 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle ORT threads spin by default, taking the CPU the read-ahead thread needs between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = list(ort.get_available_providers())
     wanted = choose_providers(available, device)
     warnings = []

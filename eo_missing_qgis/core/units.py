@@ -56,18 +56,22 @@ class Encoding:
 
     def to_physical(self, values: np.ndarray) -> np.ndarray:
         """Decode to float32; nodata, NaN and values a log cannot take become NaN."""
-        x = np.asarray(values, dtype=np.float32)
-        missing = ~np.isfinite(x)
+        values = np.asarray(values)
+        x = values.astype(np.float32, copy=False)
+        # Integers are always finite: skip that pass for them (raster inference decodes ~10^10 values).
+        integer = np.issubdtype(values.dtype, np.integer)
+        missing = np.zeros(x.shape, dtype=bool) if integer else ~np.isfinite(x)
         if self.nodata is not None:
             missing |= x == np.float32(self.nodata)
-        x = x * np.float32(self.scale)
+        x = x * np.float32(self.scale)  # a new array from here on: the caller's is never changed
         if self.kind != "scaled":
             missing |= x <= 0
             factor = np.float32(10.0 if self.kind == "power_db" else 20.0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 x = factor * np.log10(np.where(missing, np.float32(1), x))
-        x = x + np.float32(self.offset)
-        x[missing] = np.nan
+        x += np.float32(self.offset)
+        if missing.any():
+            x[missing] = np.nan
         return x
 
 
