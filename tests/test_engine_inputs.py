@@ -108,3 +108,17 @@ def test_missing_lists_every_band(data_dir):
     msg = str(err.value)
     assert "S2 B05 (all 12 time steps)" in msg and "S2 B11" in msg and "S1 VV" in msg and "S1 VH" in msg
     assert "B04" not in msg.split("missing:")[1].split("\n")[0]
+
+
+def test_decoding_integers_and_floats_agree_and_leaves_input_alone():
+    """The engine's fast path for integer rasters decodes exactly like floats do."""
+    enc = preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")
+    dn = np.array([[1, 1000, 65535], [0, 20000, 30000]], dtype=np.uint16)
+    as_float = dn.astype(np.float32)
+    copy = as_float.copy()
+    np.testing.assert_array_equal(enc.to_physical(dn), enc.to_physical(as_float))
+    np.testing.assert_array_equal(as_float, copy)
+    l2a = preset("reflectance", "reflectance x 10000 (L2A DN)")
+    refl = l2a.to_physical(np.array([0, 2500, 65535], np.uint16))
+    np.testing.assert_allclose(refl[:2], [0.0, 0.25])
+    assert np.isnan(refl[2])
