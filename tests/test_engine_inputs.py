@@ -35,6 +35,8 @@ def test_normalise_band():
     assert normalise_band("S2", "b8a") == "B8A"
     assert normalise_band("S2", "B2") == "B02"
     assert normalise_band("S1", "vh") == "VH"
+    assert normalise_band("weather", "temperature_2m") == normalise_band("weather", "AGERA5-TMEAN")
+    assert normalise_band("DEM", "Elevation") == "elevation"
 
 
 def test_recognise_netcdf_variables(data_dir):

@@ -242,3 +242,19 @@ def test_every_pixel_written_once_whatever_the_windows(tmp_path_factory, models,
         np.testing.assert_array_equal(a.read(1), b.read(1))
     with rasterio.open(result.outputs["confidence"]) as c, rasterio.open(whole.outputs["confidence"]) as e:
         np.testing.assert_allclose(c.read(1), e.read(1), rtol=1e-5)
+
+
+def test_weather_and_dem_from_the_cube(tmp_path, data_dir):
+    """AgERA5 (K x 100, mm x 100) and DEM variables are recognised and decoded without warnings."""
+    card = card_dict(modalities=("S2",))
+    card["inputs"] += [
+        {"tensor": "weather", "modality": "weather", "sensor": "AgERA5", "layout": "NTC",
+         "bands": [{"name": "temperature_2m", "unit": "K"}, {"name": "total_precipitation", "unit": "mm"}],
+         "scaling": {"method": "standardize", "mean": [283.0, 60.0], "std": [6.0, 40.0]}},
+        {"tensor": "dem", "modality": "DEM", "sensor": "Copernicus DEM", "layout": "NTC",
+         "bands": [{"name": "elevation", "unit": "m"}, {"name": "slope", "unit": "degree"}],
+         "scaling": {"method": "standardize", "mean": [100.0, 2.0], "std": [50.0, 2.0]}},
+    ]
+    model = tiny_onnx(tmp_path / "all.onnx", card)
+    result = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "out.tif")
+    assert result.warnings == [] and result.pixels_predicted == 10000

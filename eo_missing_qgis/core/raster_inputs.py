@@ -36,7 +36,8 @@ _ALIASES: dict[str, tuple[str, str]] = {
 
 
 def normalise_band(modality: str, name: str) -> str:
-    """Canonical band spelling: ``B4``/``b04`` -> ``B04``, ``vv`` -> ``VV``, others lower-case."""
+    """Canonical band spelling: ``B4``/``b04`` -> ``B04``, ``vv`` -> ``VV``, ``temperature_2m`` ->
+    ``temperature`` (weather/DEM aliases), others lower-case."""
     n = name.strip()
     if modality == "S2":
         m = re.fullmatch(r"b0?(1[0-2]|[1-9]|8a)", n, re.IGNORECASE)
@@ -45,7 +46,8 @@ def normalise_band(modality: str, name: str) -> str:
             return f"B{d.zfill(2)}" if d != "8A" else "B8A"
     if modality == "S1" and n.lower() in ("vv", "vh", "hh", "hv"):
         return n.upper()
-    return n.lower()
+    found = identify(n) if modality not in ("S1", "S2") else None
+    return found[1] if found and found[0] == modality else n.lower()
 
 
 @dataclass
