@@ -1,0 +1,86 @@
+"""The models bundled with the plugin: index, size, cards, test metrics reproduced by ONNX Runtime
+on the real held-out samples, and "Describe model" on each of them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from processing import run as processing_run
+from qgis.utils import iface
+
+import eo_missing_qgis
+from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
+from training.datasets import load_dataset
+from training.engine import metrics, prepare
+from training.export import onnx_predict
+
+EXPECTED = {f"{t}_{m}.onnx" for t in ("lfmc", "crop_type") for m in ("s1", "s2", "s1_s2")}
+ENTRIES = json.loads((MODELS_DIR / "index.json").read_text())["models"]
+
+
+def test_index_lists_the_six_models_and_they_stay_small():
+    index = json.loads((MODELS_DIR / "index.json").read_text())
+    assert index["version"] == 1
+    assert {m["file"] for m in index["models"]} == EXPECTED
+    for m in index["models"]:
+        assert set(m) == {"file", "task", "task_title", "modalities", "name", "title"}
+        assert m["file"] == f"{m['task']}_{'_'.join(x.lower() for x in m['modalities'])}.onnx"
+    assert sum((MODELS_DIR / f).stat().st_size for f in EXPECTED) < 5 * 1024 * 1024
+    assert [b.file.name for b in load_index()] == [m["file"] for m in index["models"]]
+
+
+@pytest.fixture(scope="module")
+def prepared(data_dir):
+    cache = {}
+
+    def get(dataset: str, seed: int):
+        if (dataset, seed) not in cache:
+            cache[dataset, seed] = prepare(load_dataset(dataset, data_dir), seed)
+        return cache[dataset, seed]
+
+    return get
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_bundled_model_reproduces_its_card_metric(entry, prepared):
+    path = MODELS_DIR / entry["file"]
+    card = read_card(path)
+    assert (card.name, card.title, card.modalities) == (entry["name"], entry["title"], entry["modalities"])
+    assert card.title and card.description and card.stac_mlm["mlm:input"]
+    assert card.provenance.method in ("kd", "mdico", "dis2", "single")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [s.tensor for s in card.inputs]
+    prep = prepared(card.provenance.dataset, card.provenance.seed)
+    for spec in card.inputs:  # the card's scaling is the training split's statistics
+        assert spec.mean == prep.specs[spec.modality].mean
+    out = onnx_predict(path, card, prep.arrays["test"])
+    measured = metrics(card.task, out, prep.arrays["test"]["y"])
+    for key, value in card.provenance.metrics.items():
+        assert measured[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+    if card.task == "regression":
+        assert card.output.unit == "%" and card.output.scale == 1.0 and card.output.offset == 0.0
+    else:
+        assert np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+@pytest.fixture
+def loaded_plugin(qgis_app):
+    plugin = eo_missing_qgis.classFactory(iface)
+    plugin.initProcessing()
+    yield plugin
+    plugin.unload()
+
+
+def test_describe_model_shows_each_bundled_card(loaded_plugin, tmp_path):
+    for entry in ENTRIES:
+        html = tmp_path / f"{entry['file']}.html"
+        result = processing_run(
+            "eomissing:describemodel", {"MODEL": str(MODELS_DIR / entry["file"]), "OUTPUT_HTML": str(html)}
+        )
+        card = json.loads(result["CARD_JSON"])
+        assert card["name"] == entry["name"]
+        assert entry["title"] in html.read_text()

@@ -1,0 +1,78 @@
+"""Retrain and export the plugin's bundled models and write ``index.json`` (the plugin reads it).
+
+The spec (``training/configs/bundled.yaml``) names, per task and inference modalities, the
+method: for S1 only and S2 only the guided student that was best on *validation* data in the
+benchmark, and a method for S1 + S2. Every model is trained with the same seed, deterministically,
+with its dataset's config; a teacher is trained once per dataset when a method needs one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from .config import dataset_method_config, read_yaml
+from .datasets import load_dataset
+from .engine import evaluate, fit, prepare
+from .export import export_run
+
+TASK_DATASETS = {"lfmc": "lfmc", "crop_type": "crop_type"}
+
+
+def file_stem(task: str, modalities: list[str]) -> str:
+    return f"{task}_{'_'.join(m.lower() for m in modalities)}"
+
+
+def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list[dict]:
+    spec = read_yaml(spec_path)
+    seed = int(spec.get("seed", 0))
+    out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for task, entries in spec["tasks"].items():
+        dataset = TASK_DATASETS[task]
+        prep = prepare(load_dataset(dataset, data_dir), seed)
+        teacher_state = None
+        for entry in entries:
+            cfg = replace(
+                dataset_method_config(dataset, entry["method"], entry.get("set", [])),
+                seed=seed,
+                modalities=list(entry["modalities"]),
+            )
+            if cfg.method in ("kd", "dis2") and teacher_state is None:
+                teacher, _ = fit(replace(dataset_method_config(dataset, "teacher"), seed=seed), prep)
+                teacher_state = teacher.model.state_dict()
+            module, _ = fit(cfg, prep, teacher_state)
+            run = {
+                "config": asdict(cfg),
+                "steps": prep.data.steps,
+                "stats": {m: {"mean": list(s.mean), "std": list(s.std)} for m, s in prep.specs.items()},
+                "metrics": {s: evaluate(module, prep, s) for s in ("val", "test")},
+            }
+            stem = file_stem(task, cfg.modalities)
+            work.mkdir(parents=True, exist_ok=True)
+            (work / f"{stem}.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
+            card, diff = export_run(
+                module,
+                run,
+                prep,
+                out / f"{stem}.onnx",
+                stem,
+                entry.get("title", ""),
+                entry.get("description", ""),
+            )
+            print(f"{stem}.onnx: {card.title}; test {run['metrics']['test']}; parity {diff:.1e}", flush=True)
+            index.append(
+                {
+                    "file": f"{stem}.onnx",
+                    "task": task,
+                    "task_title": prep.data.info.title,
+                    "modalities": list(cfg.modalities),
+                    "name": card.name,
+                    "title": card.title,
+                }
+            )
+    (out / "index.json").write_text(
+        json.dumps({"version": 1, "models": index}, indent=1) + "\n", encoding="utf-8"
+    )
+    return index

@@ -1,0 +1,209 @@
+"""Export a trained student to ONNX with its model card, and check parity with torch.
+
+The graph takes one float32 tensor per modality, (batch, time, bands) = the card's NTC layout,
+already standardised by :func:`eo_missing_qgis.core.preprocessing.standardize`; it returns
+``probabilities`` (batch, K) after softmax in the card's class order, or ``prediction``
+(batch, 1) in physical units (card scale 1, offset 0).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess  # nosec B404 - only `git rev-parse HEAD`
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from eo_missing_qgis.core.model_card import ModelCard, OutputSpec, Provenance, TimeSpec, embed_card
+
+from . import __version__
+from .datasets import TaskInfo
+from .engine import Prepared, specs_from_dict
+from .models import Predictor
+
+OPSET = 18
+ATOL = 1e-4
+METHOD_TITLES = {
+    "single": "baseline",
+    "teacher": "all-modality teacher",
+    "kd": "distilled",
+    "mdico": "MDiCo co-learned",
+    "dis2": "DIS2-distilled",
+}
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as a plugin model (teacher parts, parity failure, ...)."""
+
+
+def check_student(predictor: nn.Module) -> None:
+    """Refuse graphs that contain a guide network: the plugin gets the student only."""
+    names = [name for name, sub in predictor.named_modules() if getattr(sub, "teacher_part", False)]
+    if names:
+        raise ExportError(
+            f"the exported graph would contain teacher-only parts ({', '.join(names[:3])}); "
+            "export the student's inference path (method.predictor()), not the teacher"
+        )
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,  # nosec B603 B607
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+            timeout=10,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _stac_mlm(card: ModelCard) -> dict:
+    o = card.output
+    inputs = [
+        {
+            "name": s.tensor,
+            "bands": s.band_names,
+            "input": {
+                "shape": [-1, card.time.steps, len(s.bands)],
+                "dim_order": ["batch", "time", "bands"],
+                "data_type": "float32",
+            },
+            "value_scaling": [
+                {"type": "z-score", "mean": m, "stddev": d} for m, d in zip(s.mean, s.std, strict=True)
+            ],
+        }
+        for s in card.inputs
+    ]
+    if card.task == "classification":
+        output = {
+            "name": o.tensor,
+            "tasks": ["classification"],
+            "result": {
+                "shape": [-1, len(o.classes)],
+                "dim_order": ["batch", "class"],
+                "data_type": "float32",
+            },
+            "classification:classes": [
+                {"value": c.id, "name": c.name, "color_hint": c.color[1:]} for c in o.classes
+            ],
+            "post_processing_function": {"format": "documentation", "expression": "softmax"},
+        }
+    else:
+        output = {
+            "name": o.tensor,
+            "tasks": ["regression"],
+            "result": {"shape": [-1, 1], "dim_order": ["batch", "value"], "data_type": "float32"},
+            "description": f"{o.name} in {o.unit}",
+        }
+    return {
+        "mlm:name": card.name,
+        "mlm:architecture": "TempCNN",
+        "mlm:tasks": [card.task],
+        "mlm:framework": "pytorch",
+        "mlm:framework_version": torch.__version__.split("+")[0],
+        "mlm:accelerator": "amd64",
+        "mlm:input": inputs,
+        "mlm:output": [output],
+    }
+
+
+def build_card(run: dict, info: TaskInfo, name: str, title: str = "", description: str = "") -> ModelCard:
+    """The card of a run: its inputs and statistics, output, provenance and test metrics."""
+    cfg = run["config"]
+    modalities = cfg["modalities"]
+    specs = specs_from_dict({m: run["stats"][m] for m in modalities})
+    label = " + ".join(modalities)
+    method = cfg["method"]
+    if info.task == "classification":
+        output = OutputSpec(tensor="probabilities", name=info.name, classes=info.classes)
+    else:
+        output = OutputSpec(tensor="prediction", name=info.name, unit=info.unit, range=info.range)
+    card = ModelCard(
+        name=name,
+        title=title or f"{info.title} from {label} ({METHOD_TITLES.get(method, method)})",
+        description=description
+        or (
+            f"{info.title} per pixel from {run['steps']} consecutive monthly composites of {label}. "
+            f"TempCNN student trained with method '{method}' on dataset '{cfg['dataset']}' "
+            f"(seed {cfg['seed']})."
+        ),
+        task=info.task,
+        inputs=tuple(specs[m] for m in modalities),
+        time=TimeSpec(steps=run["steps"], alignment="relative"),
+        output=output,
+        provenance=Provenance(
+            dataset=cfg["dataset"],
+            method=method,
+            version=__version__,
+            seed=cfg["seed"],
+            commit=git_commit(),
+            created=dt.date.today().isoformat(),
+            metrics=dict(run["metrics"]["test"]),
+        ),
+    )
+    return ModelCard(**{**card.__dict__, "stac_mlm": _stac_mlm(card)})
+
+
+def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
+    """Write the graph (weights inside, dynamic batch) with ``card`` embedded."""
+    check_student(predictor)
+    predictor.eval()
+    example = tuple(torch.zeros(2, card.time.steps, len(s.bands)) for s in card.inputs)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        predictor,
+        example,
+        input_names=[s.tensor for s in card.inputs],
+        output_names=[card.output.tensor],
+        dynamic_shapes=(tuple({0: batch} for _ in card.inputs),),
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
+    model = program.model_proto
+    onnx.checker.check_model(model)
+    embed_card(model, card)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def onnx_predict(path: Path, card: ModelCard, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {s.tensor: arrays[s.modality].astype(np.float32) for s in card.inputs}
+    return session.run([card.output.tensor], feeds)[0]
+
+
+def parity(path: Path, predictor: Predictor, card: ModelCard, prep: Prepared) -> float:
+    """Max |ONNX - torch| on the real held-out samples; raises when beyond float32 tolerance."""
+    from .engine import predict
+
+    arrays = prep.arrays["test"]
+    expected = predict(predictor, arrays)
+    got = onnx_predict(path, card, arrays)
+    scale = 1.0 if card.task == "classification" else max(1.0, float(np.abs(expected).max()))
+    diff = float(np.abs(got - expected).max())
+    if not diff <= ATOL * scale:
+        raise ExportError(
+            f"ONNX and torch outputs differ by {diff:g} on the held-out samples of {path.name} "
+            f"(tolerance {ATOL * scale:g}); the export is not faithful"
+        )
+    return diff
+
+
+def export_run(
+    module, run: dict, prep: Prepared, path: Path, name: str, title: str = "", description: str = ""
+) -> tuple[ModelCard, float]:
+    card = build_card(run, prep.data.info, name, title, description)
+    predictor = module.predictor()
+    to_onnx(predictor, card, Path(path))
+    return card, parity(Path(path), predictor, card, prep)
