@@ -23,6 +23,7 @@ from qgis.core import (
     QgsLayoutPoint,
     QgsLayoutSize,
     QgsLegendStyle,
+    QgsMapLayerLegendUtils,
     QgsPrintLayout,
     QgsProject,
     QgsRasterLayer,
@@ -33,7 +34,7 @@ from qgis.PyQt.QtGui import QFont
 from eo_missing_qgis.core.model_card import read_card
 from eo_missing_qgis.map_layers import output_title, style_layer
 
-PANEL_W, MAP_H, LEGEND_H = 90.0, 90.0, 45.0
+PANEL_W, MAP_H, LEGEND_ROW = 90.0, 90.0, 6.5  # mm
 
 
 def render(model: Path, png: Path, rasters: list[Path]) -> None:
@@ -42,7 +43,8 @@ def render(model: Path, png: Path, rasters: list[Path]) -> None:
     layout = QgsPrintLayout(project)
     layout.initializeDefaults()
     page = layout.pageCollection().page(0)
-    page.setPageSize(QgsLayoutSize(PANEL_W * len(rasters) + 10, MAP_H + LEGEND_H + 25))
+    legend_h = LEGEND_ROW * (len(card.output.classes) or 5) + 15
+    page.setPageSize(QgsLayoutSize(PANEL_W * len(rasters) + 10, MAP_H + legend_h + 25))
     title = QgsLayoutItemLabel(layout)
     title.setText(f"{card.title} — {' + '.join(card.modalities)}")
     title.setFont(QFont("DejaVu Sans", 12))
@@ -72,6 +74,10 @@ def render(model: Path, png: Path, rasters: list[Path]) -> None:
         node = legend.model().rootGroup().addLayer(layer)
         node.setName({"prediction": output_title(card), "confidence": "Confidence"}[kind]
                      + (f" ({card.output.unit})" if kind == "prediction" and card.output.unit else ""))
+        # Drop the "Band 1: ..." line QGIS puts above the legend entries of a one-band raster.
+        entries = legend.model().layerLegendNodes(node)
+        QgsMapLayerLegendUtils.setLegendNodeOrder(node, list(range(1, len(entries))))
+        legend.model().refreshLayerLegend(node)
         legend.setStyleFont(QgsLegendStyle.Title, QFont("DejaVu Sans", 9))
         legend.attemptMove(QgsLayoutPoint(x, 17 + MAP_H, QgsUnitTypes.LayoutMillimeters))
         layout.addLayoutItem(legend)
