@@ -99,22 +99,21 @@ def run_prediction(
     """Run the request; returns the engine's RunResult, or None when cancelled."""
     from .engine import CancelToken, RunOptions, run_model
 
+    class CallerToken(CancelToken):
+        """Also asks the caller (Processing feedback, QgsTask) before every batch."""
+
+        @property
+        def cancelled(self) -> bool:
+            return is_canceled is not None and is_canceled()
+
     card = read_card(request.model_path)
-    token = CancelToken()
-
-    def on_progress(fraction: float) -> None:
-        if is_canceled is not None and is_canceled():
-            token.cancel()
-        if progress is not None:
-            progress(fraction)
-
     options = RunOptions(
         tile_size=request.tile_size, memory_mb=request.batch_mb, device=request.device,
         threads=request.threads, write_probabilities=request.probabilities,
     )
     try:
         result = run_model(request.model_path, build_inputs(request, card), request.output,
-                           options=options, progress=on_progress, cancel=token, log=log)
+                           options=options, progress=progress, cancel=CallerToken(), log=log)
     except Cancelled:
         return None
     wanted = request.confidence
