@@ -17,6 +17,6 @@ def qgis_process_env(plugin_path: Path, profile: Path, with_venv: bool = True) -
         QT_QPA_PLATFORM="offscreen",
         QGIS_PLUGINPATH=str(plugin_path),
         QGIS_CUSTOM_CONFIG_PATH=str(profile),
-        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"], str(ROOT)] if with_venv else [str(ROOT)]),
+        PYTHONPATH=os.pathsep.join([sysconfig.get_paths()["purelib"]] * with_venv + [str(ROOT)]),
     )
     return env
