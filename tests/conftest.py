@@ -35,6 +35,19 @@ def qgis_app() -> QgsApplication:
     return QGIS_APP
 
 
+@pytest.fixture
+def plugin(qgis_app):
+    """The plugin loaded as QGIS loads it (against a real test interface), unloaded afterwards."""
+    import eo_missing_qgis
+
+    from .qgis_interface import TestInterface
+
+    loaded = eo_missing_qgis.classFactory(TestInterface())
+    loaded.initProcessing()
+    yield loaded
+    loaded.unload()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data (``../shared/data`` unless EO_MISSING_DATA_DIR says otherwise).

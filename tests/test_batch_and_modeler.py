@@ -7,27 +7,15 @@ import csv
 from pathlib import Path
 
 import processing
-import pytest
 from osgeo import gdal
 from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
 from processing.tools import dataobjects
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProject, QgsRasterLayer
 
-import eo_missing_qgis
-
-from .qgis_interface import TestInterface
 from .test_predict_algorithm import S1_VARS, S2_VARS, cube_sources
 from .tiny_models import card_dict, tiny_onnx
 
 MODEL3 = Path(__file__).parent / "data" / "predict_and_count.model3"
-
-
-@pytest.fixture(scope="module")
-def plugin(qgis_app):
-    plugin = eo_missing_qgis.classFactory(TestInterface())
-    plugin.initProcessing()
-    yield plugin
-    plugin.unload()
 
 
 def test_batch_of_several_inputs_runs(plugin, data_dir, tmp_path, qtbot):

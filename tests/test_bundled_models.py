@@ -9,9 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from processing import run as processing_run
-from qgis.utils import iface
 
-import eo_missing_qgis
 from eo_missing_qgis.core.model_card import read_card
 from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
 from training.datasets import load_dataset
@@ -67,15 +65,7 @@ def test_bundled_model_reproduces_its_card_metric(entry, prepared):
         assert np.allclose(out.sum(1), 1, atol=1e-5)
 
 
-@pytest.fixture
-def loaded_plugin(qgis_app):
-    plugin = eo_missing_qgis.classFactory(iface)
-    plugin.initProcessing()
-    yield plugin
-    plugin.unload()
-
-
-def test_describe_model_shows_each_bundled_card(loaded_plugin, tmp_path):
+def test_describe_model_shows_each_bundled_card(plugin, tmp_path):
     for entry in ENTRIES:
         html = tmp_path / f"{entry['file']}.html"
         result = processing_run(

@@ -39,15 +39,7 @@ def test_load_and_unload_leave_nothing_behind(qgis_app):
     assert plugin.panel is None
 
 
-@pytest.fixture
-def loaded_plugin(qgis_app):
-    plugin = eo_missing_qgis.classFactory(TestInterface())
-    plugin.initProcessing()
-    yield plugin
-    plugin.unload()
-
-
-def test_describe_model_in_process(loaded_plugin, tmp_path):
+def test_describe_model_in_process(plugin, tmp_path):
     model = tiny_onnx(tmp_path / "m.onnx", card_dict("regression", ("S1", "S2"), steps=3))
     html = tmp_path / "card.html"
     result = processing_run("eomissing:describemodel", {"MODEL": str(model), "OUTPUT_HTML": str(html)})
@@ -55,7 +47,7 @@ def test_describe_model_in_process(loaded_plugin, tmp_path):
     assert "LFMC in %" in html.read_text()
 
 
-def test_describe_model_refuses_a_file_without_card(loaded_plugin, tmp_path):
+def test_describe_model_refuses_a_file_without_card(plugin, tmp_path):
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"\x08\x07")  # a valid protobuf with only ir_version: no card
     from qgis.core import QgsProcessingException
@@ -110,8 +102,8 @@ def test_qgis_process_loads_provider_from_zip(plugin_zip, tmp_path):
     assert "model card" in help_text
 
 
-def test_every_parameter_has_help(loaded_plugin):
-    for algorithm in loaded_plugin.provider.algorithms():
+def test_every_parameter_has_help(plugin):
+    for algorithm in plugin.provider.algorithms():
         undocumented = [p.name() for p in algorithm.parameterDefinitions() if not p.help()]
         assert undocumented == [], f"{algorithm.id()} lacks help for {undocumented}"
         text = algorithm.shortHelpString()

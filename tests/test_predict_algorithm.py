@@ -10,21 +10,10 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException, QgsProject, QgsRasterLayer
 
-import eo_missing_qgis
-
-from .qgis_interface import TestInterface
 from .tiny_models import card_dict, tiny_onnx
 
 S2_VARS = [f"S2-L2A-{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")]
 S1_VARS = ["S1-SIGMA0-VV", "S1-SIGMA0-VH"]
-
-
-@pytest.fixture(scope="module")
-def plugin(qgis_app):
-    plugin = eo_missing_qgis.classFactory(TestInterface())
-    plugin.initProcessing()
-    yield plugin
-    plugin.unload()
 
 
 def cube_sources(data_dir, variables) -> list[str]:
