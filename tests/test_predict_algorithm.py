@@ -8,7 +8,13 @@ import numpy as np
 import processing
 import pytest
 from osgeo import gdal
-from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException, QgsProject, QgsRasterLayer
+from qgis.core import (
+    QgsPalettedRasterRenderer,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+)
 
 from .tiny_models import card_dict, tiny_onnx
 
@@ -78,3 +84,18 @@ def test_qgis_process_on_the_real_cube(qgis_process, data_dir, crop_s2_model, tm
     assert layer.isValid() and (layer.width(), layer.height()) == (100, 100)
     assert layer.crs().authid() == "EPSG:32631"
     assert (tmp_path / "conf.tif").is_file()
+
+
+@pytest.mark.parametrize("combo", [("S1",), ("S2",), ("S1", "S2")], ids=["S1", "S2", "S1+S2"])
+@pytest.mark.parametrize("task", ["lfmc", "crop_type"])
+def test_bundled_model_is_chosen_for_each_combination(plugin, data_dir, tmp_path, task, combo):
+    from eo_missing_qgis.core.model_index import load_index, tasks
+
+    params = {"TASK": tasks(load_index())[task], "OUTPUT": str(tmp_path / "out.tif")}
+    for modality in combo:
+        params[modality] = cube_sources(data_dir, S1_VARS if modality == "S1" else S2_VARS)
+    feedback = QgsProcessingFeedback()
+    results = processing.run("eomissing:predict", params, feedback=feedback)
+    assert results["MODEL_NAME"] == f"{task}_{'_'.join(combo).lower()}"
+    assert "Chosen:" in feedback.textLog() and "CPUExecutionProvider" in feedback.textLog()
+    assert gdal.Open(results["OUTPUT"]).RasterXSize == 100
