@@ -259,11 +259,16 @@ def test_model_file_missing(tmp_path, data_dir, out):
     refused(ModelError, "does not exist", str(tmp_path / "none.onnx"), s2_inputs(data_dir), out)
 
 
-def test_spatial_halo_model_is_refused_clearly(tmp_path, data_dir, out):
-    card = card_dict()
-    card["halo"] = 8
-    path = tiny_onnx(tmp_path / "halo.onnx", card)
-    refused(ModelError, "declares a spatial halo of 8 px", str(path), s2_inputs(data_dir), out)
+def test_halo_on_a_per_pixel_model_is_refused_clearly(tmp_path, data_dir, out):
+    """A card claiming a halo for NTC inputs (written without validation) is refused on opening."""
+    from dataclasses import replace
+
+    path = tiny_onnx(tmp_path / "halo.onnx", card_dict())
+    m = onnx.load(str(path))
+    embed_card(m, replace(card_from_dict(card_dict()), halo=8))
+    onnx.save(m, str(path))
+    msg = refused(ModelCardError, "field 'halo': is 8 px", str(path), s2_inputs(data_dir), out)
+    assert "needs layout NTCHW" in msg
 
 
 # -- destinations ------------------------------------------------------

@@ -50,6 +50,9 @@ def test_round_trip(task):
         (lambda d: d["output"].update(classes=d["output"]["classes"][:1]), "output.classes"),
         (lambda d: d["provenance"]["metrics"].update(f1="high"), "provenance.metrics.f1"),
         (lambda d: d.update(halo=True), "halo"),
+        (lambda d: d.update(halo=4), "halo"),
+        (lambda d: d["inputs"][0].update(layout="NCHW"), "inputs[0].layout"),
+        (lambda d: d["inputs"][0].update(layout="NTCHW"), "inputs[0].layout"),  # needs schema 1.1
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d.update(schema_version="2.0"), "schema_version"),
         (lambda d: d.update(schema_version=1.0), "schema_version"),
@@ -62,6 +65,38 @@ def test_bad_cards_name_the_field(mutate, field):
         card_from_dict(data)
     assert err.value.field == field
     assert field in str(err.value)
+
+
+def spatial_dict(modalities=("S1", "S2"), halo: int = 4) -> dict:
+    data = card_dict("classification", modalities)
+    data.update(schema_version="1.1", halo=halo)
+    for spec in data["inputs"]:
+        spec["layout"] = "NTCHW"
+    return data
+
+
+@pytest.mark.parametrize("halo", [0, 4])
+def test_spatial_cards_round_trip(halo):
+    card = card_from_dict(spatial_dict(halo=halo))
+    assert card.spatial and card.halo == halo and card.inputs[1].layout == "NTCHW"
+    assert card_from_json(card.to_json()) == card
+    assert not card_from_dict(card_dict()).spatial
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "says"),
+    [
+        (lambda d: d["inputs"][1].update(layout="NTC"), "inputs[1].layout", "share one layout"),
+        (lambda d: [i.update(layout="NTC") for i in d["inputs"]], "halo", "needs layout NTCHW"),
+        (lambda d: d.update(schema_version="1.0"), "inputs[0].layout", "needs schema_version 1.1"),
+    ],
+)
+def test_spatial_layout_rules(mutate, field, says):
+    data = spatial_dict()
+    mutate(data)
+    with pytest.raises(ModelCardError, match=says) as err:
+        card_from_dict(data)
+    assert err.value.field == field
 
 
 def test_regression_range_must_increase():

@@ -7,6 +7,12 @@ time steps (clouds: the real WorldCereal cube lacks S2 for two whole months) are
 training fills them, by :func:`.preprocessing.standardize` (the band mean). Outputs go to
 temporary files moved into place only when the whole run succeeded, so an error or a cancel
 leaves nothing behind.
+
+Per-pixel models (layout NTC) read disjoint windows. Spatial models (layout NTCHW, a halo of
+context) read overlapping tiles grown by twice the halo, keep each prediction over the tile grown
+by the halo, and blend the overlaps with weights that sum to one (:mod:`.blending`) before the
+argmax. Their nodata pixels are still filled and seen as context by their neighbours; only tiles
+without any valid pixel skip the model.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .blending import OverlapBlend
 from .errors import Cancelled, InputError, ModelError, OutputError
 from .model_card import ModelCard
 from .preprocessing import standardize
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
 from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster
 from .session import ModelSession, open_session
-from .tiling import Window, aligned_tile, windows
+from .tiling import HaloTile, Window, aligned_tile, halo_tiles, windows
 from .units import UNITS, implausible_fraction
 
 #: Bytes a pixel costs per input value while a window is in flight (raw, physical, standardised).
@@ -123,8 +130,9 @@ class _Reader:
         return [self.plan.inputs[n].label for n, s in self.sources.items() if s.warped]
 
     def read(self, win: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Physical values (pixels, time, bands) per modality, NaN where missing, and which pixels
-        can be predicted (every band valid at one time step at least).
+        """Physical values (pixels, time, bands), or (1, time, bands, height, width) for a spatial
+        card, per modality, NaN where missing, and which pixels (flat) can be predicted (every
+        band valid at one time step at least).
 
         Runs in the read-ahead thread, so the transposition into the network's layout costs the
         model thread nothing.
@@ -146,7 +154,10 @@ class _Reader:
                     if missing[k].any():
                         phys[t, c][missing[k].ravel()] = np.nan
             valid &= np.isfinite(phys).any(axis=0).all(axis=0)
-            out[spec.modality] = np.ascontiguousarray(phys.transpose(2, 0, 1))
+            if self.plan.card.spatial:
+                out[spec.modality] = phys.reshape(1, *phys.shape[:2], win.height, win.width)
+            else:
+                out[spec.modality] = np.ascontiguousarray(phys.transpose(2, 0, 1))
         return out, valid
 
     def close(self) -> None:
@@ -200,13 +211,16 @@ def batch_size_for(card: ModelCard, options: RunOptions) -> int:
 
 
 def tile_for(card: ModelCard, options: RunOptions, grid: Grid) -> tuple[int, int]:
-    """Block-aligned tile, shrunk so two windows in flight fit in half the memory budget."""
+    """Block-aligned tile, shrunk so two windows in flight fit in half the memory budget. A spatial
+    model reads each tile grown by twice its halo on every side, and needs tiles of at least
+    twice the halo so that a tile overlaps only its neighbours."""
     requested = options.tile_size or card.tile_size
     if requested < 1:
         raise ValueError(f"tile_size must be at least 1, not {requested}")
     values = card.time.steps * sum(len(s.bands) for s in card.inputs)
-    fit = int((options.memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)) ** 0.5)
-    return aligned_tile(max(16, min(requested, fit)), grid.block)
+    fit = int((options.memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)) ** 0.5) - 4 * card.halo
+    th, tw = aligned_tile(max(16, min(requested, fit)), grid.block)
+    return max(th, 2 * card.halo), max(tw, 2 * card.halo)
 
 
 def _outputs(paths: dict[str, str], card: ModelCard, grid: Grid) -> dict[str, GeoTiffOutput]:
@@ -282,9 +296,6 @@ def run_model(
     say(f"model {card.name}: running on {session.provider}")
     for w in session.warnings:
         say(w, warn=True)
-    if card.halo > 0:
-        raise ModelError(f"model {card.name} declares a spatial halo of {card.halo} px, but card schema "
-                         f"{card.schema_version} only defines per-pixel inputs (layout NTC)")
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)
@@ -301,25 +312,39 @@ def run_model(
             f"{', '.join(reader.warped)}")
     tile = tile_for(card, options, grid)
     batch = batch_size_for(card, options)
-    say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
         outs = _outputs(paths, card, grid)
-        wins = list(windows(grid.height, grid.width, tile))
+        if card.spatial:
+            say(f"tiles of {tile[0]} x {tile[1]} px, read with {2 * card.halo} px of context on each "
+                f"side, blended over {2 * card.halo} px")
+            tiles = halo_tiles(grid.height, grid.width, tile, card.halo)
+            wins = [t.window("read") for t in tiles]
+            blend = OverlapBlend(_values_per_pixel(card), grid.width)
+
+            def predict(i: int, physical: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
+                return _predict_tile(session, card, physical, valid, tiles[i], blend, outs, check_cancel)
+        else:
+            say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
+            wins = list(windows(grid.height, grid.width, tile))
+
+            def predict(i: int, physical: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
+                n = _predict_window(session, card, physical, valid, wins[i], outs, batch, check_cancel)
+                return n, wins[i].size
         checked: set = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(reader.read, wins[0])
-            for i, win in enumerate(wins):
+            for i in range(len(wins)):
                 physical, valid = pending.result()
                 if i + 1 < len(wins):
                     pending = pool.submit(reader.read, wins[i + 1])
                 check_cancel()
                 for msg in unit_warnings(physical, card, checked):
                     say(msg, warn=True)
-                n = _predict_window(session, card, physical, valid, win, outs, batch, check_cancel)
+                n, written = predict(i, physical, valid)
                 predicted += n
-                nodata += win.size - n
+                nodata += written - n
                 if progress:
                     progress((i + 1) / len(wins))
         if predicted == 0:
@@ -346,15 +371,56 @@ def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, 
     for spec in card.inputs:
         phys = physical[spec.modality]
         tensors[spec.tensor], _ = standardize(phys if idx.size == win.size else phys[idx], spec)
-    task_cls = card.task == "classification"
-    k = len(card.output.classes) if task_cls else 1
+    k = _values_per_pixel(card)
     result = np.empty((idx.size, k), dtype=np.float32)
     for b in range(0, idx.size, batch):
         check_cancel()
         feeds = {name: np.ascontiguousarray(x[b:b + batch]) for name, x in tensors.items()}
         result[b:b + batch] = np.asarray(session.run(feeds)[0], dtype=np.float32).reshape(-1, k)
+    _write_results(card, result, idx, win, outs)
+    return int(idx.size)
+
+
+def _predict_tile(session: ModelSession, card: ModelCard, physical: dict[str, np.ndarray],
+                  valid: np.ndarray, tile: HaloTile, blend: OverlapBlend, outs: dict[str, GeoTiffOutput],
+                  check_cancel: Callable[[], None]) -> tuple[int, int]:
+    """Run a spatial model on one tile, blend, and write the pixels whose sum is complete; returns
+    how many of them were predicted and how many were written."""
+    read, keep = tile.window("read"), tile.window("keep")
+    valid = valid.reshape(read.height, read.width)
+    rows = slice(keep.row - read.row, keep.row - read.row + keep.height)
+    cols = slice(keep.col - read.col, keep.col - read.col + keep.width)
+    k = _values_per_pixel(card)
+    if valid[rows, cols].any():
+        check_cancel()
+        feeds = {spec.tensor: standardize(physical[spec.modality], spec)[0] for spec in card.inputs}
+        raw = np.asarray(session.run(feeds)[0], dtype=np.float32)
+        if raw.shape != (1, k, read.height, read.width):
+            raise ModelError(f"model {card.name} returned {raw.shape} for a tile of {read.height} x "
+                             f"{read.width} px; a spatial model must return (1, {k}, {read.height}, "
+                             f"{read.width}), one value set per input pixel")
+        prediction = raw[0, :, rows, cols]
+    else:  # nothing to predict here: the tile's pixels all get nodata
+        prediction = np.zeros((k, keep.height, keep.width), dtype=np.float32)
+    done, sums = blend.add(tile, prediction)
+    inside = valid[done.row - read.row:done.row - read.row + done.height,
+                   done.col - read.col:done.col - read.col + done.width]
+    idx = np.flatnonzero(inside)
+    _write_results(card, sums.reshape(k, -1)[:, idx].T, idx, done, outs)
+    return int(idx.size), done.size
+
+
+def _values_per_pixel(card: ModelCard) -> int:
+    return len(card.output.classes) if card.task == "classification" else 1
+
+
+def _write_results(card: ModelCard, result: np.ndarray, idx: np.ndarray, win: Window,
+                   outs: dict[str, GeoTiffOutput]) -> None:
+    """Write the model's values ``result`` (pixels, values) for the flat pixels ``idx`` of ``win``;
+    every other pixel of ``win`` gets nodata."""
+    k = result.shape[1]
     shape = (win.height, win.width)
-    if task_cls:
+    if card.task == "classification":
         probs = _softmax(result) if card.output.activation == "none" else result
         ids = np.array([c.id for c in card.output.classes], dtype=np.uint8)
         cls = np.zeros(win.size, dtype=np.uint8)
@@ -371,4 +437,3 @@ def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, 
         value = np.full(win.size, np.nan, dtype=np.float32)
         value[idx] = result[:, 0] * np.float32(card.output.scale) + np.float32(card.output.offset)
         outs["prediction"].write(value.reshape(shape), win)
-    return int(idx.size)

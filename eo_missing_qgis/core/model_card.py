@@ -6,6 +6,9 @@ applied before the network, tensor names and layout), what it returns (classes w
 colours, or a regression unit and range) and where it came from. Everything the plugin does with
 a model is driven by its card, so what a model saw in training is what it sees in QGIS.
 
+Inputs are per pixel (layout NTC, ``halo`` 0) or image patches (layout NTCHW, schema 1.1): a
+spatial model needs ``halo`` pixels of context around every pixel it predicts.
+
 Schema versions are ``MAJOR.MINOR``. A card of a newer minor version is read (fields this code
 does not know are ignored); a card of another major version is refused.
 """
@@ -24,13 +27,16 @@ import numpy as np
 from .units import UNITS
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 CARD_KEY = "eo_missing_model_card"
 
 TASKS = ("classification", "regression")
 MODALITIES = ("S1", "S2", "weather", "DEM")
-LAYOUTS = ("NTC",)
+#: Tensor layouts: per pixel (batch, time, bands), or spatial (batch, time, bands, height, width).
+LAYOUTS = ("NTC", "NTCHW")
+#: The first minor version of schema 1 that knows each layout.
+_LAYOUT_SINCE = {"NTC": 0, "NTCHW": 1}
 ALIGNMENTS = ("relative", "calendar")
 SCALINGS = ("standardize",)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -54,7 +60,8 @@ class Band:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One modality group: a tensor of shape (batch, time, len(bands)) in ``layout``."""
+    """One modality group: a tensor of shape (batch, time, len(bands)) in layout ``NTC``, or
+    (batch, time, len(bands), height, width) in layout ``NTCHW``."""
 
     tensor: str
     modality: str
@@ -70,9 +77,11 @@ class InputSpec:
         return [b.name for b in self.bands]
 
     def standardize(self, physical: np.ndarray) -> np.ndarray:
-        """Scale physical values (..., bands) the way training did."""
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
+        """Scale physical values the way training did: (..., bands) for NTC, (..., bands, H, W)
+        for NTCHW."""
+        trailing = (1, 1) if self.layout == "NTCHW" else ()
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, *trailing)
+        std = np.asarray(self.std, dtype=np.float32).reshape(-1, *trailing)
         out = physical - mean
         out /= std  # in place: the same numbers as (physical - mean) / std, one array less
         return out
@@ -99,7 +108,9 @@ class ClassInfo:
 @dataclass(frozen=True)
 class OutputSpec:
     """Classification: ``classes`` in the graph's output order, ids are raster values (0 is
-    nodata). Regression: physical value = raw * ``scale`` + ``offset`` in ``unit``."""
+    nodata); the tensor holds probabilities (``activation`` softmax) or logits (none), shaped
+    (batch, classes) for NTC inputs and (batch, classes, H, W) for NTCHW. Regression: physical
+    value = raw * ``scale`` + ``offset`` in ``unit``; shaped (batch, 1) or (batch, 1, H, W)."""
 
     tensor: str
     name: str
@@ -140,6 +151,11 @@ class ModelCard:
     @property
     def modalities(self) -> list[str]:
         return [i.modality for i in self.inputs]
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the model takes image patches (layout NTCHW) rather than single pixels."""
+        return self.inputs[0].layout == "NTCHW"
 
     def input_for(self, modality: str) -> InputSpec:
         for spec in self.inputs:
@@ -367,6 +383,8 @@ def card_from_dict(data: Any) -> ModelCard:
     name = root.text("name")
     if not _IDENT.match(name):
         raise ModelCardError("name", "must be an identifier (letters, digits, _ . : -)")
+    halo = root.integer("halo", 0, lo=0, hi=4096)
+    _check_layouts(inputs, halo, minor)
     card = ModelCard(
         name=name,
         title=root.text("title"),
@@ -376,13 +394,29 @@ def card_from_dict(data: Any) -> ModelCard:
         time=time,
         output=output,
         provenance=provenance,
-        halo=root.integer("halo", 0, lo=0, hi=4096),
+        halo=halo,
         tile_size=root.integer("tile_size", 256, lo=1, hi=65536),
         stac_mlm=root.get("stac_mlm", dict, {}),
         schema_version=data["schema_version"],
     )
     root.done()
     return card
+
+
+def _check_layouts(inputs: list[InputSpec], halo: int, minor: int) -> None:
+    """One layout for all inputs, known to the card's schema version; a halo only for NTCHW."""
+    for n, spec in enumerate(inputs):
+        path = f"inputs[{n}].layout"
+        if _LAYOUT_SINCE[spec.layout] > minor:
+            raise ModelCardError(path, f"{spec.layout} needs schema_version "
+                                       f"{SCHEMA_MAJOR}.{_LAYOUT_SINCE[spec.layout]} or later")
+        if spec.layout != inputs[0].layout:
+            raise ModelCardError(path, f"is {spec.layout} but inputs[0] is {inputs[0].layout}; "
+                                       "all inputs of a model must share one layout")
+    if halo > 0 and inputs[0].layout != "NTCHW":
+        raise ModelCardError("halo", f"is {halo} px but the inputs have layout {inputs[0].layout} "
+                                     "(one pixel at a time); a model that looks at neighbouring pixels "
+                                     "needs layout NTCHW, a per-pixel model has halo 0")
 
 
 def _input_from(o: _Obj) -> InputSpec:

@@ -1,8 +1,8 @@
 """Card-driven preprocessing, shared by training and inference.
 
 Stored values (any encoding) -> physical units (:mod:`.units`) -> the card's standardisation ->
-float32 tensors in the card's layout (batch, time, bands). Training builds its tensors with these
-functions and QGIS inference calls the same ones, so a model sees the same numbers in both.
+float32 tensors in the card's layout (batch, time, bands[, H, W]). Training builds its tensors with
+these functions and QGIS inference calls the same ones, so a model sees the same numbers in both.
 """
 
 from __future__ import annotations
@@ -36,14 +36,18 @@ def band_statistics(physical: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def standardize(physical: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Scale physical values (batch, time, bands) as the card says.
+    """Scale physical values (batch, time, bands), or (batch, time, bands, H, W) for a spatial
+    card, as the card says.
 
     Returns the network input (float32, NaN replaced by 0, i.e. the band mean) and a boolean
-    ``valid`` (batch,) that is False where any value of the sample was missing.
+    ``valid`` that is False where any value of the sample was missing: (batch,) per pixel, or
+    (batch, H, W) for spatial inputs (a pixel is the sample there).
     """
-    if physical.ndim != 3 or physical.shape[-1] != len(spec.bands):
+    ndim = 5 if spec.layout == "NTCHW" else 3
+    if physical.ndim != ndim or physical.shape[2] != len(spec.bands):
+        dims = "(batch, time, {}, H, W)" if ndim == 5 else "(batch, time, {})"
         raise ValueError(
-            f"input '{spec.tensor}' needs (batch, time, {len(spec.bands)}) values, got {physical.shape}"
+            f"input '{spec.tensor}' needs {dims.format(len(spec.bands))} values, got {physical.shape}"
         )
     valid = np.isfinite(physical).all(axis=(1, 2))
     x = spec.standardize(physical).astype(np.float32, copy=False)

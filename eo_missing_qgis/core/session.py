@@ -114,9 +114,10 @@ def check_graph(card: ModelCard, session, name: str) -> None:
             continue
         shape = graph_in[spec.tensor]
         expected = [None, card.time.steps, len(spec.bands)]
-        if len(shape) != 3:
+        dims = "5 (batch, time, bands, height, width)" if card.spatial else "3 (batch, time, bands)"
+        if len(shape) != (5 if card.spatial else 3):
             problems.append(f"input '{spec.tensor}' has {len(shape)} dimensions in the graph, the card's "
-                            "layout NTC needs 3 (batch, time, bands)")
+                            f"layout {spec.layout} needs {dims}")
             continue
         for axis, what in ((1, "time steps"), (2, "bands")):
             if isinstance(shape[axis], int) and shape[axis] != expected[axis]:
@@ -132,8 +133,13 @@ def check_graph(card: ModelCard, session, name: str) -> None:
     else:
         shape = graph_out[out]
         n = len(card.output.classes) if card.task == "classification" else 1
-        if len(shape) >= 2 and isinstance(shape[-1], int) and shape[-1] != n:
-            problems.append(f"output '{out}' has {shape[-1]} values per pixel in the graph but the card "
+        # Per pixel (batch, values); spatial (batch, values, height, width).
+        axis, ndim = (1, 4) if card.spatial else (-1, 2)
+        if card.spatial and shape and len(shape) != ndim:
+            problems.append(f"output '{out}' has {len(shape)} dimensions in the graph, a spatial model "
+                            "needs 4 (batch, values, height, width)")
+        elif len(shape) >= 2 and isinstance(shape[axis], int) and shape[axis] != n:
+            problems.append(f"output '{out}' has {shape[axis]} values per pixel in the graph but the card "
                             f"declares {n}")
     if problems:
         raise ModelError(f"{name}: the model card does not match the graph:\n- " + "\n- ".join(problems))

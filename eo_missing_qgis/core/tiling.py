@@ -83,3 +83,59 @@ def blend_weights(height: int, width: int, tile: tuple[int, int],
     for r0, wy in axis_weights(height, tile[0], halo):
         for c0, wx in axis_weights(width, tile[1], halo):
             yield Window(r0, c0, len(wy), len(wx)), np.outer(wy, wx)
+
+
+@dataclass(frozen=True)
+class AxisSpan:
+    """One core along an axis, for a spatial model (all ranges are [start, stop) in pixels).
+
+    ``keep``: the core grown by the halo, where the model's prediction is kept with ``weights``;
+    ``read``: ``keep`` grown by the halo again, so every kept prediction saw ``halo`` pixels of
+    context on each side (less only at the grid edge, where the whole-grid run sees the same);
+    ``done``: the part whose blended sum is complete once this span and those before it are in.
+    The ``done`` ranges of all spans partition the axis.
+    """
+
+    keep: tuple[int, int]
+    read: tuple[int, int]
+    done: tuple[int, int]
+    weights: np.ndarray
+
+
+def axis_spans(total: int, tile: int, halo: int) -> list[AxisSpan]:
+    """Spans along one axis; a span overlaps only its neighbours, hence ``tile >= 2 * halo``."""
+    if tile < 2 * halo:
+        raise ValueError(f"tile {tile} must be at least twice the halo {halo}")
+    weights = axis_weights(total, tile, halo)
+    out = []
+    for n, (a, w) in enumerate(weights):
+        b = a + len(w)
+        done_end = weights[n + 1][0] if n + 1 < len(weights) else total
+        out.append(AxisSpan((a, b), (max(0, a - halo), min(total, b + halo)), (a, done_end), w))
+    return out
+
+
+@dataclass(frozen=True)
+class HaloTile:
+    """A tile of a spatial run: row ``i``, column ``j`` of the tile grid, with its two axis spans."""
+
+    i: int
+    j: int
+    rows: AxisSpan
+    cols: AxisSpan
+
+    def window(self, part: str) -> Window:
+        """The ``keep``, ``read`` or ``done`` rectangle as a window."""
+        (r0, r1), (c0, c1) = getattr(self.rows, part), getattr(self.cols, part)
+        return Window(r0, c0, r1 - r0, c1 - c0)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.outer(self.rows.weights, self.cols.weights)
+
+
+def halo_tiles(height: int, width: int, tile: tuple[int, int], halo: int) -> list[HaloTile]:
+    """The tiles of a spatial run, row-major; weights are built per tile on demand, so the list
+    costs memory in proportion to the number of tiles, not pixels."""
+    rows, cols = axis_spans(height, tile[0], halo), axis_spans(width, tile[1], halo)
+    return [HaloTile(i, j, r, c) for i, r in enumerate(rows) for j, c in enumerate(cols)]
