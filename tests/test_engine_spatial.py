@@ -192,7 +192,7 @@ def test_cancel_leaves_nothing_behind(tmp_path, data_dir, models):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_card_mixing_ntc_with_a_halo_is_refused(tmp_path, data_dir):
+def test_card_mixing_ntc_with_a_halo_is_refused():
     data = card_dict()
     data["halo"] = 3
     with pytest.raises(ModelCardError) as err:
@@ -235,3 +235,19 @@ def test_streamed_blend_writes_every_pixel_once_with_the_full_sum(height, width,
     for t in halo_tiles(height, width, (th, tw), halo):
         _, sums = ones.add(t, np.ones((1, t.window("keep").height, t.window("keep").width), np.float32))
         np.testing.assert_allclose(sums, 1.0, rtol=1e-5)  # the weights sum to one
+
+
+def test_standardize_spatial_layout_matches_per_pixel():
+    """The same numbers in NTCHW as in NTC; validity per pixel; a wrong shape names the layout."""
+    from eo_missing_qgis.core.preprocessing import standardize
+
+    card, flat = spatial_card(modalities=("S2",)), card_from_dict(card_dict(modalities=("S2",)))
+    x = np.random.default_rng(0).uniform(0, 0.4, size=(2, 12, 9, 3, 4)).astype(np.float32)
+    x[1, :, 4, 2, 3] = np.nan
+    spatial, valid = standardize(x.copy(), card.inputs[0])
+    per_pixel, valid_px = standardize(x.transpose(0, 3, 4, 1, 2).reshape(-1, 12, 9), flat.inputs[0])
+    np.testing.assert_allclose(spatial.transpose(0, 3, 4, 1, 2).reshape(-1, 12, 9), per_pixel, rtol=1e-6)
+    assert valid.shape == (2, 3, 4) and not valid[1, 2, 3] and valid.sum() == 23
+    np.testing.assert_array_equal(valid.ravel(), valid_px)
+    with pytest.raises(ValueError, match=r"\(batch, time, 9, H, W\)"):
+        standardize(x[0], card.inputs[0])
