@@ -323,26 +323,26 @@ def run_model(
             wins = [t.window("read") for t in tiles]
             blend = OverlapBlend(_values_per_pixel(card), grid.width)
 
-            def predict(i: int, physical: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
-                return _predict_tile(session, card, physical, valid, tiles[i], blend, outs, check_cancel)
+            def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
+                return _predict_tile(session, card, tensors, valid, tiles[i], blend, outs, check_cancel)
         else:
             say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
             wins = list(windows(grid.height, grid.width, tile))
 
-            def predict(i: int, physical: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
-                n = _predict_window(session, card, physical, valid, wins[i], outs, batch, check_cancel)
+            def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
+                n = _predict_window(session, card, tensors, valid, wins[i], outs, batch, check_cancel)
                 return n, wins[i].size
         checked: set = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
-            pending: Future = pool.submit(reader.read, wins[0])
+            pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked)
             for i in range(len(wins)):
-                physical, valid = pending.result()
+                tensors, valid, messages = pending.result()
                 if i + 1 < len(wins):
-                    pending = pool.submit(reader.read, wins[i + 1])
+                    pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked)
                 check_cancel()
-                for msg in unit_warnings(physical, card, checked):
+                for msg in messages:
                     say(msg, warn=True)
-                n, written = predict(i, physical, valid)
+                n, written = predict(i, tensors, valid)
                 predicted += n
                 nodata += written - n
                 if progress:
@@ -362,15 +362,26 @@ def run_model(
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe())
 
 
-def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, np.ndarray],
+def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    """Read-ahead thread: read one window, check its units, and standardise it into the network's
+    tensors (only the valid pixels of a per-pixel model), so the model thread only runs the model.
+    Returns the tensors, the valid mask and unit warnings."""
+    physical, valid = reader.read(win)
+    messages = unit_warnings(physical, card, checked)
+    if card.spatial:
+        return {s.tensor: standardize(physical[s.modality], s)[0] for s in card.inputs}, valid, messages
+    idx = None if valid.all() else np.flatnonzero(valid)
+    tensors = {s.tensor: standardize(physical[s.modality] if idx is None else physical[s.modality][idx], s)[0]
+               for s in card.inputs}
+    return tensors, valid, messages
+
+
+def _predict_window(session: ModelSession, card: ModelCard, tensors: dict[str, np.ndarray],
                     valid: np.ndarray, win: Window, outs: dict[str, GeoTiffOutput], batch: int,
                     check_cancel: Callable[[], None]) -> int:
     """Predict the valid pixels of one window and write every output for it; returns their count."""
     idx = np.flatnonzero(valid)
-    tensors = {}
-    for spec in card.inputs:
-        phys = physical[spec.modality]
-        tensors[spec.tensor], _ = standardize(phys if idx.size == win.size else phys[idx], spec)
     k = _values_per_pixel(card)
     result = np.empty((idx.size, k), dtype=np.float32)
     for b in range(0, idx.size, batch):
@@ -381,7 +392,7 @@ def _predict_window(session: ModelSession, card: ModelCard, physical: dict[str, 
     return int(idx.size)
 
 
-def _predict_tile(session: ModelSession, card: ModelCard, physical: dict[str, np.ndarray],
+def _predict_tile(session: ModelSession, card: ModelCard, tensors: dict[str, np.ndarray],
                   valid: np.ndarray, tile: HaloTile, blend: OverlapBlend, outs: dict[str, GeoTiffOutput],
                   check_cancel: Callable[[], None]) -> tuple[int, int]:
     """Run a spatial model on one tile, blend, and write the pixels whose sum is complete; returns
@@ -393,8 +404,7 @@ def _predict_tile(session: ModelSession, card: ModelCard, physical: dict[str, np
     k = _values_per_pixel(card)
     if valid[rows, cols].any():
         check_cancel()
-        feeds = {spec.tensor: standardize(physical[spec.modality], spec)[0] for spec in card.inputs}
-        raw = np.asarray(session.run(feeds)[0], dtype=np.float32)
+        raw = np.asarray(session.run(tensors)[0], dtype=np.float32)
         if raw.shape != (1, k, read.height, read.width):
             raise ModelError(f"model {card.name} returned {raw.shape} for a tile of {read.height} x "
                              f"{read.width} px; a spatial model must return (1, {k}, {read.height}, "
