@@ -14,6 +14,12 @@ def _months(card: ModelCard) -> str:
     return f"{t.steps} consecutive months, oldest first (any start month)"
 
 
+def _context(card: ModelCard) -> str:
+    if card.spatial:
+        return f"spatial model: sees {card.halo} px of context around each pixel"
+    return "per-pixel model: each pixel is predicted from its own time series"
+
+
 def _outputs(card: ModelCard) -> list[str]:
     o = card.output
     if card.task == "classification":
@@ -24,7 +30,7 @@ def _outputs(card: ModelCard) -> list[str]:
 
 def card_to_text(card: ModelCard) -> str:
     lines = [f"{card.title} [{card.name}]", card.description, f"Task: {card.task}",
-             f"Time steps: {_months(card)}"]
+             f"Time steps: {_months(card)}", f"Context: {_context(card)}"]
     for spec in card.inputs:
         bands = ", ".join(f"{b.name} ({b.unit})" for b in spec.bands)
         lines.append(f"Input {spec.modality} ({spec.sensor}), tensor '{spec.tensor}': {bands}")
@@ -59,7 +65,7 @@ def card_to_html(card: ModelCard) -> str:
         f"<html><head><meta charset='utf-8'><title>{e(card.title)}</title></head><body>"
         f"<h2>{e(card.title)}</h2><p><code>{e(card.name)}</code> &middot; {e(card.task)} &middot; "
         f"card schema {e(card.schema_version)}</p><p>{e(card.description)}</p>"
-        f"<h3>Inputs</h3><p>{e(_months(card))}</p>"
+        f"<h3>Inputs</h3><p>{e(_months(card))}; {e(_context(card))}.</p>"
         "<table border='1' cellpadding='3'><tr><th>Modality</th><th>Sensor</th><th>Tensor</th>"
         f"<th>Bands (in order)</th><th>Units</th></tr>{rows}</table>"
         f"<h3>Output</h3>{outputs}"
