@@ -125,3 +125,10 @@ def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot
     assert level == Qgis.Info and "cancelled" in message
     assert list((tmp_path / "out").iterdir()) == []
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_unreadable_layer_is_listed_as_not_recognised(panel, project, tmp_path):
+    from eo_missing_qgis.core.prediction import recognise_layer
+
+    guess = recognise_layer(str(tmp_path / "gone.tif"), "gone")
+    assert guess.modality is None and "gone.tif" in guess.reason

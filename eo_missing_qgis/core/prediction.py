@@ -84,10 +84,14 @@ def input_problems(request: PredictionRequest) -> str:
 
 
 def recognise_layer(source: str, name: str):
-    """What a layer looks like (modality, band, reason) for the panel; never raises."""
-    from .raster_inputs import RasterInput, recognise
+    """What a layer looks like (modality, band, reason) for the panel; never raises: a layer that
+    cannot be read (or a missing rasterio) is 'not recognised', with the reason."""
+    from .raster_inputs import RasterInput, Recognition, recognise
 
-    return recognise(RasterInput(path=source, name=name))
+    try:
+        return recognise(RasterInput(path=source, name=name))
+    except (ValueError, ImportError, OSError) as exc:
+        return Recognition(None, None, "auto", str(exc))
 
 
 def run_prediction(
