@@ -44,12 +44,13 @@ def render(model: Path, png: Path, rasters: list[Path]) -> None:
     layout.initializeDefaults()
     page = layout.pageCollection().page(0)
     legend_h = LEGEND_ROW * (len(card.output.classes) or 5) + 15
-    page.setPageSize(QgsLayoutSize(PANEL_W * len(rasters) + 10, MAP_H + legend_h + 25))
+    width = max(PANEL_W * len(rasters), 150.0)  # room for the title on one line
+    page.setPageSize(QgsLayoutSize(width + 10, MAP_H + legend_h + 25))
     title = QgsLayoutItemLabel(layout)
     title.setText(f"{card.title} — {' + '.join(card.modalities)}")
     title.setFont(QFont("DejaVu Sans", 12))
     title.attemptMove(QgsLayoutPoint(5, 3, QgsUnitTypes.LayoutMillimeters))
-    title.attemptResize(QgsLayoutSize(PANEL_W * len(rasters), 10))
+    title.attemptResize(QgsLayoutSize(width, 10))
     layout.addLayoutItem(title)
     for i, raster in enumerate(rasters):
         kind = "confidence" if raster.stem.endswith("_confidence") else "prediction"
