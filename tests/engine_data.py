@@ -10,6 +10,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
+from eo_missing_qgis.core.engine import CancelToken
 from tests.tiny_models import S1_BANDS, S2_BANDS
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
@@ -49,3 +50,18 @@ def write_tif(path: Path, data: np.ndarray, crs=None, transform=None, nodata=Non
 def s2_stack(data_dir: Path) -> np.ndarray:
     """The cube's S2 values as (time, band, rows, cols) uint16, bands in S2_BANDS order."""
     return np.stack([read_variable(data_dir, S2_VARS[b])[0] for b in S2_BANDS], axis=1)
+
+
+class CancelAfter(CancelToken):
+    """A real token the test cancels after ``n`` checks, i.e. in the middle of a run."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.checks = n, 0
+
+    @property
+    def cancelled(self) -> bool:
+        self.checks += 1
+        if self.checks >= self.n:
+            self.cancel()
+        return super().cancelled

@@ -11,7 +11,7 @@ import rasterio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eo_missing_qgis.core.engine import CancelToken, RunOptions, run_model
+from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.model_card import card_from_dict
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.session import choose_providers, open_session
@@ -19,6 +19,7 @@ from tests.engine_data import (
     CUBE_TRANSFORM,
     S1_VARS,
     S2_VARS,
+    CancelAfter,
     cube_path,
     read_variable,
     s2_stack,
@@ -145,21 +146,6 @@ def test_reference_grid_can_be_another_raster(tmp_path, data_dir, models):
     assert result.pixels_predicted == 440 and result.pixels_nodata == 60
     assert (cls[-3:] == 0).all() and (cls[:-3] > 0).all()
     assert any("resampled onto the reference grid" in m for m in logs)
-
-
-class CancelAfter(CancelToken):
-    """A real token the test cancels after ``n`` checks, i.e. in the middle of a run."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n, self.checks = n, 0
-
-    @property
-    def cancelled(self) -> bool:
-        self.checks += 1
-        if self.checks >= self.n:
-            self.cancel()
-        return super().cancelled
 
 
 def test_cancel_mid_run_stops_within_one_batch_and_leaves_nothing(tmp_path, data_dir, models):

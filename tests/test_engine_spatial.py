@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from eo_missing_qgis.core.blending import OverlapBlend
-from eo_missing_qgis.core.engine import CancelToken, RunOptions, run_model
+from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import Cancelled, ModelError
 from eo_missing_qgis.core.model_card import ModelCard, ModelCardError, card_from_dict, embed_card
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.session import open_session
 from eo_missing_qgis.core.tiling import halo_tiles
-from tests.engine_data import CUBE_TRANSFORM, cube_path, s2_stack, variable, write_tif
+from tests.engine_data import CUBE_TRANSFORM, CancelAfter, cube_path, s2_stack, variable, write_tif
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx
 
 RADIUS = 2  # two 3 x 3 convolutions
@@ -169,19 +169,6 @@ def test_nodata_is_kept_out_but_seen_as_context(tmp_path, data_dir, models):
     # way whatever the tiles.
     np.testing.assert_allclose(read(tiled.outputs["probabilities"]), read(whole.outputs["probabilities"]),
                                atol=2e-5)
-
-
-class CancelAfter(CancelToken):
-    def __init__(self, n: int):
-        super().__init__()
-        self.n, self.checks = n, 0
-
-    @property
-    def cancelled(self) -> bool:
-        self.checks += 1
-        if self.checks >= self.n:
-            self.cancel()
-        return super().cancelled
 
 
 def test_cancel_leaves_nothing_behind(tmp_path, data_dir, models):
