@@ -6,6 +6,8 @@ the CLI can show their message as it is, without a traceback.
 
 from __future__ import annotations
 
+from .dependencies import install_hint
+
 
 class InputError(ValueError):
     """The layers given do not provide what the model needs (missing, ambiguous, unreadable...)."""
@@ -28,7 +30,4 @@ class DependencyError(ImportError):
 
 
 def missing_dependency(package: str, purpose: str) -> DependencyError:
-    return DependencyError(
-        f"{package} is needed to {purpose} but is not installed; install it with "
-        f"'pip install {package}' (in QGIS: the Python of your QGIS installation)"
-    )
+    return DependencyError(f"{package} is needed to {purpose}. {install_hint([package])}")
