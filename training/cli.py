@@ -82,13 +82,16 @@ def _scores(module, prep) -> dict:
     return {s: evaluate(module, prep, s) for s in ("val", "test")}
 
 
-def cmd_evaluate(args) -> None:
+def _run_and_data(args):
+    """A saved run and its dataset, split as in training (same seed and validation fraction)."""
     module, run = load_run(Path(args.run))
-    prep = prepare(
-        load_dataset(run["config"]["dataset"], _data_dir(args.data_dir)),
-        run["config"]["seed"],
-        run["config"]["val_fraction"],
-    )
+    cfg = run["config"]
+    prep = prepare(load_dataset(cfg["dataset"], _data_dir(args.data_dir)), cfg["seed"], cfg["val_fraction"])
+    return module, run, prep
+
+
+def cmd_evaluate(args) -> None:
+    module, _, prep = _run_and_data(args)
     print(json.dumps({s: evaluate(module, prep, s) for s in args.split}, indent=1))
 
 
@@ -103,12 +106,7 @@ def cmd_benchmark(args) -> None:
 def cmd_export(args) -> None:
     from .export import export_run
 
-    module, run = load_run(Path(args.run))
-    prep = prepare(
-        load_dataset(run["config"]["dataset"], _data_dir(args.data_dir)),
-        run["config"]["seed"],
-        run["config"]["val_fraction"],
-    )
+    module, run, prep = _run_and_data(args)
     name = args.name or Path(args.out).stem
     card, diff = export_run(module, run, prep, Path(args.out), name, args.title, args.description)
     print(
