@@ -27,6 +27,7 @@ from tests.engine_data import (
     write_tif,
 )
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx
+from tests.tolerances import assert_same_classes
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -41,8 +42,9 @@ def models(tmp_path_factory):
     }
 
 
-def expected_classes(model: str, data_dir) -> np.ndarray:
-    """The same prediction computed by hand: decode, standardise, ORT on all pixels at once."""
+def expected_classes(model: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The same prediction computed by hand: decode, standardise, ORT on all pixels at once;
+    class ids (rows, cols) and probabilities (classes, rows, cols)."""
     session = open_session(model)
     card = session.card
     feeds = {}
@@ -57,7 +59,8 @@ def expected_classes(model: str, data_dir) -> np.ndarray:
         x = (x - np.float32(spec.mean)) / np.float32(spec.std)
         feeds[spec.tensor] = np.nan_to_num(x).astype(np.float32)
     probs = session.run(feeds)[0]
-    return np.array([c.id for c in card.output.classes])[probs.argmax(1)].reshape(100, 100)
+    ids = np.array([c.id for c in card.output.classes])[probs.argmax(1)].reshape(100, 100)
+    return ids, probs.T.reshape(-1, 100, 100)
 
 
 def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
@@ -78,7 +81,7 @@ def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
         assert ds.profile["compress"] == "deflate"
         assert ds.colormap(1)[2] == (0xF1, 0x71, 0x05, 255) and ds.tags(1)["CLASS_2"] == "maize"
         classes = ds.read(1)
-    np.testing.assert_array_equal(classes, expected_classes(models["s1s2"], data_dir))
+    assert_same_classes(classes, *expected_classes(models["s1s2"], data_dir))
     with rasterio.open(result.outputs["probabilities"]) as p, \
             rasterio.open(result.outputs["confidence"]) as c:
         probs, conf = p.read(), c.read(1)
@@ -90,18 +93,19 @@ def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
 
 def test_layouts_give_identical_predictions(tmp_path, data_dir, models):
     values = s2_stack(data_dir)
-    ref = run_model(models["s2"], [RasterInput(cube_path(data_dir))], tmp_path / "cube.tif")
+    ref = run_model(models["s2"], [RasterInput(cube_path(data_dir))], tmp_path / "cube.tif",
+                    options=RunOptions(write_probabilities=True))
     dates = [RasterInput(write_tif(tmp_path / f"m{t}.tif", values[t], nodata=65535), layout="date_per_layer",
                          modality="S2", bands=S2_BANDS, time_index=t) for t in range(12)]
     stack = RasterInput(write_tif(tmp_path / "stack.tif", values.reshape(108, 100, 100), nodata=65535),
                         modality="S2", layout="stacked", bands=S2_BANDS)
     run_model(models["s2"], dates, tmp_path / "dates.tif")
     run_model(models["s2"], [stack], tmp_path / "stack_out.tif")
-    with rasterio.open(ref.outputs["prediction"]) as a:
-        expected = a.read(1)
+    with rasterio.open(ref.outputs["prediction"]) as a, rasterio.open(ref.outputs["probabilities"]) as p:
+        expected, probs = a.read(1), p.read()
     for name in ("dates.tif", "stack_out.tif"):
         with rasterio.open(tmp_path / name) as b:
-            np.testing.assert_array_equal(b.read(1), expected)
+            assert_same_classes(b.read(1), expected, probs)
 
 
 def test_nodata_preserved_and_never_sent(tmp_path, data_dir, models):
@@ -221,11 +225,13 @@ def test_every_pixel_written_once_whatever_the_windows(tmp_path_factory, models,
                         modality="S2", layout="stacked", bands=S2_BANDS)
     options = RunOptions(tile_size=tile, batch_size=batch)
     result = run_model(models["s2"], [layer], d / "tiled.tif", options=options)
-    whole = run_model(models["s2"], [layer], d / "whole.tif", options=RunOptions(tile_size=4096))
+    whole = run_model(models["s2"], [layer], d / "whole.tif",
+                      options=RunOptions(tile_size=4096, write_probabilities=True))
     assert result.pixels_predicted + result.pixels_nodata == h * w
-    with rasterio.open(d / "tiled.tif") as a, rasterio.open(d / "whole.tif") as b:
+    with rasterio.open(d / "tiled.tif") as a, rasterio.open(d / "whole.tif") as b, \
+            rasterio.open(whole.outputs["probabilities"]) as p:
         assert a.shape == (h, w)
-        np.testing.assert_array_equal(a.read(1), b.read(1))
+        assert_same_classes(a.read(1), b.read(1), p.read())
     with rasterio.open(result.outputs["confidence"]) as c, rasterio.open(whole.outputs["confidence"]) as e:
         np.testing.assert_allclose(c.read(1), e.read(1), rtol=1e-5)
 
