@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from .blending import OverlapBlend
-from .errors import Cancelled, InputError, ModelError, OutputError
+from .block import BlockOutputs, Prepared, finish_block, prepare_block, run_block, values_per_pixel
+from .errors import Cancelled, InputError, OutputError
 from .model_card import ModelCard
-from .preprocessing import standardize
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
 from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster
 from .session import ModelSession, open_session
 from .tiling import HaloTile, Window, aligned_tile, halo_tiles, windows
-from .units import UNITS, implausible_fraction
 
 #: Bytes a pixel costs per input value while a window is in flight (raw, physical, standardised).
 _BYTES_PER_VALUE = 16
@@ -129,76 +128,30 @@ class _Reader:
     def warped(self) -> list[str]:
         return [self.plan.inputs[n].label for n, s in self.sources.items() if s.warped]
 
-    def read(self, win: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Physical values (pixels, time, bands), or (1, time, bands, height, width) for a spatial
-        card, per modality, NaN where missing, and which pixels (flat) can be predicted (every
-        band valid at one time step at least).
-
-        Runs in the read-ahead thread, so the transposition into the network's layout costs the
-        model thread nothing.
-        """
+    def read(self, win: Window) -> dict[str, np.ndarray]:
+        """Physical values (time, bands, height, width) per modality, NaN where missing: the
+        input convention of :mod:`.block`."""
         raw = {}
         for n, bands in self.requests.items():
             data, missing = self.sources[n].read(bands, win)
             raw[n] = (data, missing, {b: k for k, b in enumerate(bands)})
         out = {}
-        valid = np.ones(win.size, dtype=bool)
         for spec in self.plan.card.inputs:
             rows = self.plan.slots[spec.modality]
-            phys = np.empty((len(rows), len(spec.bands), win.size), dtype=np.float32)
+            phys = np.empty((len(rows), len(spec.bands), win.height, win.width), dtype=np.float32)
             for t, row in enumerate(rows):
                 for c, slot in enumerate(row):
                     data, missing, where = raw[slot.input]
                     k = where[slot.band_index]
-                    phys[t, c] = slot.encoding.to_physical(data[k]).ravel()
+                    phys[t, c] = slot.encoding.to_physical(data[k])
                     if missing[k].any():
-                        phys[t, c][missing[k].ravel()] = np.nan
-            valid &= np.isfinite(phys).any(axis=0).all(axis=0)
-            if self.plan.card.spatial:
-                out[spec.modality] = phys.reshape(1, *phys.shape[:2], win.height, win.width)
-            else:
-                out[spec.modality] = np.ascontiguousarray(phys.transpose(2, 0, 1))
-        return out, valid
+                        phys[t, c][missing[k]] = np.nan
+            out[spec.modality] = phys
+        return out
 
     def close(self) -> None:
         for s in self.sources.values():
             s.close()
-
-
-def unit_warnings(physical: dict[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
-    """Warn once per band whose decoded values are mostly outside the plausible range of its unit."""
-    out = []
-    for spec in card.inputs:
-        phys = physical[spec.modality]
-        for c, band in enumerate(spec.bands):
-            key = (spec.modality, band.name)
-            if key in checked:
-                continue
-            values = phys[:, :, c][np.isfinite(phys[:, :, c])]
-            if values.size == 0:
-                continue
-            checked.add(key)
-            median = float(np.median(values))
-            # Backscatter in dB is negative over almost all land; a positive median means linear
-            # power or reflectance was given, though such values lie inside the dB range.
-            positive_db = band.unit == "dB" and median >= 0
-            if implausible_fraction(values, band.unit) < 0.5 and not positive_db:
-                continue
-            lo, hi = UNITS[band.unit]
-            if band.unit == "reflectance" and median > 20:
-                hint = ("look like reflectance x 10000, not 0-1; "
-                        "declare the encoding 'reflectance x 10000 (L2A DN)'")
-            elif positive_db and median <= 2:
-                hint = "look like reflectance or linear power, not dB; check the layer and its encoding"
-            else:
-                hint = f"are mostly outside {lo:g}..{hi:g} {band.unit}; check the layer and its encoding"
-            out.append(f"values of {spec.modality} {band.name} (median {median:.4g}) {hint}")
-    return out
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def batch_size_for(card: ModelCard, options: RunOptions) -> int:
@@ -321,28 +274,28 @@ def run_model(
                 f"side, blended over {2 * card.halo} px")
             tiles = halo_tiles(grid.height, grid.width, tile, card.halo)
             wins = [t.window("read") for t in tiles]
-            blend = OverlapBlend(_values_per_pixel(card), grid.width)
+            blend = OverlapBlend(values_per_pixel(card), grid.width)
 
-            def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
-                return _predict_tile(session, card, tensors, valid, tiles[i], blend, outs, check_cancel)
+            def predict(i: int, prepared: Prepared) -> tuple[int, int]:
+                return _predict_tile(session, card, prepared, tiles[i], blend, outs, check_cancel)
         else:
             say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
             wins = list(windows(grid.height, grid.width, tile))
 
-            def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
-                n = _predict_window(session, card, tensors, valid, wins[i], outs, batch, check_cancel)
+            def predict(i: int, prepared: Prepared) -> tuple[int, int]:
+                n = _predict_window(session, card, prepared, wins[i], outs, batch, check_cancel)
                 return n, wins[i].size
         checked: set = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked)
             for i in range(len(wins)):
-                tensors, valid, messages = pending.result()
+                prepared = pending.result()
                 if i + 1 < len(wins):
                     pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked)
                 check_cancel()
-                for msg in messages:
+                for msg in prepared.messages:
                     say(msg, warn=True)
-                n, written = predict(i, tensors, valid)
+                n, written = predict(i, prepared)
                 predicted += n
                 nodata += written - n
                 if progress:
@@ -362,88 +315,43 @@ def run_model(
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe())
 
 
-def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Read-ahead thread: read one window, check its units, and standardise it into the network's
-    tensors (only the valid pixels of a per-pixel model), so the model thread only runs the model.
-    Returns the tensors, the valid mask and unit warnings."""
-    physical, valid = reader.read(win)
-    messages = unit_warnings(physical, card, checked)
-    if card.spatial:
-        return {s.tensor: standardize(physical[s.modality], s)[0] for s in card.inputs}, valid, messages
-    idx = None if valid.all() else np.flatnonzero(valid)
-    tensors = {s.tensor: standardize(physical[s.modality] if idx is None else physical[s.modality][idx], s)[0]
-               for s in card.inputs}
-    return tensors, valid, messages
+def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set) -> Prepared:
+    """Read-ahead thread: read one window and prepare it (decode, check units, mask, standardise),
+    so the model thread only runs the model."""
+    return prepare_block(reader.read(win), card, checked=checked)
 
 
-def _predict_window(session: ModelSession, card: ModelCard, tensors: dict[str, np.ndarray],
-                    valid: np.ndarray, win: Window, outs: dict[str, GeoTiffOutput], batch: int,
-                    check_cancel: Callable[[], None]) -> int:
+def _predict_window(session: ModelSession, card: ModelCard, prepared: Prepared, win: Window,
+                    outs: dict[str, GeoTiffOutput], batch: int, check_cancel: Callable[[], None]) -> int:
     """Predict the valid pixels of one window and write every output for it; returns their count."""
-    idx = np.flatnonzero(valid)
-    k = _values_per_pixel(card)
-    result = np.empty((idx.size, k), dtype=np.float32)
-    for b in range(0, idx.size, batch):
-        check_cancel()
-        feeds = {name: np.ascontiguousarray(x[b:b + batch]) for name, x in tensors.items()}
-        result[b:b + batch] = np.asarray(session.run(feeds)[0], dtype=np.float32).reshape(-1, k)
-    _write_results(card, result, idx, win, outs)
-    return int(idx.size)
+    values = run_block(session, card, prepared, batch, check_cancel)
+    _write_results(finish_block(card, values, prepared.valid, "probabilities" in outs), win, outs)
+    return int(prepared.valid.sum())
 
 
-def _predict_tile(session: ModelSession, card: ModelCard, tensors: dict[str, np.ndarray],
-                  valid: np.ndarray, tile: HaloTile, blend: OverlapBlend, outs: dict[str, GeoTiffOutput],
+def _predict_tile(session: ModelSession, card: ModelCard, prepared: Prepared, tile: HaloTile,
+                  blend: OverlapBlend, outs: dict[str, GeoTiffOutput],
                   check_cancel: Callable[[], None]) -> tuple[int, int]:
     """Run a spatial model on one tile, blend, and write the pixels whose sum is complete; returns
     how many of them were predicted and how many were written."""
     read, keep = tile.window("read"), tile.window("keep")
-    valid = valid.reshape(read.height, read.width)
     rows = slice(keep.row - read.row, keep.row - read.row + keep.height)
     cols = slice(keep.col - read.col, keep.col - read.col + keep.width)
-    k = _values_per_pixel(card)
-    if valid[rows, cols].any():
-        check_cancel()
-        raw = np.asarray(session.run(tensors)[0], dtype=np.float32)
-        if raw.shape != (1, k, read.height, read.width):
-            raise ModelError(f"model {card.name} returned {raw.shape} for a tile of {read.height} x "
-                             f"{read.width} px; a spatial model must return (1, {k}, {read.height}, "
-                             f"{read.width}), one value set per input pixel")
-        prediction = raw[0, :, rows, cols]
+    if prepared.valid[rows, cols].any():
+        prediction = run_block(session, card, prepared, check_cancel=check_cancel)[:, rows, cols]
     else:  # nothing to predict here: the tile's pixels all get nodata
-        prediction = np.zeros((k, keep.height, keep.width), dtype=np.float32)
+        prediction = np.zeros((values_per_pixel(card), keep.height, keep.width), dtype=np.float32)
     done, sums = blend.add(tile, prediction)
-    inside = valid[done.row - read.row:done.row - read.row + done.height,
-                   done.col - read.col:done.col - read.col + done.width]
-    idx = np.flatnonzero(inside)
-    _write_results(card, sums.reshape(k, -1)[:, idx].T, idx, done, outs)
-    return int(idx.size), done.size
+    inside = prepared.valid[done.row - read.row:done.row - read.row + done.height,
+                            done.col - read.col:done.col - read.col + done.width]
+    _write_results(finish_block(card, sums, inside, "probabilities" in outs), done, outs)
+    return int(inside.sum()), done.size
 
 
-def _values_per_pixel(card: ModelCard) -> int:
-    return len(card.output.classes) if card.task == "classification" else 1
-
-
-def _write_results(card: ModelCard, result: np.ndarray, idx: np.ndarray, win: Window,
-                   outs: dict[str, GeoTiffOutput]) -> None:
-    """Write the model's values ``result`` (pixels, values) for the flat pixels ``idx`` of ``win``;
-    every other pixel of ``win`` gets nodata."""
-    k = result.shape[1]
-    shape = (win.height, win.width)
-    if card.task == "classification":
-        probs = _softmax(result) if card.output.activation == "none" else result
-        ids = np.array([c.id for c in card.output.classes], dtype=np.uint8)
-        cls = np.zeros(win.size, dtype=np.uint8)
-        conf = np.full(win.size, np.nan, dtype=np.float32)
-        cls[idx] = ids[probs.argmax(axis=1)] if idx.size else cls[idx]
-        conf[idx] = probs.max(axis=1) if idx.size else conf[idx]
-        outs["prediction"].write(cls.reshape(shape), win)
-        outs["confidence"].write(conf.reshape(shape), win)
-        if "probabilities" in outs:
-            full = np.full((k, win.size), np.nan, dtype=np.float32)
-            full[:, idx] = probs.T
-            outs["probabilities"].write(full.reshape(k, *shape), win)
-    else:
-        value = np.full(win.size, np.nan, dtype=np.float32)
-        value[idx] = result[:, 0] * np.float32(card.output.scale) + np.float32(card.output.offset)
-        outs["prediction"].write(value.reshape(shape), win)
+def _write_results(result: BlockOutputs, win: Window, outs: dict[str, GeoTiffOutput]) -> None:
+    """Write one block's maps into every output over ``win``."""
+    outs["prediction"].write(result.prediction, win)
+    if result.confidence is not None:
+        outs["confidence"].write(result.confidence, win)
+    if result.probabilities is not None:
+        outs["probabilities"].write(result.probabilities, win)
