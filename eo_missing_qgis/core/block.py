@@ -52,6 +52,32 @@ class BlockOutputs:
     confidence: np.ndarray | None = None
     probabilities: np.ndarray | None = None
 
+    def stacked(self) -> np.ndarray:
+        """All maps as one float32 array (layers, height, width), in :func:`output_names` order:
+        the form a Dask chunk or an openEO cube carries (class ids are exact in float32)."""
+        maps = [self.prediction[None].astype(np.float32)]
+        if self.confidence is not None:
+            maps.append(self.confidence[None])
+        if self.probabilities is not None:
+            maps.append(self.probabilities)
+        return np.concatenate(maps)
+
+    @classmethod
+    def from_stacked(cls, card: ModelCard, stacked: np.ndarray) -> BlockOutputs:
+        """The inverse of :meth:`stacked`."""
+        if card.task != "classification":
+            return cls(stacked[0], np.isfinite(stacked[0]))
+        cls_ids = stacked[0].astype(np.uint8)
+        return cls(cls_ids, cls_ids > 0, stacked[1], stacked[2:] if len(stacked) > 2 else None)
+
+
+def output_names(card: ModelCard, probabilities: bool = False) -> list[str]:
+    """Names of the layers of :meth:`BlockOutputs.stacked`."""
+    if card.task != "classification":
+        return ["prediction"]
+    probs = [f"probability {c.name}" for c in card.output.classes] if probabilities else []
+    return ["prediction", "confidence", *probs]
+
 
 def values_per_pixel(card: ModelCard) -> int:
     """Values the network returns per pixel: one per class, or one regression value."""

@@ -1,0 +1,110 @@
+"""Dask: predict over a 2000 x 2000 mosaic of the real WorldCereal cube (20 x 20 copies) on a
+LocalCluster of two worker processes, equal to the local engine on the same mosaic read as VRTs.
+
+The spatial tiny model (receptive radius 2 px, halo 2) runs over the whole mosaic, so chunk seams
+of Dask and tile seams of the engine both lie inside its context. A bundled model runs at
+~26 000 px/s per core here, so it is checked on the 500 x 500 corner of the mosaic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from eo_missing_qgis.core.engine import RunOptions, run_model
+from eo_missing_qgis.core.errors import InputError
+from eo_missing_qgis.core.raster_inputs import RasterInput
+from scripts.bench_inference import mosaic
+from tests.engine_data import CUBE_TRANSFORM, S2_VARS, read_variable
+from tests.test_engine_spatial import spatial_card, spatial_onnx
+from tests.tolerances import assert_same_classes
+
+distributed = pytest.importorskip("distributed")
+xr = pytest.importorskip("xarray")
+da = pytest.importorskip("dask.array")
+pytest.importorskip("rioxarray")
+
+SIZE = 2000
+BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+
+
+def mosaic_dataset(data_dir, copies: int) -> xr.Dataset:
+    """The cube's S2 variables tiled ``copies`` x ``copies`` lazily (one 100² copy in memory each),
+    stored values (uint16 DN, nodata 65535) as xarray opens them with mask_and_scale=False."""
+    n = 100 * copies
+    x = CUBE_TRANSFORM.c + CUBE_TRANSFORM.a * (np.arange(n) + 0.5)
+    y = CUBE_TRANSFORM.f + CUBE_TRANSFORM.e * (np.arange(n) + 0.5)
+    variables = {}
+    for name in S2_VARS.values():
+        values, meta = read_variable(data_dir, name)
+        tiled = da.tile(da.from_array(values, chunks=-1), (1, copies, copies))
+        variables[name] = xr.DataArray(tiled, dims=("t", "y", "x"), attrs={"_FillValue": meta["nodata"]})
+    return xr.Dataset(variables, coords={"x": x, "y": y}).rio.write_crs("EPSG:32631")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def vrts(tmp_path_factory, data_dir) -> dict[int, list[RasterInput]]:
+    """The same mosaics as GDAL VRTs for the local engine (one per band, time steps as bands)."""
+    d = tmp_path_factory.mktemp("mosaic")
+    full = [RasterInput(mosaic(d, data_dir, b, SIZE)) for b in S2_VARS]
+    return {SIZE: full, 500: [RasterInput(str(d / f"{v}_500.vrt")) for v in S2_VARS.values()]}
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile
+
+
+def test_spatial_model_on_the_2000_mosaic_equals_the_engine(tmp_path, data_dir, client, vrts):
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    model = spatial_onnx(tmp_path / "s2.onnx", spatial_card(modalities=("S2",)))
+    local = run_model(model, vrts[SIZE], tmp_path / "local.tif",
+                      options=RunOptions(write_probabilities=True, threads=2))
+    logs: list[str] = []
+    paths = predict(mosaic_dataset(data_dir, SIZE // 100), model, tmp_path / "dask.tif",
+                    probabilities=True, chunk=250, log=logs.append)
+    assert "8 x 8 chunks of up to 250 px, overlap 2 px" in logs[0]
+    assert set(paths) == {"prediction", "confidence", "probabilities"}
+    probs, profile = read(paths["probabilities"])
+    expected_probs, expected_profile = read(local.outputs["probabilities"])
+    assert probs.shape == (3, SIZE, SIZE) and profile["transform"] == expected_profile["transform"]
+    assert profile["crs"] == expected_profile["crs"] and profile["tiled"]
+    np.testing.assert_allclose(probs, expected_probs, atol=2e-5)
+    cls, expected_cls = read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0]
+    assert_same_classes(cls, expected_cls, expected_probs)
+    assert (cls == 0).sum() == local.pixels_nodata
+    np.testing.assert_allclose(read(paths["confidence"])[0], read(local.outputs["confidence"])[0],
+                               atol=2e-5)
+    with rasterio.open(paths["prediction"]) as ds:  # the engine's legend, for any GIS
+        assert ds.colormap(1)[1][:3] == (0xe6, 0xc2, 0x29) and ds.tags(1)["CLASS_1"] == "cereals"
+
+
+def test_bundled_model_equals_the_engine(tmp_path, data_dir, client, vrts):
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    local = run_model(BUNDLED, vrts[500], tmp_path / "local.tif",
+                      options=RunOptions(write_probabilities=True, threads=2))
+    data = mosaic_dataset(data_dir, SIZE // 100).isel(x=slice(0, 500), y=slice(0, 500))
+    paths = predict(data, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=250)
+    expected_probs = read(local.outputs["probabilities"])[0]
+    np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
+    assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
+                        expected_probs)
+
+
+def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    data = mosaic_dataset(data_dir, 1).drop_vars("S2-L2A-B11")
+    with pytest.raises(InputError, match=r"lack bands .*S2 B11"):
+        predict(data, BUNDLED, tmp_path / "x.tif")
+    assert list(tmp_path.iterdir()) == []
