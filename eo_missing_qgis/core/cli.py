@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-mb", type=float, default=512.0)
     p.add_argument("--probabilities", action="store_true", help="also write all class probabilities")
     p.add_argument("--quiet", action="store_true", help="no progress or messages on stderr")
+    from .scale.openeo_graph import add_arguments
+
+    add_arguments(sub.add_parser("openeo-graph", help="write the openEO process graph running a model "
+                                 "as a UDF next to the data (no backend is contacted)"))
     return parser
 
 
@@ -73,6 +77,8 @@ def _progress(fraction: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "openeo-graph":
+        return _openeo_graph(args)
     from .engine import RunOptions, run_model
 
     inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
@@ -96,4 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     for key, path in result.outputs.items():
         print(f"{key}: {path}")
+    return 0
+
+
+def _openeo_graph(args: argparse.Namespace) -> int:
+    from .scale.openeo_graph import write_graph
+
+    try:
+        print(write_graph(args))
+    except (ValueError, ModelCardError, DependencyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

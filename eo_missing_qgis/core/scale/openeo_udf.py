@@ -1,0 +1,63 @@
+"""openEO UDF: a carded ONNX model on one neighbourhood of a data cube, via ``predict_block``.
+
+This file is sent whole as the UDF of ``apply_neighborhood`` (see :mod:`.openeo_graph`), so it
+uses absolute imports and no ``from __future__ import annotations`` (openEO finds
+``apply_datacube`` by its annotations). The backend must be able to import ``eo_missing_qgis``
+and ``onnxruntime`` (e.g. the job option ``udf-dependency-archives`` with a zip of the package).
+
+Context: ``model`` (a path readable by the backend, or an https URL, downloaded once per worker),
+optional ``encodings`` ({modality: encoding preset name}, e.g. ``{"S1": "linear power"}``) and
+``probabilities`` (also return one band per class). The cube is (t, bands, y, x) with one label
+per month, oldest first; the result keeps a ``t`` of one label (openEO's apply_neighborhood may
+not drop a dimension) and has the bands named by :func:`eo_missing_qgis.core.block.output_names`.
+Overlap pixels are returned as computed; the backend trims them.
+"""
+
+import hashlib
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import xarray
+from openeo.udf import XarrayDataCube
+
+from eo_missing_qgis.core.block import output_names, predict_block
+from eo_missing_qgis.core.errors import InputError
+from eo_missing_qgis.core.scale.common import block_inputs, cached_session
+
+
+def model_file(model: str) -> str:
+    """A local path for ``model``: itself, or an https URL downloaded once into the temp folder."""
+    if not model.startswith(("http://", "https://")):
+        return model
+    if not model.startswith("https://"):
+        raise InputError(f"model URL {model} must use https")
+    target = Path(tempfile.gettempdir()) / "eo_missing_models" / (
+        hashlib.sha256(model.encode()).hexdigest()[:16] + ".onnx")
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        urllib.request.urlretrieve(model, partial)  # nosec B310 - https only, checked above
+        partial.replace(target)
+    return str(target)
+
+
+def predict_cube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    """The model's maps over ``cube`` (t, bands, y, x) as (t: 1, bands, y, x) float32."""
+    if "model" not in context:
+        raise InputError("the UDF context needs 'model': a model path or https URL")
+    session = cached_session(model_file(str(context["model"])), context.get("device", "cpu"),
+                             context.get("threads"))
+    card = session.card
+    probabilities = bool(context.get("probabilities", False))
+    arrays, encodings = block_inputs(cube, card, context.get("encodings"))
+    out = predict_block(arrays, card, session, encodings=encodings, probabilities=probabilities)
+    tdim = "t" if "t" in cube.dims else "time"
+    coords = {tdim: cube[tdim].values[:1], "bands": output_names(card, probabilities),
+              "y": cube["y"].values, "x": cube["x"].values}
+    return xarray.DataArray(out.stacked()[None], dims=(tdim, "bands", "y", "x"), coords=coords)
+
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    """openEO's entry point: see the module docstring."""
+    return XarrayDataCube(predict_cube(cube.get_array(), context or {}))
