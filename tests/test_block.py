@@ -1,0 +1,74 @@
+"""predict_block: the model step on in-memory arrays, equal to the engine on the real cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from eo_missing_qgis.core.block import BlockOutputs, output_names, predict_block, valid_pixels
+from eo_missing_qgis.core.engine import RunOptions, run_model
+from eo_missing_qgis.core.errors import InputError
+from eo_missing_qgis.core.raster_inputs import RasterInput
+from eo_missing_qgis.core.session import open_session
+from eo_missing_qgis.core.units import preset
+from tests.engine_data import cube_path, s2_stack
+from tests.test_engine_spatial import spatial_card, spatial_onnx
+from tests.tolerances import assert_same_classes
+
+BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+DN = [preset("reflectance", "reflectance x 10000 (L2A DN)")] * 9
+
+
+def engine(model, data_dir, tmp_path) -> dict[str, np.ndarray]:
+    out = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "e.tif",
+                    options=RunOptions(write_probabilities=True))
+    maps = {}
+    for key, path in out.outputs.items():
+        with rasterio.open(path) as ds:
+            maps[key] = ds.read()
+    return maps
+
+
+def test_stored_values_with_encodings_equal_the_engine(tmp_path, data_dir):
+    session = open_session(BUNDLED)
+    out = predict_block({"S2": s2_stack(data_dir)}, session.card, session, encodings={"S2": DN},
+                        probabilities=True, batch=777)
+    expected = engine(BUNDLED, data_dir, tmp_path)
+    np.testing.assert_allclose(out.probabilities, expected["probabilities"], atol=2e-5)
+    np.testing.assert_allclose(out.confidence, expected["confidence"][0], atol=2e-5)
+    assert_same_classes(out.prediction, expected["prediction"][0], expected["probabilities"])
+    assert out.prediction.dtype == np.uint8 and (out.prediction[~out.valid] == 0).all()
+    stacked = out.stacked()
+    assert stacked.shape == (len(output_names(session.card, True)), 100, 100)
+    back = BlockOutputs.from_stacked(session.card, stacked)
+    np.testing.assert_array_equal(back.prediction, out.prediction)
+    np.testing.assert_array_equal(back.valid, out.valid)
+
+
+def test_spatial_block_trims_its_context(tmp_path, data_dir):
+    model = spatial_onnx(tmp_path / "s.onnx", spatial_card(modalities=("S2",), activation="none"))
+    session = open_session(model)
+    physical = np.where(s2_stack(data_dir) == 65535, np.nan, s2_stack(data_dir) * np.float32(1e-4))
+    out = predict_block({"S2": physical}, session.card, session, trim=2, probabilities=True)
+    expected = engine(model, data_dir, tmp_path)["probabilities"][:, 2:-2, 2:-2]
+    assert out.prediction.shape == (96, 96)
+    np.testing.assert_allclose(out.probabilities, expected, atol=2e-5)  # softmax of the logits
+    with pytest.raises(InputError, match="too small to trim 2 px"):
+        predict_block({"S2": physical[..., :4, :4]}, session.card, session, trim=2)
+
+
+def test_a_pixel_is_valid_when_every_band_has_one_date():
+    x = np.ones((3, 2, 2, 2), dtype=np.float32)
+    x[:2, 0, 0, 0] = np.nan     # two dates of one band missing: still valid, filled
+    x[:, 1, 1, 1] = np.nan      # one band missing at every date: nodata
+    assert valid_pixels({"S2": x}).tolist() == [[True, True], [True, False]]
+
+
+def test_wrong_shapes_are_named(data_dir):
+    session = open_session(BUNDLED)
+    with pytest.raises(InputError, match=r"S2 must be \(time, bands, height, width\) with 12 time steps "
+                                         r"and 9 bands .* got shape \(12, 100, 100\)"):
+        predict_block({"S2": np.zeros((12, 100, 100))}, session.card, session)
+    with pytest.raises(InputError, match="needs S2, the block has S1"):
+        predict_block({"S1": np.zeros((12, 2, 4, 4))}, session.card, session)
