@@ -3,7 +3,7 @@ LocalCluster of two worker processes, equal to the local engine on the same mosa
 
 The spatial tiny model (receptive radius 2 px, halo 2) runs over the whole mosaic, so chunk seams
 of Dask and tile seams of the engine both lie inside its context. A bundled model runs at
-~26 000 px/s per core here, so it is checked on the 500 x 500 corner of the mosaic.
+~26 000 px/s per core here, so it is checked on a 300 x 300 corner of the mosaic.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from scripts.bench_inference import mosaic
-from tests.engine_data import CUBE_TRANSFORM, S2_VARS, read_variable
+from tests.engine_data import CUBE_TRANSFORM, S2_VARS, cube_path, read_variable
 from tests.test_engine_spatial import spatial_card, spatial_onnx
 from tests.tolerances import assert_same_classes
 
 distributed = pytest.importorskip("distributed")
 xr = pytest.importorskip("xarray")
 da = pytest.importorskip("dask.array")
-pytest.importorskip("rioxarray")
+rioxarray = pytest.importorskip("rioxarray")
 
 SIZE = 2000
 BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
@@ -43,6 +43,22 @@ def mosaic_dataset(data_dir, copies: int) -> xr.Dataset:
     return xr.Dataset(variables, coords={"x": x, "y": y}).rio.write_crs("EPSG:32631")
 
 
+def test_without_a_cluster_on_the_cube_opened_by_rioxarray(tmp_path, data_dir):
+    """Dask's own threads (no distributed client: this test runs before the module's cluster
+    starts) on the netCDF cube as rioxarray opens it, chunks of 64 px."""
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    cube = rioxarray.open_rasterio(cube_path(data_dir), chunks=True, mask_and_scale=False,
+                                   decode_times=False)
+    paths = predict(cube, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=64)
+    local = run_model(BUNDLED, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
+                      options=RunOptions(write_probabilities=True))
+    expected_probs = read(local.outputs["probabilities"])[0]
+    np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
+    assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
+                        expected_probs)
+
+
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -51,11 +67,10 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def vrts(tmp_path_factory, data_dir) -> dict[int, list[RasterInput]]:
-    """The same mosaics as GDAL VRTs for the local engine (one per band, time steps as bands)."""
+def vrts(tmp_path_factory, data_dir) -> list[RasterInput]:
+    """The same mosaic as GDAL VRTs for the local engine (one per band, time steps as bands)."""
     d = tmp_path_factory.mktemp("mosaic")
-    full = [RasterInput(mosaic(d, data_dir, b, SIZE)) for b in S2_VARS]
-    return {SIZE: full, 500: [RasterInput(str(d / f"{v}_500.vrt")) for v in S2_VARS.values()]}
+    return [RasterInput(mosaic(d, data_dir, b, SIZE)) for b in S2_VARS]
 
 
 def read(path):
@@ -67,7 +82,7 @@ def test_spatial_model_on_the_2000_mosaic_equals_the_engine(tmp_path, data_dir, 
     from eo_missing_qgis.core.scale.dask_predict import predict
 
     model = spatial_onnx(tmp_path / "s2.onnx", spatial_card(modalities=("S2",)))
-    local = run_model(model, vrts[SIZE], tmp_path / "local.tif",
+    local = run_model(model, vrts, tmp_path / "local.tif",
                       options=RunOptions(write_probabilities=True, threads=2))
     logs: list[str] = []
     paths = predict(mosaic_dataset(data_dir, SIZE // 100), model, tmp_path / "dask.tif",
@@ -88,17 +103,18 @@ def test_spatial_model_on_the_2000_mosaic_equals_the_engine(tmp_path, data_dir, 
         assert ds.colormap(1)[1][:3] == (0xe6, 0xc2, 0x29) and ds.tags(1)["CLASS_1"] == "cereals"
 
 
-def test_bundled_model_equals_the_engine(tmp_path, data_dir, client, vrts):
+def test_bundled_model_equals_the_engine(tmp_path, data_dir, client):
+    """A per-pixel model: on the mosaic's 300 x 300 corner, the engine's map of the cube 3 x 3 times."""
     from eo_missing_qgis.core.scale.dask_predict import predict
 
-    local = run_model(BUNDLED, vrts[500], tmp_path / "local.tif",
-                      options=RunOptions(write_probabilities=True, threads=2))
-    data = mosaic_dataset(data_dir, SIZE // 100).isel(x=slice(0, 500), y=slice(0, 500))
-    paths = predict(data, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=250)
-    expected_probs = read(local.outputs["probabilities"])[0]
+    local = run_model(BUNDLED, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
+                      options=RunOptions(write_probabilities=True))
+    data = mosaic_dataset(data_dir, SIZE // 100).isel(x=slice(0, 300), y=slice(0, 300))
+    paths = predict(data, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=150)
+    expected_probs = np.tile(read(local.outputs["probabilities"])[0], (1, 3, 3))
     np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
-    assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
-                        expected_probs)
+    assert_same_classes(read(paths["prediction"])[0][0],
+                        np.tile(read(local.outputs["prediction"])[0][0], (3, 3)), expected_probs)
 
 
 def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):
