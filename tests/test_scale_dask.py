@@ -8,6 +8,10 @@ of Dask and tile seams of the engine both lie inside its context. A bundled mode
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -124,3 +128,18 @@ def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):
     with pytest.raises(InputError, match=r"lack bands .*S2 B11"):
         predict(data, BUNDLED, tmp_path / "x.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_modules_import_without_dask_xarray_or_openeo():
+    """The wrappers import their frameworks lazily and say what to install."""
+    code = ("import sys\n"
+            "for m in ('dask', 'dask.array', 'distributed', 'xarray', 'rioxarray', 'openeo'):\n"
+            "    sys.modules[m] = None\n"
+            "from eo_missing_qgis.core.scale import dask_predict, openeo_graph\n"
+            "from eo_missing_qgis.core import cli\n"
+            "cli.build_parser()\n"
+            "try:\n    dask_predict.predict(None, 'm.onnx', 'o.tif')\n"
+            "except ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert "pip install dask" in out.stdout
