@@ -3,7 +3,8 @@
 This file is sent whole as the UDF of ``apply_neighborhood`` (see :mod:`.openeo_graph`), so it
 uses absolute imports and no ``from __future__ import annotations`` (openEO finds
 ``apply_datacube`` by its annotations). The backend must be able to import ``eo_missing_qgis``
-and ``onnxruntime`` (e.g. the job option ``udf-dependency-archives`` with a zip of the package).
+and ``onnxruntime``: a job option ``udf-dependency-archives`` ``["<zip URL>#eo_missing_deps"]``
+unpacks a zip of them into :data:`DEPENDENCY_DIR`, which this file puts on ``sys.path``.
 
 Context: ``model`` (a path readable by the backend, or an https URL, downloaded once per worker),
 optional ``encodings`` ({modality: encoding preset name}, e.g. ``{"S1": "linear power"}``) and
@@ -14,6 +15,7 @@ Overlap pixels are returned as computed; the backend trims them.
 """
 
 import hashlib
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -21,9 +23,14 @@ from pathlib import Path
 import xarray
 from openeo.udf import XarrayDataCube
 
-from eo_missing_qgis.core.block import output_names, predict_block
-from eo_missing_qgis.core.errors import InputError
-from eo_missing_qgis.core.scale.common import block_inputs, cached_session
+#: Where a backend unpacks the job's dependency archive (relative to the UDF's working folder).
+DEPENDENCY_DIR = "eo_missing_deps"
+if Path(DEPENDENCY_DIR).is_dir() and DEPENDENCY_DIR not in sys.path:
+    sys.path.insert(0, DEPENDENCY_DIR)
+
+from eo_missing_qgis.core.block import output_names, predict_block  # noqa: E402
+from eo_missing_qgis.core.errors import InputError  # noqa: E402
+from eo_missing_qgis.core.scale.common import block_inputs, cached_session  # noqa: E402
 
 
 def model_file(model: str) -> str:
