@@ -63,6 +63,16 @@ def test_without_a_cluster_on_the_cube_opened_by_rioxarray(tmp_path, data_dir):
                         expected_probs)
 
 
+def test_a_wrong_encoding_is_warned_about(tmp_path, data_dir):
+    """DN declared as reflectance 0-1: the workers cannot warn, the caller checks the first chunk."""
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    cube = rioxarray.open_rasterio(cube_path(data_dir), chunks=True, mask_and_scale=False,
+                                   decode_times=False)
+    with pytest.warns(UserWarning, match="S2 B02 .* look like reflectance x 10000, not 0-1"):
+        predict(cube, BUNDLED, tmp_path / "dask.tif", encodings={"S2": "reflectance (0-1)"})
+
+
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

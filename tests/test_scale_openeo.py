@@ -74,6 +74,12 @@ def test_udf_says_which_bands_are_missing(cube):
         run_udf(cube.drop_sel(bands="VH"), {"model": BUNDLED, "encodings": ENCODINGS})
 
 
+def test_udf_logs_a_wrong_encoding(cube, caplog):
+    with caplog.at_level("WARNING"):
+        run_udf(cube, {"model": BUNDLED, "encodings": {**ENCODINGS, "S2": "reflectance (0-1)"}})
+    assert any("look like reflectance x 10000, not 0-1" in r.getMessage() for r in caplog.records)
+
+
 def test_graph_runs_the_udf_on_monthly_composites(tmp_path):
     model = spatial_onnx(tmp_path / "s.onnx", spatial_card())
     out = tmp_path / "graph.json"

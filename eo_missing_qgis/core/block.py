@@ -45,12 +45,14 @@ class Prepared:
 class BlockOutputs:
     """Maps of one block: ``prediction`` (class ids uint8, 0 = nodata; or float32 regression
     values, NaN = nodata), ``confidence`` (max probability, classification only) and
-    ``probabilities`` (classes, height, width) when asked for."""
+    ``probabilities`` (classes, height, width) when asked for; ``warnings`` about the input's
+    units, for the caller to show (a wrong encoding gives a plausible-looking wrong map)."""
 
     prediction: np.ndarray
     valid: np.ndarray
     confidence: np.ndarray | None = None
     probabilities: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def stacked(self) -> np.ndarray:
         """All maps as one float32 array (layers, height, width), in :func:`output_names` order:
@@ -252,4 +254,6 @@ def predict_block(arrays: Mapping[str, np.ndarray], card: ModelCard, session: Mo
             raise InputError(f"a block of {valid.shape[0]} x {valid.shape[1]} px is too small to trim "
                              f"{trim} px of context from each side")
         values, valid = values[:, trim:-trim, trim:-trim], valid[trim:-trim, trim:-trim]
-    return finish_block(card, values, valid, probabilities)
+    out = finish_block(card, values, valid, probabilities)
+    out.warnings = prepared.messages
+    return out

@@ -16,13 +16,14 @@ every chunk succeeded, so a failed run leaves no file behind.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..block import BlockOutputs, predict_block
+from ..block import BlockOutputs, physical_block, predict_block, unit_warnings
 from ..engine import _outputs, _write_results, output_paths, publish
 from ..errors import InputError, missing_dependency
 from ..model_card import read_card
@@ -99,6 +100,13 @@ def predict(data: Any, model: str | Path, output: str | Path, *,
     if log:
         log(f"model {card.name}: {len(rows) - 1} x {len(cols) - 1} chunks of up to {size} px, "
             f"overlap {card.halo} px; {grid.describe()}")
+    # Workers cannot warn the caller: the units are checked here, on the first chunk.
+    first = {m: np.asarray(a[..., :size, :size]) for m, a in arrays.items()}
+    for msg in unit_warnings(physical_block(first, card, encs), card, set()):
+        if log:
+            log(f"Warning: {msg}")
+        else:
+            warnings.warn(msg, UserWarning, stacklevel=2)
     outs = _outputs(paths, card, grid)
     try:
         for (i, j), stack in _computed_blocks(result.to_delayed()[0, 0]):

@@ -15,6 +15,7 @@ Overlap pixels are returned as computed; the backend trims them.
 """
 
 import hashlib
+import logging
 import sys
 import tempfile
 import urllib.request
@@ -59,6 +60,8 @@ def predict_cube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
     probabilities = bool(context.get("probabilities", False))
     arrays, encodings = block_inputs(cube, card, context.get("encodings"))
     out = predict_block(arrays, card, session, encodings=encodings, probabilities=probabilities)
+    for msg in out.warnings:  # in the job's log
+        logging.getLogger(__name__).warning(msg)
     tdim = "t" if "t" in cube.dims else "time"
     coords = {tdim: cube[tdim].values[:1], "bands": output_names(card, probabilities),
               "y": cube["y"].values, "x": cube["x"].values}
