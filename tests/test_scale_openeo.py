@@ -93,6 +93,7 @@ def test_graph_runs_the_udf_on_monthly_composites(tmp_path):
     assert set(loads) == {"SENTINEL2_L2A", "SENTINEL1_GRD"}
     assert loads["SENTINEL2_L2A"]["temporal_extent"] == ["2021-03-01", "2022-03-01"]
     assert loads["SENTINEL1_GRD"]["bands"] == ["VV", "VH"]
+    assert by_process["sar_backscatter"][0]["coefficient"] == "sigma0-ellipsoid"  # linear power
     assert all(a["period"] == "month" for a in by_process["aggregate_temporal_period"])
     reducer = by_process["aggregate_temporal_period"][0]["reducer"]["process_graph"]
     assert [n["process_id"] for n in reducer.values()] == ["median"]

@@ -42,7 +42,7 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     (west, south, east, north in ``crs``) for the months from ``start``."""
     try:
         from openeo import UDF
-        from openeo.rest.datacube import DataCube
+        from openeo.rest.datacube import THIS, DataCube
     except ImportError:
         raise missing_dependency("openeo", "build openEO process graphs") from None
     unsupported = [m for m in card.modalities if m not in COLLECTIONS]
@@ -58,8 +58,8 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     for spec in sorted(card.inputs, key=lambda s: s.modality != "S2"):
         cube = DataCube.load_collection(COLLECTIONS[spec.modality], connection=None, spatial_extent=extent,
                                         temporal_extent=months, bands=spec.band_names, fetch_metadata=False)
-        if spec.modality == "S1":
-            cube = cube.sar_backscatter(coefficient="sigma0-ellipsoid")
+        if spec.modality == "S1":  # as a plain process: the client method asks a backend for options
+            cube = cube.process("sar_backscatter", {"data": THIS, "coefficient": "sigma0-ellipsoid"})
         cubes.append(cube.aggregate_temporal_period(period="month", reducer="median"))
     cube = cubes[0]
     for other in cubes[1:]:
