@@ -45,7 +45,8 @@ def model_file(model: str) -> str:
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
-        urllib.request.urlretrieve(model, partial)  # nosec B310 - https only, checked above
+        # https only (checked above), so no file:// or custom scheme reaches urlretrieve.
+        urllib.request.urlretrieve(model, partial)  # nosec B310
         partial.replace(target)
     return str(target)
 
