@@ -117,3 +117,10 @@ def test_graph_refuses_modalities_openeo_cannot_load(tmp_path):
         build_graph(weather, "m.onnx", (0, 0, 1, 1), "2021-01")
     with pytest.raises(InputError, match="YYYY-MM"):
         build_graph(card, "m.onnx", (0, 0, 1, 1), "March")
+
+
+def test_udf_model_must_be_a_path_or_https(cube):
+    with pytest.raises(InputError, match="must use https"):
+        run_udf(cube, {"model": "http://example.org/m.onnx"})
+    with pytest.raises(InputError, match="needs 'model'"):
+        run_udf(cube, {})
