@@ -42,7 +42,10 @@ def mosaic_dataset(data_dir, copies: int) -> xr.Dataset:
     variables = {}
     for name in S2_VARS.values():
         values, meta = read_variable(data_dir, name)
-        tiled = da.tile(da.from_array(values, chunks=-1), (1, copies, copies))
+        # Chunks of 5 x 5 copies, so a 500 px chunking needs no rechunk between workers.
+        block = 5 if copies % 5 == 0 else 1
+        values = np.tile(values, (1, block, block))
+        tiled = da.tile(da.from_array(values, chunks=-1), (1, copies // block, copies // block))
         variables[name] = xr.DataArray(tiled, dims=("t", "y", "x"), attrs={"_FillValue": meta["nodata"]})
     return xr.Dataset(variables, coords={"x": x, "y": y}).rio.write_crs("EPSG:32631")
 

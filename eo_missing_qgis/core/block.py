@@ -160,10 +160,11 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
                   checked: set | None = None) -> Prepared:
     """Decode, check units, mask and standardise a block into the network's tensors: (1, time,
     bands, H, W) for a spatial card, (valid pixels, time, bands) for a per-pixel card. Kept apart
-    from :func:`run_block` so the engine can do it in its read-ahead thread."""
+    from :func:`run_block` so the engine can do it in its read-ahead thread. Units are checked
+    for the bands not yet in ``checked`` (added to it); not at all without ``checked``."""
     physical = physical_block(arrays, card, encodings)
     valid = valid_pixels(physical)
-    messages = unit_warnings(physical, card, set() if checked is None else checked)
+    messages = [] if checked is None else unit_warnings(physical, card, checked)
     tensors = {}
     for spec in card.inputs:
         phys = physical[spec.modality]
@@ -238,15 +239,16 @@ def finish_block(card: ModelCard, values: np.ndarray, valid: np.ndarray,
 
 def predict_block(arrays: Mapping[str, np.ndarray], card: ModelCard, session: ModelSession, *,
                   encodings: Mapping[str, Sequence[Encoding]] | None = None, trim: int = 0,
-                  batch: int = DEFAULT_BATCH, probabilities: bool = False,
+                  batch: int = DEFAULT_BATCH, probabilities: bool = False, check_units: bool = True,
                   check_cancel: Callable[[], None] | None = None) -> BlockOutputs:
     """Predict one block (see the module docstring for the array convention).
 
     ``trim`` pixels are dropped on every side of the outputs: ``card.halo`` when the arrays carry
     context around the part wanted back. Wrappers whose framework trims the overlap itself (Dask's
-    ``map_overlap``, openEO's ``apply_neighborhood``) pass 0.
+    ``map_overlap``, openEO's ``apply_neighborhood``) pass 0. ``check_units`` False skips the
+    unit warnings (a median per band) for callers that checked another block already.
     """
-    prepared = prepare_block(arrays, card, encodings)
+    prepared = prepare_block(arrays, card, encodings, set() if check_units else None)
     values = run_block(session, card, prepared, batch, check_cancel)
     valid = prepared.valid
     if trim:

@@ -60,7 +60,8 @@ def _predict_chunk(block: np.ndarray, *, model: str, device: str, threads: int |
     session = cached_session(model, device, threads)
     parts = np.split(block, splits, axis=1)
     arrays = {spec.modality: part for spec, part in zip(session.card.inputs, parts, strict=True)}
-    out = predict_block(arrays, session.card, session, encodings=encodings, probabilities=probabilities)
+    out = predict_block(arrays, session.card, session, encodings=encodings, probabilities=probabilities,
+                        check_units=False)  # checked once, on the client
     return out.stacked()[:, None]
 
 
