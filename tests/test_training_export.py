@@ -9,13 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from eo_missing_qgis.core.definitions import MODALITIES
 from eo_missing_qgis.core.model_card import read_card
 from training.config import dataset_method_config
 from training.datasets import load_dataset
-from training.datasets.modalities import MODALITIES
-from training.engine import evaluate, fit, prepare
 from training.export import ExportError, export_run, onnx_predict, to_onnx
 from training.models import Predictor
+from training.run import evaluate, fit, split_data
 
 TINY = ["net.filters=8", "max_epochs=1"]
 
@@ -24,7 +24,7 @@ TINY = ["net.filters=8", "max_epochs=1"]
 def setups(data_dir):
     out = {}
     for name in ("lfmc", "crop_type"):
-        prep = prepare(load_dataset(name, data_dir), seed=0)
+        prep = split_data(load_dataset(name, data_dir), seed=0)
         teacher, _ = fit(dataset_method_config(name, "teacher", TINY), prep)
         out[name] = (prep, teacher)
     return out

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eo_missing_qgis.core.definitions import Task
+
 from .config import dataset_method_config
 from .datasets import load_dataset
-from .engine import Prepared, evaluate, fit, predict, prepare
 from .methods import GUIDED
-from .rf import evaluate_rf, fit_rf
+from .methods.rf import evaluate_rf, fit_rf
+from .run import SplitData, evaluate, fit, predict, split_data
 
 STUDENTS = ("single", *GUIDED)
 INFERENCE = ("S1", "S2")
@@ -53,8 +55,8 @@ def run_seed(
     warnings.filterwarnings("ignore", module="lightning")
     data = load_dataset(dataset, data_dir)
     rows = []
-    regression = data.info.task == "regression"
-    prep = prepare(data, seed)
+    regression = data.info.task == Task.REGRESSION
+    prep = split_data(data, seed)
     t0 = time.perf_counter()
     cfg = replace(dataset_method_config(dataset, "teacher", overrides), seed=seed)
     teacher, _ = fit(cfg, prep)
@@ -100,7 +102,7 @@ def run_seed(
     return rows
 
 
-def _rf_row(dataset: str, prep: Prepared, modalities, label: str, seed: int, regression: bool) -> dict:
+def _rf_row(dataset: str, prep: SplitData, modalities, label: str, seed: int, regression: bool) -> dict:
     t0 = time.perf_counter()
     model = fit_rf(prep, modalities, seed, jobs=1)
     test, pred = evaluate_rf(model, prep, modalities, "test")

@@ -26,7 +26,7 @@ import yaml
 
 from .config import CONFIG_DIR, load_config
 from .datasets import LOADERS, load_dataset
-from .engine import evaluate, fit, load_run, prepare, save_run
+from .run import evaluate, fit, load_run, save_run, split_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,10 +51,10 @@ def _trainer_args(pairs: list[str]) -> dict:
 def cmd_fit(args) -> None:
     cfg = load_config(args.config, args.set)
     data = load_dataset(cfg.dataset, _data_dir(args.data_dir))
-    prep = prepare(data, cfg.seed, cfg.val_fraction)
+    prep = split_data(data, cfg.seed, cfg.val_fraction)
     out = Path(args.out)
     if cfg.method == "rf":
-        from .rf import evaluate_rf, fit_rf
+        from .methods.rf import evaluate_rf, fit_rf
 
         model = fit_rf(prep, cfg.modalities, cfg.seed)
         scores = {s: evaluate_rf(model, prep, cfg.modalities, s)[0] for s in ("val", "test")}
@@ -86,7 +86,8 @@ def _run_and_data(args):
     """A saved run and its dataset, split as in training (same seed and validation fraction)."""
     module, run = load_run(Path(args.run))
     cfg = run["config"]
-    prep = prepare(load_dataset(cfg["dataset"], _data_dir(args.data_dir)), cfg["seed"], cfg["val_fraction"])
+    data = load_dataset(cfg["dataset"], _data_dir(args.data_dir))
+    prep = split_data(data, cfg["seed"], cfg["val_fraction"])
     return module, run, prep
 
 

@@ -22,8 +22,8 @@ from eo_missing_qgis.core.model_card import ModelCard, OutputSpec, Provenance, T
 
 from . import __version__
 from .datasets import TaskInfo
-from .engine import Prepared, specs_from_dict
 from .models import Predictor
+from .run import SplitData, specs_from_dict
 
 OPSET = 18
 ATOL = 1e-4
@@ -183,9 +183,9 @@ def onnx_predict(path: Path, card: ModelCard, arrays: dict[str, np.ndarray]) -> 
     return session.run([card.output.tensor], feeds)[0]
 
 
-def parity(path: Path, predictor: Predictor, card: ModelCard, prep: Prepared) -> float:
+def parity(path: Path, predictor: Predictor, card: ModelCard, prep: SplitData) -> float:
     """Max |ONNX - torch| on the real held-out samples; raises when beyond float32 tolerance."""
-    from .engine import predict
+    from .run import predict
 
     arrays = prep.arrays["test"]
     expected = predict(predictor, arrays)
@@ -201,7 +201,7 @@ def parity(path: Path, predictor: Predictor, card: ModelCard, prep: Prepared) ->
 
 
 def export_run(
-    module, run: dict, prep: Prepared, path: Path, name: str, title: str = "", description: str = ""
+    module, run: dict, prep: SplitData, path: Path, name: str, title: str = "", description: str = ""
 ) -> tuple[ModelCard, float]:
     card = build_card(run, prep.data.info, name, title, description)
     predictor = module.predictor()

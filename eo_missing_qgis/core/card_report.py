@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .definitions import Task
 from .model_card import ModelCard
 
 
@@ -22,7 +23,7 @@ def _context(card: ModelCard) -> str:
 
 def _outputs(card: ModelCard) -> list[str]:
     o = card.output
-    if card.task == "classification":
+    if card.task == Task.CLASSIFICATION:
         return [f"class {c.id}: {c.name} ({c.color})" for c in o.classes]
     lo, hi = o.range or (float("nan"), float("nan"))
     return [f"{o.name} in {o.unit}, expected range {lo:g} to {hi:g}"]
@@ -50,7 +51,7 @@ def card_to_html(card: ModelCard) -> str:
         f"<td>{e(', '.join(sorted({b.unit for b in s.bands})))}</td></tr>"
         for s in card.inputs
     )
-    if card.task == "classification":
+    if card.task == Task.CLASSIFICATION:
         outputs = "".join(
             f"<tr><td>{c.id}</td><td><span style='background:{e(c.color)}'>&nbsp;&nbsp;&nbsp;</span>"
             f" {e(c.name)}</td></tr>"

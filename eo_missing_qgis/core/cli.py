@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .definitions import DEVICES, MODALITIES, Device, TimeLayout
 from .errors import Cancelled, DependencyError
 from .model_card import ModelCardError
-from .raster_inputs import LAYOUTS, RasterInput
+from .raster_inputs import RasterInput
 
 _LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
 
@@ -44,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="ONNX model with a model card")
     p.add_argument("--input", dest="inputs", action=_NewInput, required=True, metavar="PATH",
                    help='a GDAL raster, e.g. cube.nc or NETCDF:"cube.nc":S2-L2A-B04 (repeatable)')
-    p.add_argument("--modality", action=_InputField, choices=("S1", "S2", "weather", "DEM"))
+    p.add_argument("--modality", action=_InputField, choices=MODALITIES)
     p.add_argument("--band", action=_InputField, help="the one spectral band the layer holds")
-    p.add_argument("--layout", action=_InputField, choices=LAYOUTS)
+    p.add_argument("--layout", action=_InputField, choices=tuple(TimeLayout))
     p.add_argument("--time-index", dest="time_index", action=_InputField, type=int,
                    help="time step of a one-date layer (0 = oldest), or first step to use")
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
     p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
                    "the outputs use (default: the first input)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--device", default=Device.AUTO, choices=DEVICES)
     p.add_argument("--threads", type=int)
     p.add_argument("--tile-size", type=int)
     p.add_argument("--batch-size", type=int)

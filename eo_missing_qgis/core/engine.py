@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .blending import OverlapBlend
+from .definitions import Device
 from .errors import Cancelled, InputError, ModelError, OutputError
 from .model_card import ModelCard
 from .preprocessing import standardize
@@ -46,7 +47,7 @@ class RunOptions:
     tile_size: int | None = None
     memory_mb: float = 512.0
     batch_size: int | None = None
-    device: str = "auto"
+    device: Device = Device.AUTO
     threads: int | None = None
     write_probabilities: bool = False
     reference: int | str = 0

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .definitions import MODALITIES, Task, TensorLayout
 from .units import UNITS
 
 SCHEMA_MAJOR = 1
@@ -31,12 +32,8 @@ SCHEMA_MINOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 CARD_KEY = "eo_missing_model_card"
 
-TASKS = ("classification", "regression")
-MODALITIES = ("S1", "S2", "weather", "DEM")
-#: Tensor layouts: per pixel (batch, time, bands), or spatial (batch, time, bands, height, width).
-LAYOUTS = ("NTC", "NTCHW")
-#: The first minor version of schema 1 that knows each layout.
-_LAYOUT_SINCE = {"NTC": 0, "NTCHW": 1}
+#: The first minor version of schema 1 that knows each tensor layout.
+_LAYOUT_SINCE = {TensorLayout.NTC: 0, TensorLayout.NTCHW: 1}
 ALIGNMENTS = ("relative", "calendar")
 SCALINGS = ("standardize",)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -211,7 +208,7 @@ class ModelCard:
     def deepness_metadata(self) -> dict[str, str]:
         """The keys the Deepness plugin reads, so the file is also legible there."""
         out = {
-            "model_type": "Segmentor" if self.task == "classification" else "Regressor",
+            "model_type": "Segmentor" if self.task == Task.CLASSIFICATION else "Regressor",
             "tile_size": str(self.tile_size),
             "standardization_mean": json.dumps(
                 [m for _ in range(self.time.steps) for i in self.inputs for m in i.mean]
@@ -220,7 +217,7 @@ class ModelCard:
                 [s for _ in range(self.time.steps) for i in self.inputs for s in i.std]
             ),
         }
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             out["class_names"] = json.dumps(
                 {str(k): c.name for k, c in enumerate(self.output.classes)}
             )
@@ -229,7 +226,7 @@ class ModelCard:
 
 def _output_to_dict(o: OutputSpec, task: str) -> dict[str, Any]:
     out: dict[str, Any] = {"tensor": o.tensor, "name": o.name}
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         out["activation"] = o.activation
         out["classes"] = [{"id": c.id, "name": c.name, "color": c.color} for c in o.classes]
     else:
@@ -345,7 +342,7 @@ def card_from_dict(data: Any) -> ModelCard:
     strict = minor <= SCHEMA_MINOR
     root = _Obj(data, "", strict)
     root.seen.add("schema_version")
-    task = root.text("task", choices=TASKS)
+    task = root.text("task", choices=tuple(Task))
 
     inputs = []
     for path, raw in root.items("inputs"):
@@ -440,7 +437,7 @@ def _input_from(o: _Obj) -> InputSpec:
         mean=mean,
         std=std,
         scaling=s.text("method", "standardize", choices=SCALINGS),
-        layout=o.text("layout", "NTC", choices=LAYOUTS),
+        layout=o.text("layout", TensorLayout.NTC, choices=tuple(TensorLayout)),
     )
     s.done()
     o.done()
@@ -449,7 +446,7 @@ def _input_from(o: _Obj) -> InputSpec:
 
 def _output_from(o: _Obj, task: str) -> OutputSpec:
     tensor, name = o.text("tensor"), o.text("name")
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         classes = []
         for path, raw in o.items("classes", min_len=2):
             c = _Obj(raw, path, o.strict)

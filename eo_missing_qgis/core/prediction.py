@@ -11,16 +11,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .definitions import Device, TimeLayout
 from .errors import Cancelled
 from .model_card import ModelCard, read_card
-
-#: Time layouts a user can declare for their layers (engine id -> description).
-LAYOUTS = {
-    "auto": "Auto-detect",
-    "band_per_layer": "One layer per spectral band, months as raster bands",
-    "date_per_layer": "One layer per month, spectral bands as raster bands (layers in time order)",
-    "stacked": "One stacked layer, month-major",
-}
 
 
 @dataclass
@@ -29,12 +22,12 @@ class PredictionRequest:
     layers: dict[str, list[tuple[str, str]]]  # modality -> [(GDAL source, layer name)]
     output: str
     units: dict[str, str | None] = field(default_factory=dict)  # modality -> preset name or None
-    layout: str = "auto"
+    layout: TimeLayout = TimeLayout.AUTO
     first_step: int = 0  # 1-based first time step; 0 = the latest steps the model needs
     confidence: str | None = None
     tile_size: int = 512
     batch_mb: int = 256
-    device: str = "auto"
+    device: Device = Device.AUTO
     threads: int | None = None
     probabilities: bool = False
 
@@ -55,12 +48,12 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
         for position, (source, name) in enumerate(layers):
             inp = RasterInput(path=source, modality=modality, layout=request.layout, name=name,
                               encoding=request.units.get(modality))
-            if request.layout == "date_per_layer":
+            if request.layout == TimeLayout.DATE_PER_LAYER:
                 start = request.first_step - 1 if request.first_step else max(len(layers) - steps, 0)
                 if not start <= position < start + steps:
                     continue  # a date outside the model's time window
                 inp.time_index = position - start
-            elif request.layout in ("auto", "band_per_layer"):
+            elif request.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
                 count = recognise(inp).count
                 if request.first_step:
                     inp.time_index = request.first_step - 1
@@ -91,7 +84,7 @@ def recognise_layer(source: str, name: str):
     try:
         return recognise(RasterInput(path=source, name=name))
     except (ValueError, ImportError, OSError) as exc:
-        return Recognition(None, None, "auto", str(exc))
+        return Recognition(None, None, TimeLayout.AUTO, str(exc))
 
 
 def run_prediction(

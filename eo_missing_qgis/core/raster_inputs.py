@@ -14,11 +14,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .definitions import Modality, TimeLayout
 from .errors import InputError
 from .model_card import ModelCard
 from .units import PRESETS, Encoding, preset
-
-LAYOUTS = ("auto", "band_per_layer", "date_per_layer", "stacked")
 
 # Spellings of S1 polarisations and S2 bands: VV, sigma0_vv, S1-SIGMA0-VV; B4, B04, S2-L2A-B04.
 _S1 = re.compile(r"(?:^|[^a-z0-9])(?:s1[^a-z0-9]*)?(?:sigma0?[^a-z0-9]*|gamma0?[^a-z0-9]*)?(vv|vh|hh|hv)"
@@ -28,10 +27,10 @@ _S2_HINT = re.compile(r"s2|sentinel.?2|l2a|msi|optical", re.IGNORECASE)
 _S1_HINT = re.compile(r"s1|sentinel.?1|sigma|sar|grd", re.IGNORECASE)
 #: Other card band names and the words that identify them in layer names.
 _ALIASES: dict[str, tuple[str, str]] = {
-    "elevation": ("DEM", "elevation|altitude|dem|alt|height"),
-    "slope": ("DEM", "slope|slo"),
-    "temperature": ("weather", "temperature|tmean|temp|t2m|temperature_2m"),
-    "precipitation": ("weather", "precipitation|precip|prec|tp|total_precipitation"),
+    "elevation": (Modality.DEM, "elevation|altitude|dem|alt|height"),
+    "slope": (Modality.DEM, "slope|slo"),
+    "temperature": (Modality.WEATHER, "temperature|tmean|temp|t2m|temperature_2m"),
+    "precipitation": (Modality.WEATHER, "precipitation|precip|prec|tp|total_precipitation"),
 }
 
 
@@ -39,14 +38,14 @@ def normalise_band(modality: str, name: str) -> str:
     """Canonical band spelling: ``B4``/``b04`` -> ``B04``, ``vv`` -> ``VV``, ``temperature_2m`` ->
     ``temperature`` (weather/DEM aliases), others lower-case."""
     n = name.strip()
-    if modality == "S2":
+    if modality == Modality.S2:
         m = re.fullmatch(r"b0?(1[0-2]|[1-9]|8a)", n, re.IGNORECASE)
         if m:
             d = m.group(1).upper()
             return f"B{d.zfill(2)}" if d != "8A" else "B8A"
-    if modality == "S1" and n.lower() in ("vv", "vh", "hh", "hv"):
+    if modality == Modality.S1 and n.lower() in ("vv", "vh", "hh", "hv"):
         return n.upper()
-    found = identify(n) if modality not in ("S1", "S2") else None
+    found = identify(n) if modality not in (Modality.S1, Modality.S2) else None
     return found[1] if found and found[0] == modality else n.lower()
 
 
@@ -56,7 +55,7 @@ class RasterInput:
 
     path: str
     modality: str | None = None
-    layout: str = "auto"
+    layout: TimeLayout = TimeLayout.AUTO
     band: str | None = None
     time_index: int | None = None
     bands: list[str] | None = None
@@ -64,8 +63,8 @@ class RasterInput:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise InputError(f"layout of {self.path} must be one of {', '.join(LAYOUTS)}, "
+        if self.layout not in tuple(TimeLayout):
+            raise InputError(f"layout of {self.path} must be one of {', '.join(TimeLayout)}, "
                              f"not {self.layout!r}")
 
     @property
@@ -91,11 +90,11 @@ def identify(text: str) -> tuple[str, str] | None:
         return None
     s1 = _S1.search(text)
     if s1:
-        return "S1", s1.group(1).upper()
+        return Modality.S1, s1.group(1).upper()
     s2 = _S2.search(text)
     if s2 and (_S2_HINT.search(text) or re.fullmatch(r"\W*b0?(1[0-2]|[1-9]|8a)\W*", text, re.IGNORECASE)
                or not _S1_HINT.search(text)):
-        return "S2", normalise_band("S2", "B" + s2.group(1))
+        return Modality.S2, normalise_band(Modality.S2, "B" + s2.group(1))
     low = text.lower()
     for band, (modality, words) in _ALIASES.items():
         if re.search(rf"(?:^|[^a-z0-9])(?:{words})(?:$|[^a-z0-9])", low):
@@ -126,12 +125,12 @@ def recognise(item: str | RasterInput) -> Recognition:
         if modality is None:
             guess = identify(inp.band)
             modality = guess[0] if guess else None
-        layout = "band_per_layer" if inp.layout == "auto" else inp.layout
+        layout = TimeLayout.BAND_PER_LAYER if inp.layout == TimeLayout.AUTO else inp.layout
         band = normalise_band(modality or "", inp.band)
         return Recognition(modality, band, layout, "band given explicitly", count=count)
     if explicit_bands:
-        layout = inp.layout if inp.layout != "auto" else (
-            "date_per_layer" if len(explicit_bands) == count else "stacked")
+        layout = inp.layout if inp.layout != TimeLayout.AUTO else (
+            TimeLayout.DATE_PER_LAYER if len(explicit_bands) == count else TimeLayout.STACKED)
         return Recognition(inp.modality, None, layout, "bands given explicitly", explicit_bands, count)
     if count > 1 and all(per_band):
         modalities = {m for m, _ in per_band}
@@ -139,9 +138,9 @@ def recognise(item: str | RasterInput) -> Recognition:
         if len(modalities) == 1:
             modality = modalities.pop()
             layout = inp.layout
-            if layout == "auto":
-                layout = "stacked" if len(set(names)) < len(names) else "date_per_layer"
-            if layout == "stacked":
+            if layout == TimeLayout.AUTO:
+                layout = TimeLayout.STACKED if len(set(names)) < len(names) else TimeLayout.DATE_PER_LAYER
+            if layout == TimeLayout.STACKED:
                 names = tuple(dict.fromkeys(names))
             return Recognition(inp.modality or modality, None, layout,
                                f"band descriptions name {', '.join(dict.fromkeys(names))}", names, count)
@@ -150,7 +149,7 @@ def recognise(item: str | RasterInput) -> Recognition:
     for what, text in sources:
         found = identify(text)
         if found and (inp.modality is None or inp.modality == found[0]):
-            layout = "band_per_layer" if inp.layout == "auto" else inp.layout
+            layout = TimeLayout.BAND_PER_LAYER if inp.layout == TimeLayout.AUTO else inp.layout
             return Recognition(found[0], found[1], layout, f"{what} '{text}' names {found[0]} {found[1]}",
                                count=count)
     return Recognition(inp.modality, None, inp.layout, "nothing in its name or band descriptions "
@@ -319,7 +318,7 @@ def _steps(absent: list[int], steps: int) -> str:
 def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str]):
     """(band, time step, 1-based raster band) triples one input offers, per its layout."""
     label, count = inp.label, rec.count
-    if rec.layout == "band_per_layer" and rec.band:
+    if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
         start = inp.time_index or 0
         if count == 1:
             return [(rec.band, start, 1)] if inp.time_index is not None or steps == 1 else \
@@ -329,7 +328,7 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
             return _wrong_steps(problems, label, count - start, steps,
                                 "set time_index to the first step to use" if count > steps else "")
         return [(rec.band, t, start + t + 1) for t in range(steps)]  # time_index: first raster band used
-    if rec.layout == "date_per_layer" and rec.bands:
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands:
         if len(rec.bands) != count:
             problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
             return []
@@ -338,14 +337,14 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
                             f"(time_index 0-{steps - 1}, 0 = oldest)")
             return []
         return [(b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
-    if rec.layout == "stacked" and rec.bands:
+    if rec.layout == TimeLayout.STACKED and rec.bands:
         nb = len(rec.bands)
         if count % nb or count // nb != steps:
             return _wrong_steps(problems, label, count / nb, steps,
                                 f"a stacked layer holds time x bands ({steps} x {nb} = "
                                 f"{steps * nb} raster bands), not {count}")
         return [(b, t, t * nb + k + 1) for t in range(steps) for k, b in enumerate(rec.bands)]
-    problems.append(f"{label}: {rec.reason}" if rec.modality is None or rec.layout == "auto" else
+    problems.append(f"{label}: {rec.reason}" if rec.modality is None or rec.layout == TimeLayout.AUTO else
                     f"{label} has layout {rec.layout} but does not say which band(s) it holds")
     return []
 

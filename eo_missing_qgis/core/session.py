@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .definitions import DEVICES, Device, Task
 from .errors import ModelError, missing_dependency
 from .model_card import ModelCard, read_card
 
@@ -24,7 +25,6 @@ PROVIDER_ORDER = (
     "CPUExecutionProvider",
 )
 GPU_PROVIDERS = PROVIDER_ORDER[:-1]
-DEVICES = ("auto", "cpu", "gpu")
 
 
 def onnxruntime_module():
@@ -62,7 +62,8 @@ class ModelSession:
         return self.session.run([self.card.output.tensor], feeds)
 
 
-def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None) -> ModelSession:
+def open_session(model_path: str | Path, device: Device = Device.AUTO,
+                 threads: int | None = None) -> ModelSession:
     """Load ``model_path`` with the best available provider; a GPU that fails falls back to CPU."""
     path = str(model_path)
     if not Path(path).is_file():
@@ -132,7 +133,7 @@ def check_graph(card: ModelCard, session, name: str) -> None:
                         f"(graph outputs: {', '.join(graph_out)})")
     else:
         shape = graph_out[out]
-        n = len(card.output.classes) if card.task == "classification" else 1
+        n = len(card.output.classes) if card.task == Task.CLASSIFICATION else 1
         # Per pixel (batch, values); spatial (batch, values, height, width).
         axis, ndim = (1, 4) if card.spatial else (-1, 2)
         if card.spatial and shape and len(shape) != ndim:

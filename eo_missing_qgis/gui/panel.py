@@ -25,13 +25,15 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_card import read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
-from ..map_layers import KINDS, style_layer
+from ..map_layers import style_layer
 
-MODALITY_CHOICES = ("S1", "S2", "DEM", "ignore")
+IGNORE = "ignore"
+MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, IGNORE)
 COL_LAYER, COL_MODALITY, COL_DETAIL = range(3)
 
 
@@ -120,7 +122,7 @@ class EoMissingPanel(QDockWidget):
     # -- layers and model choice ---------------------------------------------------------------
     def raster_layers(self) -> list[QgsRasterLayer]:
         return [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsRasterLayer)
-                and not lyr.customProperty("eo_missing_qgis/model")]
+                and not lyr.customProperty(LAYER_MODEL_PROPERTY)]
 
     def refresh(self, *_args) -> None:
         layers = self.raster_layers()
@@ -133,7 +135,7 @@ class EoMissingPanel(QDockWidget):
             self.table.setItem(row, COL_LAYER, item)
             combo = QComboBox()
             combo.addItems(MODALITY_CHOICES)
-            modality = self.overrides.get(layer.id(), guess.modality or "ignore")
+            modality = self.overrides.get(layer.id(), guess.modality or IGNORE)
             combo.setCurrentText(modality)
             combo.currentTextChanged.connect(partial(self.set_modality, layer.id()))
             self.table.setCellWidget(row, COL_MODALITY, combo)
@@ -155,7 +157,7 @@ class EoMissingPanel(QDockWidget):
         for row in range(self.table.rowCount()):
             modality = self.table.cellWidget(row, COL_MODALITY).currentText()
             layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.UserRole))
-            if layer is not None and modality != "ignore":
+            if layer is not None and modality != IGNORE:
                 by_modality.setdefault(modality, []).append(layer)
         return by_modality
 
@@ -213,7 +215,7 @@ class EoMissingPanel(QDockWidget):
     def on_completed(self) -> None:
         task = self._done()
         card = read_card(task.request.model_path)
-        for kind in KINDS:
+        for kind in OutputKind:
             path = task.result.outputs.get(kind)
             if path:
                 layer = QgsRasterLayer(path, kind)

@@ -22,15 +22,15 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_card import ModelCardError, read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import LAYOUTS, PredictionRequest, run_prediction
+from ..core.prediction import PredictionRequest, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .help import help_text, set_help
 
-DEVICES = ("auto", "cpu", "gpu")
 AUTO_UNITS = "auto (from the layer's name and values)"
 CUSTOM = "Custom ONNX model"
 _STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styling it on load
@@ -38,7 +38,7 @@ _STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styli
 
 class PredictAlgorithm(QgsProcessingAlgorithm):
     TASK, MODEL = "TASK", "MODEL"
-    S1, S2, DEM = "S1", "S2", "DEM"
+    S1, S2, DEM = Modality.S1.value, Modality.S2.value, Modality.DEM.value
     LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
     S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
     TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
@@ -94,7 +94,7 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
             self.DEM, self.tr("DEM (optional)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, self.tr("Time layout of the layers"),
-            options=[self.tr(label) for label in LAYOUTS.values()], defaultValue=0))
+            options=[self.tr(label) for label in TIME_LAYOUT_LABELS.values()], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
             QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
@@ -195,8 +195,8 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         if any(None in found for found in layers.values()):
             raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        modalities = {key for key, found in layers.items() if found} | ({"DEM"} if dem else set())
-        if not modalities & {"S1", "S2"}:
+        modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
+        if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
         try:
@@ -204,14 +204,14 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         except ModelCardError as exc:
             raise QgsProcessingException(str(exc)) from None
         units = {
-            "S1": self._units(parameters, self.S1_UNITS, context, "dB"),
-            "S2": self._units(parameters, self.S2_UNITS, context, "reflectance"),
+            Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
+            Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
         }
         request = PredictionRequest(
             model_path=model_path,
             layers=layers,
             units=units,
-            layout=list(LAYOUTS)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
+            layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
             output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,

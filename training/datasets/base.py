@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
+from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS, MODALITIES, SENSORS, Task
 from eo_missing_qgis.core.model_card import Band, ClassInfo, InputSpec
 from eo_missing_qgis.core.preprocessing import band_statistics, standardize
 
-from .modalities import BANDS, MODALITIES, SENSORS, UNITS, check_modalities
+from .modalities import check_modalities
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TaskInfo:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
+        return len(self.classes) if self.task == Task.CLASSIFICATION else 1
 
 
 @dataclass
@@ -75,7 +76,7 @@ class EODataset:
         if self.groups is not None:
             splitter = GroupShuffleSplit(1, test_size=val_fraction, random_state=seed)
             tr, va = next(splitter.split(pool, groups=self.groups[pool]))
-        elif self.info.task == "classification":
+        elif self.info.task == Task.CLASSIFICATION:
             splitter = StratifiedShuffleSplit(1, test_size=val_fraction, random_state=seed)
             tr, va = next(splitter.split(pool, _stratifiable(self.target[pool])))
         else:
@@ -105,7 +106,7 @@ def input_spec(modality: str, mean, std) -> InputSpec:
         tensor=modality.lower(),
         modality=modality,
         sensor=SENSORS[modality],
-        bands=tuple(Band(b, u) for b, u in zip(BANDS[modality], UNITS[modality], strict=True)),
+        bands=tuple(Band(b, u) for b, u in zip(BANDS[modality], BAND_UNITS[modality], strict=True)),
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
     )
