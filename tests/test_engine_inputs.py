@@ -7,6 +7,7 @@ import pytest
 
 from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.model_card import card_from_dict
+from eo_missing_qgis.core.preprocessing import decode
 from eo_missing_qgis.core.raster_inputs import (
     RasterInput,
     identify,
@@ -118,9 +119,9 @@ def test_decoding_integers_and_floats_agree_and_leaves_input_alone():
     dn = np.array([[1, 1000, 65535], [0, 20000, 30000]], dtype=np.uint16)
     as_float = dn.astype(np.float32)
     copy = as_float.copy()
-    np.testing.assert_array_equal(enc.to_physical(dn), enc.to_physical(as_float))
+    np.testing.assert_array_equal(decode(dn, enc), decode(as_float, enc))
     np.testing.assert_array_equal(as_float, copy)
     l2a = preset("reflectance", "reflectance x 10000 (L2A DN)")
-    refl = l2a.to_physical(np.array([0, 2500, 65535], np.uint16))
+    refl = decode(np.array([0, 2500, 65535], np.uint16), l2a)
     np.testing.assert_allclose(refl[:2], [0.0, 0.25])
     assert np.isnan(refl[2])

@@ -29,7 +29,7 @@ from .blending import OverlapBlend
 from .definitions import Device
 from .errors import Cancelled, InputError, ModelError, OutputError
 from .model_card import ModelCard
-from .preprocessing import standardize
+from .preprocessing import decode, standardize, valid_pixels
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
 from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster
 from .session import ModelSession, open_session
@@ -151,10 +151,10 @@ class _Reader:
                 for c, slot in enumerate(row):
                     data, missing, where = raw[slot.input]
                     k = where[slot.band_index]
-                    phys[t, c] = slot.encoding.to_physical(data[k]).ravel()
+                    phys[t, c] = decode(data[k], slot.encoding).ravel()
                     if missing[k].any():
                         phys[t, c][missing[k].ravel()] = np.nan
-            valid &= np.isfinite(phys).any(axis=0).all(axis=0)
+            valid &= valid_pixels(phys[None])[0]
             if self.plan.card.spatial:
                 out[spec.modality] = phys.reshape(1, *phys.shape[:2], win.height, win.width)
             else:

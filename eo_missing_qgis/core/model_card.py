@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .definitions import MODALITIES, Task, TensorLayout
 from .units import UNITS
 
@@ -72,16 +70,6 @@ class InputSpec:
     @property
     def band_names(self) -> list[str]:
         return [b.name for b in self.bands]
-
-    def standardize(self, physical: np.ndarray) -> np.ndarray:
-        """Scale physical values the way training did: (..., bands) for NTC, (..., bands, H, W)
-        for NTCHW."""
-        trailing = (1, 1) if self.layout == "NTCHW" else ()
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, *trailing)
-        std = np.asarray(self.std, dtype=np.float32).reshape(-1, *trailing)
-        out = physical - mean
-        out /= std  # in place: the same numbers as (physical - mean) / std, one array less
-        return out
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ standardize` from statistics of the training split, exactly as QGIS inference do
 
 Missing values (S2 cloud gaps, S1 nodata) are kept as NaN in the physical arrays and the samples
 are *kept*: ``standardize`` fills them with the band mean (0 after scaling). Dropping them would
-discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy). A model never
-relies on this fill in QGIS, because inference writes nodata for any pixel with a missing input.
+discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy). Inference does
+the same with the same function: a pixel missing a band in some months is filled and predicted
+(the real WorldCereal cube lacks S2 in two months); only a pixel whose band is missing in every
+month is written as nodata (:func:`~eo_missing_qgis.core.preprocessing.valid_pixels`).
 """
 
 from __future__ import annotations
