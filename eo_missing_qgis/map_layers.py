@@ -16,8 +16,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 
+from .core.card import ModelCard
 from .core.definitions import LAYER_MODEL_PROPERTY, LAYER_MODEL_VERSION_PROPERTY, OutputKind, Task
-from .core.model_card import ModelCard
 
 _MOISTURE = ("#a50026", "#f46d43", "#fee08b", "#a6d96a", "#1a9850")  # dry (red) -> moist (green)
 _CONFIDENCE = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # viridis stops

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eo_missing_qgis.core.model_card import card_from_dict, embed_card  # noqa: E402
+from eo_missing_qgis.core.card import card_from_dict, embed_card  # noqa: E402
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx  # noqa: E402
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from processing import run as processing_run
 
-from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
 from tests.tolerances import REGRESSION_METRIC_RTOL, STATS_RTOL, classification_metric_range
 from training.datasets import load_dataset

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eo_missing_qgis.core.card import card_from_dict
 from eo_missing_qgis.core.errors import InputError
-from eo_missing_qgis.core.model_card import card_from_dict
 from eo_missing_qgis.core.preprocessing import decode
 from eo_missing_qgis.core.raster_inputs import (
     RasterInput,

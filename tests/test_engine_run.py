@@ -11,8 +11,8 @@ import rasterio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eo_missing_qgis.core.card import card_from_dict
 from eo_missing_qgis.core.engine import RunOptions, run_model
-from eo_missing_qgis.core.model_card import card_from_dict
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.session import choose_providers, open_session
 from tests.engine_data import (

@@ -13,7 +13,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 
-from eo_missing_qgis.core.model_card import card_from_dict
+from eo_missing_qgis.core.card import card_from_dict
 from eo_missing_qgis.map_layers import layer_name, style_layer
 
 from .tiny_models import card_dict

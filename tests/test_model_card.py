@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eo_missing_qgis.core.card_report import card_to_html, card_to_text
-from eo_missing_qgis.core.model_card import (
+from eo_missing_qgis.core.card import (
     CARD_KEY,
     ModelCardError,
     card_from_dict,
     card_from_json,
+    card_to_html,
+    card_to_text,
     read_card,
     read_metadata_props,
 )

@@ -9,8 +9,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.definitions import MODALITIES
-from eo_missing_qgis.core.model_card import read_card
 from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.export import ExportError, export_run, onnx_predict, to_onnx

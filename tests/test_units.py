@@ -53,7 +53,7 @@ def test_implausible_fraction_flags_reflectance_given_as_db():
 
 
 def test_prepare_decodes_standardizes_and_flags_missing():
-    from eo_missing_qgis.core.model_card import card_from_dict
+    from eo_missing_qgis.core.card import card_from_dict
     from eo_missing_qgis.core.preprocessing import band_statistics, prepare
 
     from .tiny_models import card_dict

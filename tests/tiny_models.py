@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from eo_missing_qgis.core.card import ModelCard, card_from_dict, embed_card
 from eo_missing_qgis.core.definitions import BANDS, Modality
-from eo_missing_qgis.core.model_card import ModelCard, card_from_dict, embed_card
 
 S2_BANDS = list(BANDS[Modality.S2])
 S1_BANDS = list(BANDS[Modality.S1])

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from eo_missing_qgis.core.model_card import ModelCard, OutputSpec, Provenance, TimeSpec, embed_card
+from eo_missing_qgis.core.card import ModelCard, OutputSpec, Provenance, TimeSpec, embed_card
 
 from . import __version__
 from .datasets import TaskInfo

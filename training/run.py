@@ -15,8 +15,8 @@ from lightning.pytorch.callbacks import EarlyStopping
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
 from torch.utils.data import DataLoader
 
+from eo_missing_qgis.core.card import InputSpec
 from eo_missing_qgis.core.definitions import MODALITIES, Task
-from eo_missing_qgis.core.model_card import InputSpec
 
 from .datasets import EODataset
 from .datasets.base import input_spec

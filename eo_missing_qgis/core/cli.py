@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .card import ModelCardError
 from .definitions import DEVICES, MODALITIES, Device, TimeLayout
 from .errors import Cancelled, DependencyError
-from .model_card import ModelCardError
 from .raster_inputs import RasterInput
 
 _LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .blending import OverlapBlend
+from .card import ModelCard
 from .definitions import Device
 from .errors import Cancelled, InputError, ModelError, OutputError
-from .model_card import ModelCard
 from .preprocessing import decode, standardize, valid_pixels
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
 from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster

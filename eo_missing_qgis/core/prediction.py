@@ -11,9 +11,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .card import ModelCard, read_card
 from .definitions import Device, TimeLayout
 from .errors import Cancelled
-from .model_card import ModelCard, read_card
 
 
 @dataclass

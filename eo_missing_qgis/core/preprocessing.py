@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .card import InputSpec
 from .definitions import TensorLayout
-from .model_card import InputSpec
 from .units import Encoding
 
 

@@ -14,9 +14,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .card import ModelCard
 from .definitions import Modality, TimeLayout
 from .errors import InputError
-from .model_card import ModelCard
 from .units import PRESETS, Encoding, preset
 
 # Spellings of S1 polarisations and S2 bands: VV, sigma0_vv, S1-SIGMA0-VV; B4, B04, S2-L2A-B04.

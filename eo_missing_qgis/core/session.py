@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .card import ModelCard, read_card
 from .definitions import DEVICES, Device, Task
 from .errors import ModelError, missing_dependency
-from .model_card import ModelCard, read_card
 
 #: Execution providers in order of preference; the first available (or forced) one is used.
 PROVIDER_ORDER = (

@@ -25,9 +25,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.card import read_card
 from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
-from ..core.model_card import read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
 from ..map_layers import style_layer

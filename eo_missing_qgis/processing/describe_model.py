@@ -14,8 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.card_report import card_to_html, card_to_text
-from ..core.model_card import ModelCardError, read_card
+from ..core.card import ModelCardError, card_to_html, card_to_text, read_card
 from ..core.model_index import load_index
 from .help import help_text, set_help
 

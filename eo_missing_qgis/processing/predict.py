@@ -22,9 +22,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..core.card import ModelCardError, read_card
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
-from ..core.model_card import ModelCardError, read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, run_prediction
 from ..core.units import PRESETS

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
+from eo_missing_qgis.core.card import Band, ClassInfo, InputSpec
 from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS, MODALITIES, SENSORS, Task
-from eo_missing_qgis.core.model_card import Band, ClassInfo, InputSpec
 from eo_missing_qgis.core.preprocessing import band_statistics, standardize
 
 from .modalities import check_modalities

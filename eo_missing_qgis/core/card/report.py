@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from .definitions import Task
-from .model_card import ModelCard
+from ..definitions import Task
+from .model import ModelCard
 
 
 def _months(card: ModelCard) -> str:

@@ -1,13 +1,4 @@
-"""The model card: the one contract between ``training/`` and the plugin.
-
-A card is JSON stored in the ONNX file's ``metadata_props`` under :data:`CARD_KEY`. It says which
-inputs the graph takes (modality, band names in order, physical units, time steps, the scaling
-applied before the network, tensor names and layout), what it returns (classes with names and
-colours, or a regression unit and range) and where it came from. Everything the plugin does with
-a model is driven by its card, so what a model saw in training is what it sees in QGIS.
-
-Inputs are per pixel (layout NTC, ``halo`` 0) or image patches (layout NTCHW, schema 1.1): a
-spatial model needs ``halo`` pixels of context around every pixel it predicts.
+"""Reading a card: JSON -> validated :class:`.ModelCard`, every error naming the field at fault.
 
 Schema versions are ``MAJOR.MINOR``. A card of a newer minor version is read (fields this code
 does not know are ignored); a card of another major version is refused.
@@ -18,211 +9,31 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .definitions import MODALITIES, Task, TensorLayout
-from .units import UNITS
-
-SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
-SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
-CARD_KEY = "eo_missing_model_card"
+from ..definitions import MODALITIES, Task, TensorLayout
+from ..units import UNITS
+from .model import (
+    ALIGNMENTS,
+    SCALINGS,
+    SCHEMA_MAJOR,
+    SCHEMA_MINOR,
+    Band,
+    ClassInfo,
+    InputSpec,
+    ModelCard,
+    ModelCardError,
+    OutputSpec,
+    Provenance,
+    TimeSpec,
+)
 
 #: The first minor version of schema 1 that knows each tensor layout.
 _LAYOUT_SINCE = {TensorLayout.NTC: 0, TensorLayout.NTCHW: 1}
-ALIGNMENTS = ("relative", "calendar")
-SCALINGS = ("standardize",)
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
 
-class ModelCardError(ValueError):
-    """A card that is missing, malformed or inconsistent; ``field`` names the culprit."""
-
-    def __init__(self, field_path: str, problem: str):
-        super().__init__(f"model card field '{field_path}': {problem}")
-        self.field = field_path
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Band:
-    name: str
-    unit: str
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One modality group: a tensor of shape (batch, time, len(bands)) in layout ``NTC``, or
-    (batch, time, len(bands), height, width) in layout ``NTCHW``."""
-
-    tensor: str
-    modality: str
-    sensor: str
-    bands: tuple[Band, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    scaling: str = "standardize"
-    layout: str = "NTC"
-
-    @property
-    def band_names(self) -> list[str]:
-        return [b.name for b in self.bands]
-
-
-@dataclass(frozen=True)
-class TimeSpec:
-    """``steps`` consecutive months, oldest first. ``relative``: any start month;
-    ``calendar``: the first step must be ``first_month`` (1-12)."""
-
-    steps: int
-    step: str = "month"
-    alignment: str = "relative"
-    first_month: int | None = None
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    id: int
-    name: str
-    color: str
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """Classification: ``classes`` in the graph's output order, ids are raster values (0 is
-    nodata); the tensor holds probabilities (``activation`` softmax) or logits (none), shaped
-    (batch, classes) for NTC inputs and (batch, classes, H, W) for NTCHW. Regression: physical
-    value = raw * ``scale`` + ``offset`` in ``unit``; shaped (batch, 1) or (batch, 1, H, W)."""
-
-    tensor: str
-    name: str
-    classes: tuple[ClassInfo, ...] = ()
-    activation: str = "softmax"
-    unit: str = ""
-    range: tuple[float, float] | None = None
-    scale: float = 1.0
-    offset: float = 0.0
-
-
-@dataclass(frozen=True)
-class Provenance:
-    dataset: str
-    method: str
-    version: str
-    seed: int | None = None
-    commit: str = ""
-    created: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    name: str
-    title: str
-    description: str
-    task: str
-    inputs: tuple[InputSpec, ...]
-    time: TimeSpec
-    output: OutputSpec
-    provenance: Provenance
-    halo: int = 0
-    tile_size: int = 256
-    stac_mlm: dict[str, Any] = field(default_factory=dict)
-    schema_version: str = SCHEMA_VERSION
-
-    @property
-    def modalities(self) -> list[str]:
-        return [i.modality for i in self.inputs]
-
-    @property
-    def spatial(self) -> bool:
-        """Whether the model takes image patches (layout NTCHW) rather than single pixels."""
-        return self.inputs[0].layout == "NTCHW"
-
-    def input_for(self, modality: str) -> InputSpec:
-        for spec in self.inputs:
-            if spec.modality == modality:
-                return spec
-        raise KeyError(modality)
-
-    # -- serialisation -------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "schema_version": self.schema_version,
-            "name": self.name,
-            "title": self.title,
-            "description": self.description,
-            "task": self.task,
-            "inputs": [
-                {
-                    "tensor": i.tensor,
-                    "modality": i.modality,
-                    "sensor": i.sensor,
-                    "layout": i.layout,
-                    "bands": [{"name": b.name, "unit": b.unit} for b in i.bands],
-                    "scaling": {"method": i.scaling, "mean": list(i.mean), "std": list(i.std)},
-                }
-                for i in self.inputs
-            ],
-            "time": {
-                "steps": self.time.steps,
-                "step": self.time.step,
-                "alignment": self.time.alignment,
-                "first_month": self.time.first_month,
-            },
-            "halo": self.halo,
-            "tile_size": self.tile_size,
-            "output": _output_to_dict(self.output, self.task),
-            "provenance": {
-                "dataset": self.provenance.dataset,
-                "method": self.provenance.method,
-                "version": self.provenance.version,
-                "seed": self.provenance.seed,
-                "commit": self.provenance.commit,
-                "created": self.provenance.created,
-                "metrics": dict(self.provenance.metrics),
-            },
-        }
-        if self.stac_mlm:
-            out["stac_mlm"] = self.stac_mlm
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=False)
-
-    def deepness_metadata(self) -> dict[str, str]:
-        """The keys the Deepness plugin reads, so the file is also legible there."""
-        out = {
-            "model_type": "Segmentor" if self.task == Task.CLASSIFICATION else "Regressor",
-            "tile_size": str(self.tile_size),
-            "standardization_mean": json.dumps(
-                [m for _ in range(self.time.steps) for i in self.inputs for m in i.mean]
-            ),
-            "standardization_std": json.dumps(
-                [s for _ in range(self.time.steps) for i in self.inputs for s in i.std]
-            ),
-        }
-        if self.task == Task.CLASSIFICATION:
-            out["class_names"] = json.dumps(
-                {str(k): c.name for k, c in enumerate(self.output.classes)}
-            )
-        return out
-
-
-def _output_to_dict(o: OutputSpec, task: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"tensor": o.tensor, "name": o.name}
-    if task == Task.CLASSIFICATION:
-        out["activation"] = o.activation
-        out["classes"] = [{"id": c.id, "name": c.name, "color": c.color} for c in o.classes]
-    else:
-        out.update(unit=o.unit, range=list(o.range or ()), scale=o.scale, offset=o.offset)
-    return out
-
-
-# -- parsing and validation --------------------------------------------------------------------
 class _Obj:
     """Reads one JSON object, naming the full path of any field that is wrong."""
 
@@ -398,7 +209,7 @@ def _check_layouts(inputs: list[InputSpec], halo: int, minor: int) -> None:
         if spec.layout != inputs[0].layout:
             raise ModelCardError(path, f"is {spec.layout} but inputs[0] is {inputs[0].layout}; "
                                        "all inputs of a model must share one layout")
-    if halo > 0 and inputs[0].layout != "NTCHW":
+    if halo > 0 and inputs[0].layout != TensorLayout.NTCHW:
         raise ModelCardError("halo", f"is {halo} px but the inputs have layout {inputs[0].layout} "
                                      "(one pixel at a time); a model that looks at neighbouring pixels "
                                      "needs layout NTCHW, a per-pixel model has halo 0")
@@ -474,86 +285,3 @@ def card_from_json(text: str | bytes) -> ModelCard:
     except (ValueError, TypeError) as exc:
         raise ModelCardError("<card>", f"is not valid JSON ({exc})") from None
     return card_from_dict(data)
-
-
-# -- ONNX files ---------------------------------------------------------------------------------
-def read_metadata_props(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file, read straight from its protobuf encoding.
-
-    Needs neither ``onnx`` nor ``onnxruntime``, and does not build a session, so a card can be
-    shown even where the runtime is missing.
-    """
-    try:
-        blob = Path(path).read_bytes()
-    except OSError as exc:
-        raise ModelCardError("<file>", f"cannot read {path}: {exc.strerror or exc}") from None
-    props: dict[str, str] = {}
-    try:
-        for number, value in _fields(blob):
-            if number == 14 and isinstance(value, memoryview):  # ModelProto.metadata_props
-                entry = dict(_fields(value))
-                key, val = entry.get(1, b""), entry.get(2, b"")
-                props[bytes(key).decode("utf-8")] = bytes(val).decode("utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelCardError("<file>", f"{path} is not an ONNX model ({exc})") from None
-    return props
-
-
-def _fields(buf: bytes | memoryview):
-    """Top-level (field number, value) pairs of a protobuf message."""
-    view, pos, end = memoryview(buf), 0, len(buf)
-    if end == 0:
-        raise ValueError("empty file")
-    while pos < end:
-        key, pos = _varint(view, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ValueError("field number 0")
-        if wire == 0:
-            value, pos = _varint(view, pos)
-        elif wire == 1:
-            value, pos = None, pos + 8
-        elif wire == 2:
-            length, pos = _varint(view, pos)
-            value, pos = view[pos:pos + length], pos + length
-        elif wire == 5:
-            value, pos = None, pos + 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise ValueError("truncated message")
-        yield number, value
-
-
-def _varint(view: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(view) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """The validated card of an ONNX file."""
-    props = read_metadata_props(path)
-    if CARD_KEY not in props:
-        raise ModelCardError(
-            f"metadata_props.{CARD_KEY}", f"is missing: {Path(path).name} carries no model card"
-        )
-    return card_from_json(props[CARD_KEY])
-
-
-def embed_card(model, card: ModelCard) -> None:
-    """Write ``card`` (and the Deepness keys) into an ``onnx.ModelProto``'s metadata_props."""
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update(card.deepness_metadata())
-    props[CARD_KEY] = card.to_json()
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
