@@ -6,12 +6,10 @@ The Processing algorithm and the GUI panel both build a :class:`PredictionReques
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .card import ModelCard, read_card
+from .card import ModelCard
 from .definitions import Device, TimeLayout
 from .errors import Cancelled
 
@@ -37,9 +35,11 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
 
     The time window: ``first_step`` (1-based) where the model's steps start in the layers' time
     axis (raster bands of a band-per-layer layer, or the order of date-per-layer layers); 0 takes
-    the latest steps.
+    the latest steps. A layer whose raster band count decides the window has its header read here,
+    once: the plan keeps it.
     """
-    from .raster_inputs import RasterInput, recognise
+    from .raster_io import read_header
+    from .recognition import RasterInput
 
     steps = card.time.steps
     inputs = []
@@ -54,21 +54,20 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
                     continue  # a date outside the model's time window
                 inp.time_index = position - start
             elif request.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
-                count = recognise(inp).count
+                inp.header = read_header(source)
                 if request.first_step:
                     inp.time_index = request.first_step - 1
-                elif count > steps:
-                    inp.time_index = count - steps
+                elif inp.header.count > steps:
+                    inp.time_index = inp.header.count - steps
             inputs.append(inp)
     return inputs
 
 
-def input_problems(request: PredictionRequest) -> str:
-    """Why the layers do not fit the model ('' when they do), without running it."""
+def input_problems(request: PredictionRequest, card: ModelCard) -> str:
+    """Why the layers do not fit the model of ``card`` ('' when they do), without running it."""
     from .errors import InputError
     from .raster_inputs import match_inputs
 
-    card = read_card(request.model_path)
     try:
         match_inputs(card, build_inputs(request, card))
     except InputError as exc:
@@ -79,10 +78,11 @@ def input_problems(request: PredictionRequest) -> str:
 def recognise_layer(source: str, name: str):
     """What a layer looks like (modality, band, reason) for the panel; never raises: a layer that
     cannot be read (or a missing rasterio) is 'not recognised', with the reason."""
-    from .raster_inputs import RasterInput, Recognition, recognise
+    from .raster_io import read_header
+    from .recognition import RasterInput, Recognition, recognise
 
     try:
-        return recognise(RasterInput(path=source, name=name))
+        return recognise(RasterInput(path=source, name=name), read_header(source))
     except (ValueError, ImportError, OSError) as exc:
         return Recognition(None, None, TimeLayout.AUTO, str(exc))
 
@@ -93,29 +93,18 @@ def run_prediction(
     is_canceled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ):
-    """Run the request; returns the engine's RunResult, or None when cancelled."""
-    from .engine import CancelToken, RunOptions, run_model
+    """Run the request; returns the engine's RunResult (its ``card`` is the model's, read once
+    here), or None when cancelled."""
+    from .engine import RunOptions, run_model
+    from .session import open_session
 
-    class CallerToken(CancelToken):
-        """Also asks the caller (Processing feedback, QgsTask) before every batch."""
-
-        @property
-        def cancelled(self) -> bool:
-            return is_canceled is not None and is_canceled()
-
-    card = read_card(request.model_path)
+    session = open_session(request.model_path, request.device, request.threads)
     options = RunOptions(
         tile_size=request.tile_size, memory_mb=request.batch_mb, device=request.device,
-        threads=request.threads, write_probabilities=request.probabilities,
+        threads=request.threads, write_probabilities=request.probabilities, confidence=request.confidence,
     )
     try:
-        result = run_model(request.model_path, build_inputs(request, card), request.output,
-                           options=options, progress=progress, cancel=CallerToken(), log=log)
+        return run_model(session, build_inputs(request, session.card), request.output,
+                         options=options, progress=progress, cancel=is_canceled, log=log)
     except Cancelled:
         return None
-    wanted = request.confidence
-    produced = result.outputs.get("confidence")
-    if wanted and produced and os.path.abspath(wanted) != os.path.abspath(produced):
-        shutil.move(produced, wanted)
-        result.outputs["confidence"] = wanted
-    return result

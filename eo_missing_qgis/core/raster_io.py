@@ -88,6 +88,62 @@ class Grid:
                 f"{abs(self.transform.e):g}, {crs}")
 
 
+@dataclass(frozen=True)
+class RasterHeader:
+    """What a run needs to know of an input raster before reading pixels, read once per run.
+
+    ``descriptions`` are the band descriptions, or for a one-band netCDF variable its
+    ``long_name``; ``nodata`` is the first band's nodata value.
+    """
+
+    path: str
+    count: int
+    dtype: str
+    descriptions: tuple[str, ...]
+    nodata: float | None
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+    block: tuple[int, int]
+    bounds: tuple[float, float, float, float]
+
+    @property
+    def grid(self) -> Grid:
+        """The raster's own grid; an input without georeferencing is refused here."""
+        if self.crs is None or self.transform.is_identity:
+            raise InputError(
+                f"{self.path} has no coordinate reference system or geotransform; georeference it first"
+            )
+        return Grid(self.crs, self.transform, self.width, self.height, self.block)
+
+
+def read_header(path: str) -> RasterHeader:
+    """Open ``path`` once and keep its header (see :class:`RasterHeader`)."""
+    with open_raster(path) as ds:
+        descriptions = [d or "" for d in ds.descriptions]
+        if not any(descriptions):  # netCDF keeps the variable name in tags, not descriptions
+            descriptions = [ds.tags(b).get("long_name", "") if ds.count == 1 else "" for b in ds.indexes]
+        block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
+        return RasterHeader(path, ds.count, ds.dtypes[0], tuple(descriptions), ds.nodata, ds.crs,
+                            ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])),
+                            tuple(ds.bounds))
+
+
+def subdatasets(path: str) -> list[str]:
+    """The subdatasets of a container file (a netCDF with one variable per band), else []."""
+    if not (Path(path).is_file() and path.lower().endswith((".nc", ".nc4", ".h5", ".hdf"))):
+        return []
+    rio = rasterio_module()
+    try:
+        with warnings.catch_warnings():  # a container has no geotransform of its own
+            warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
+            with rio.open(path) as ds:
+                return list(ds.subdatasets)
+    except rio.errors.RasterioIOError:
+        return []
+
+
 def open_raster(path: str):
     """Open ``path`` for reading; an unreadable or empty raster is an :class:`InputError`."""
     rio = rasterio_module()
@@ -95,7 +151,7 @@ def open_raster(path: str):
             and not path.startswith("/vsi"):
         raise InputError(f"input {path} does not exist")
     try:
-        with warnings.catch_warnings():  # georeferencing is checked, with a clear message, by grid_of
+        with warnings.catch_warnings():  # georeferencing is checked, with a clear message, by the header
             warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
             ds = rio.open(path)
     except rio.errors.RasterioIOError as exc:
@@ -112,25 +168,17 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def grid_of(ds) -> Grid:
-    if ds.crs is None or ds.transform.is_identity:
-        raise InputError(
-            f"{ds.name} has no coordinate reference system or geotransform; georeference it first"
-        )
-    block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
-    return Grid(ds.crs, ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])))
-
-
 def same_grid(a: Grid, b: Grid) -> bool:
     return (a.width, a.height) == (b.width, b.height) and a.crs == b.crs and \
         a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
 
 
-def overlaps(ds, grid: Grid) -> bool:
-    """Whether the dataset's footprint intersects the grid (in the grid's CRS)."""
+def overlaps(header: RasterHeader, grid: Grid) -> bool:
+    """Whether the raster's footprint intersects the grid (in the grid's CRS)."""
     rio = rasterio_module()
     try:
-        left, bottom, right, top = rio.warp.transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+        left, bottom, right, top = rio.warp.transform_bounds(header.crs, grid.crs, *header.bounds,
+                                                             densify_pts=21)
     except Exception:  # a footprint that does not project into the grid's CRS at all
         return False
     g = grid.bounds
@@ -147,25 +195,22 @@ class Source:
     ever warped in memory. Pixels outside the raster come back as missing.
     """
 
-    def __init__(self, path: str, grid: Grid, resampling: str = "nearest"):
+    def __init__(self, header: RasterHeader, grid: Grid, resampling: str = "nearest"):
         rio = rasterio_module()
-        self.path = path
-        self.ds = open_raster(path)
-        own = grid_of(self.ds)
-        self.warped = not same_grid(own, grid)
+        self.path = path = header.path
+        self.warped = not same_grid(header.grid, grid)
+        if self.warped and not overlaps(header, grid):
+            raise InputError(
+                f"input {path} does not overlap the reference grid ({grid.describe()}); "
+                "choose layers that cover the same area"
+            )
+        self.ds = open_raster(path)  # for its pixels: the header was read before
         self.reader = self.ds
         self._alpha = False
         if self.warped:
-            if not overlaps(self.ds, grid):
-                self.ds.close()
-                raise InputError(
-                    f"input {path} does not overlap the reference grid ({grid.describe()}); "
-                    "choose layers that cover the same area"
-                )
-            nodata = self.ds.nodata
             kw: dict[str, Any] = {}
-            if nodata is None:
-                if np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating):
+            if header.nodata is None:
+                if np.issubdtype(np.dtype(header.dtype), np.floating):
                     kw["nodata"] = np.nan
                 else:
                     kw["add_alpha"] = True
@@ -179,10 +224,6 @@ class Source:
             rio.enums.MaskFlags.per_dataset in f or rio.enums.MaskFlags.alpha in f for f in flags
         )
         self.nodata = self.reader.nodatavals
-
-    @property
-    def count(self) -> int:
-        return self.ds.count
 
     def read(self, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
         """Raw values (k, h, w) of 1-based ``indexes`` and a ``missing`` mask of the same shape."""

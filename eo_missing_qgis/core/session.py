@@ -53,10 +53,6 @@ class ModelSession:
     provider: str
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def input_names(self) -> list[str]:
-        return [i.tensor for i in self.card.inputs]
-
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph on ``feeds`` (tensor name -> array); returns the card's output first."""
         return self.session.run([self.card.output.tensor], feeds)

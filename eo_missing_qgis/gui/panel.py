@@ -25,7 +25,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.card import read_card
+from ..core.card import ModelCard, read_card
 from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
@@ -76,6 +76,7 @@ class EoMissingPanel(QDockWidget):
         self.task: PredictionTask | None = None
         self.overrides: dict[str, str] = {}
         self.chosen = None
+        self.cards: dict[Path, ModelCard] = {}
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -175,9 +176,15 @@ class EoMissingPanel(QDockWidget):
             self.run_button.setEnabled(False)
             return
         self.chosen = model
-        problems = input_problems(self.request(model))
+        problems = input_problems(self.request(model), self.card_of(model))
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
+
+    def card_of(self, model) -> ModelCard:
+        """The card of a bundled model, read once per panel (not on every combo change)."""
+        if model.file not in self.cards:
+            self.cards[model.file] = read_card(model.file)
+        return self.cards[model.file]
 
     # -- running --------------------------------------------------------------------------------
     def request(self, model) -> PredictionRequest:
@@ -214,7 +221,7 @@ class EoMissingPanel(QDockWidget):
 
     def on_completed(self) -> None:
         task = self._done()
-        card = read_card(task.request.model_path)
+        card = task.result.card
         for kind in OutputKind:
             path = task.result.outputs.get(kind)
             if path:

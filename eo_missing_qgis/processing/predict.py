@@ -22,8 +22,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.card import ModelCardError, read_card
-from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, TimeLayout
+from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, run_prediction
@@ -199,10 +198,6 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
-        try:
-            card = read_card(model_path)
-        except ModelCardError as exc:
-            raise QgsProcessingException(str(exc)) from None
         units = {
             Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
             Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
@@ -224,12 +219,13 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         try:
             result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
                                     is_canceled=feedback.isCanceled, log=feedback.pushInfo)
-        except ValueError as exc:  # user errors: inputs that do not fit the model
+        except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
             raise QgsProcessingException(str(exc)) from None
         if result is None:  # canceled: nothing was written
             return {}
+        card = result.card  # read once, by the run
         outputs = {self.MODEL_NAME: card.name, self.PROVIDER: result.provider}
-        for kind, key in (("prediction", self.OUTPUT), ("confidence", self.CONFIDENCE)):
+        for kind, key in ((OutputKind.PREDICTION, self.OUTPUT), (OutputKind.CONFIDENCE, self.CONFIDENCE)):
             path = result.outputs.get(kind)
             if not path:
                 continue
