@@ -6,7 +6,6 @@ from pathlib import Path
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -20,7 +19,6 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
@@ -28,14 +26,23 @@ from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
-from .help import help_text, set_help
+from .base import EoMissingAlgorithm
 
 AUTO_UNITS = "auto (from the layer's name and values)"
 CUSTOM = "Custom ONNX model"
 _STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styling it on load
 
 
-class PredictAlgorithm(QgsProcessingAlgorithm):
+class PredictAlgorithm(EoMissingAlgorithm):
+    ID, DISPLAY_NAME, GROUP, GROUP_ID = "predict", "Predict from available layers", "Prediction", "prediction"
+    INTRO = (
+        "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
+        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
+        "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
+        "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
+        "available) and writes the prediction. Pixels with an input band missing in every month "
+        "are nodata."
+    )
     TASK, MODEL = "TASK", "MODEL"
     S1, S2, DEM = Modality.S1.value, Modality.S2.value, Modality.DEM.value
     LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
@@ -49,35 +56,6 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         super().__init__()
         self.models = load_index()
         self.task_ids = {title: task for task, title in tasks(self.models).items()}
-
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("PredictAlgorithm", text)
-
-    def name(self) -> str:
-        return "predict"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Predict from available layers")
-
-    def group(self) -> str:
-        return self.tr("Prediction")
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "prediction"
-
-    def createInstance(self) -> PredictAlgorithm:  # noqa: N802 - QGIS API
-        return PredictAlgorithm()
-
-    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        intro = self.tr(
-            "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
-            "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
-            "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
-            "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
-            "available) and writes the prediction. Pixels with an input band missing in every month "
-            "are nodata."
-        )
-        return help_text(self, intro)
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         task = QgsProcessingParameterEnum(self.TASK, self.tr("Task"), options=[*self.task_ids, CUSTOM],
@@ -121,7 +99,7 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Prediction")))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.CONFIDENCE, self.tr("Confidence (classification)"), optional=True, createByDefault=True))
-        set_help(self, {
+        self.set_help({
             self.TASK: self.tr("What to predict: {}.").format(
                 ", ".join(f"'{t}'" for t in self.task_ids) or self.tr("no bundled models")),
             self.MODEL: self.tr("An ONNX model exported by this project's training package; when "
