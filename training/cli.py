@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from eo_missing_qgis.core.definitions import MODALITIES
+
 from .config import CONFIG_DIR, load_config
 from .datasets import LOADERS, load_dataset
 from .run import evaluate, fit, load_run, save_run, split_data
@@ -67,7 +69,7 @@ def cmd_fit(args) -> None:
             teacher, _ = load_run(Path(args.teacher))
         else:
             print(f"training the teacher first (seed {cfg.seed}) into {out / 'teacher'}")
-            t_cfg = replace(cfg, method="teacher", method_args={}, modalities=["S1", "S2", "weather", "DEM"])
+            t_cfg = replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES))
             teacher, t_trainer = fit(t_cfg, prep, progress=True, root=out / "teacher", **trainer_args)
             save_run(out / "teacher", teacher, t_trainer, t_cfg, prep, _scores(teacher, prep))
         teacher_state = teacher.model.state_dict()

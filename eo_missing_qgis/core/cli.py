@@ -37,6 +37,7 @@ def _bands(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``predict`` with one option group per ``--input``."""
     parser = argparse.ArgumentParser(prog="python -m eo_missing_qgis.core",
                                      description="Run EO models on rasters without QGIS.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +74,7 @@ def _progress(fraction: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user error)."""
     args = build_parser().parse_args(argv)
     from .engine import RunOptions, run_model
 

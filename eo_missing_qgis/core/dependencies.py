@@ -14,6 +14,7 @@ RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "rasterio": "rasterio"}
 
 
 def missing_packages() -> list[str]:
+    """pip names of the runtime packages this Python cannot import."""
     return [pip for name, pip in RUNTIME_PACKAGES.items() if importlib.util.find_spec(name) is None]
 
 

@@ -17,6 +17,8 @@ class NoModelError(ValueError):
 
 @dataclass(frozen=True)
 class BundledModel:
+    """One entry of the bundled models' ``index.json``."""
+
     file: Path
     task: str
     task_title: str

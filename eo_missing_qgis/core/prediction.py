@@ -16,6 +16,8 @@ from .errors import Cancelled
 
 @dataclass
 class PredictionRequest:
+    """What the Processing algorithm or the panel asks for: model, layers, options."""
+
     model_path: str
     layers: dict[str, list[tuple[str, str]]]  # modality -> [(GDAL source, layer name)]
     output: str

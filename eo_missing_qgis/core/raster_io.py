@@ -59,6 +59,7 @@ def subdataset_name(path: str) -> str | None:
 
 
 def same_file(a: str, b: str) -> bool:
+    """Whether two GDAL paths point at the same file."""
     try:
         return os.path.realpath(file_of(a)) == os.path.realpath(file_of(b))
     except (OSError, ValueError):
@@ -77,12 +78,14 @@ class Grid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the grid's CRS."""
         t = self.transform
         xs = [t.c, t.c + t.a * self.width]
         ys = [t.f, t.f + t.e * self.height]
         return min(xs), min(ys), max(xs), max(ys)
 
     def describe(self) -> str:
+        """Size, pixel size and CRS, for the log."""
         crs = self.crs.to_string() if self.crs else "no CRS"
         return (f"{self.width} x {self.height} px, pixel {abs(self.transform.a):g} x "
                 f"{abs(self.transform.e):g}, {crs}")
@@ -169,6 +172,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def same_grid(a: Grid, b: Grid) -> bool:
+    """Whether two grids match pixel for pixel (so no resampling is needed)."""
     return (a.width, a.height) == (b.width, b.height) and a.crs == b.crs and \
         a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
 
@@ -244,6 +248,7 @@ class Source:
         return data, missing
 
     def close(self) -> None:
+        """Close the raster (and its resampling view)."""
         if self.reader is not self.ds:
             self.reader.close()
         self.ds.close()
@@ -266,6 +271,7 @@ def check_destination(path: str, inputs: list[str]) -> None:
 
 
 def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
+    """'#RRGGBB' as an opaque RGBA tuple."""
     return int(hex_color[1:3], 16), int(hex_color[3:5], 16), int(hex_color[5:7], 16), 255
 
 
@@ -298,6 +304,7 @@ class GeoTiffOutput:
             self.ds.set_band_description(k + 1, text)
 
     def write(self, data: np.ndarray, win: Window) -> None:
+        """Write (bands, h, w) or (h, w) values into ``win``; a full disk is an OutputError."""
         rio = rasterio_module()
         w = rio.windows.Window(win.col, win.row, win.width, win.height)
         try:
@@ -320,9 +327,11 @@ class GeoTiffOutput:
             raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
 
     def move_into_place(self) -> None:
+        """Rename the closed temporary file to the destination."""
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
+        """Delete the temporary file (and its .aux.xml)."""
         # The file is deleted next; a failing close must not hide the error that got us here.
         with contextlib.suppress(Exception):
             if not self.ds.closed:

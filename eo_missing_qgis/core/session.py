@@ -28,6 +28,7 @@ GPU_PROVIDERS = PROVIDER_ORDER[:-1]
 
 
 def onnxruntime_module():
+    """onnxruntime, imported on first use; a clear error when it is missing."""
     try:
         import onnxruntime
     except ImportError:

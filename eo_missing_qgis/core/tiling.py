@@ -30,9 +30,11 @@ class Window:
 
     @property
     def size(self) -> int:
+        """Pixels in the window."""
         return self.height * self.width
 
     def slices(self) -> tuple[slice, slice]:
+        """(rows, cols) slices of the window in a grid-sized array."""
         return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
 
 
@@ -137,6 +139,7 @@ class HaloTile:
 
     @property
     def weights(self) -> np.ndarray:
+        """Blend weights over the tile's keep window, (height, width)."""
         return np.outer(self.rows.weights, self.cols.weights)
 
 

@@ -41,6 +41,8 @@ class ModelCardError(ValueError):
 
 @dataclass(frozen=True)
 class Band:
+    """A band of an input: its name and physical unit."""
+
     name: str
     unit: str
 
@@ -61,6 +63,7 @@ class InputSpec:
 
     @property
     def band_names(self) -> list[str]:
+        """The band names, in the tensor's order."""
         return [b.name for b in self.bands]
 
 
@@ -77,6 +80,8 @@ class TimeSpec:
 
 @dataclass(frozen=True)
 class ClassInfo:
+    """One class of a classification: raster value, name, colour '#RRGGBB'."""
+
     id: int
     name: str
     color: str
@@ -101,6 +106,8 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Provenance:
+    """Where a model came from: data, method, version, seed, commit, test metrics."""
+
     dataset: str
     method: str
     version: str
@@ -112,6 +119,8 @@ class Provenance:
 
 @dataclass(frozen=True)
 class ModelCard:
+    """Everything the plugin needs to know about a model, read from its ONNX file."""
+
     name: str
     title: str
     description: str
@@ -127,6 +136,7 @@ class ModelCard:
 
     @property
     def modalities(self) -> list[str]:
+        """The modalities of the inputs, in the card's order."""
         return [i.modality for i in self.inputs]
 
     @property
@@ -135,6 +145,7 @@ class ModelCard:
         return self.inputs[0].layout == TensorLayout.NTCHW
 
     def input_for(self, modality: str) -> InputSpec:
+        """The input of ``modality``; KeyError when the model does not take it."""
         for spec in self.inputs:
             if spec.modality == modality:
                 return spec
@@ -142,6 +153,7 @@ class ModelCard:
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The card as the JSON object :func:`.parse.card_from_dict` reads back."""
         out: dict[str, Any] = {
             "schema_version": self.schema_version,
             "name": self.name,
@@ -183,6 +195,7 @@ class ModelCard:
         return out
 
     def to_json(self) -> str:
+        """The card as JSON text, as stored in the ONNX file."""
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
 
 

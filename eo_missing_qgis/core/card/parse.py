@@ -280,6 +280,7 @@ def _unique(values: list, path: str, what: str) -> None:
 
 
 def card_from_json(text: str | bytes) -> ModelCard:
+    """Parse and validate a card from JSON text; bad JSON is a :class:`ModelCardError` too."""
     try:
         data = json.loads(text)
     except (ValueError, TypeError) as exc:

@@ -30,6 +30,7 @@ def _outputs(card: ModelCard) -> list[str]:
 
 
 def card_to_text(card: ModelCard) -> str:
+    """The card as plain text, for logs and the CLI."""
     lines = [f"{card.title} [{card.name}]", card.description, f"Task: {card.task}",
              f"Time steps: {_months(card)}", f"Context: {_context(card)}"]
     for spec in card.inputs:
@@ -44,6 +45,7 @@ def card_to_text(card: ModelCard) -> str:
 
 
 def card_to_html(card: ModelCard) -> str:
+    """The card as an HTML page, for QGIS and the Describe model algorithm."""
     e = escape
     rows = "".join(
         f"<tr><td>{e(s.modality)}</td><td>{e(s.sensor)}</td><td>{e(s.tensor)}</td>"
