@@ -20,8 +20,10 @@ class Modality(StrEnum):
     DEM = "DEM"
 
 
-#: Every modality, in the canonical order (cards, datasets and the teacher use this order).
-MODALITIES: tuple[Modality, ...] = tuple(Modality)
+#: Every modality name, in the canonical order (cards, datasets and the teacher use this order);
+#: plain strings, as they go into cards, configs and training checkpoints (which unpickle only
+#: plain types).
+MODALITIES: tuple[str, ...] = tuple(m.value for m in Modality)
 
 #: What a user reads for a modality.
 MODALITY_NAMES: dict[Modality, str] = {
@@ -106,8 +108,8 @@ class Device(StrEnum):
     GPU = "gpu"
 
 
-#: Every device, in the order Processing and the CLI offer them.
-DEVICES: tuple[Device, ...] = tuple(Device)
+#: Every device name, in the order Processing and the CLI offer them.
+DEVICES: tuple[str, ...] = tuple(d.value for d in Device)
 
 #: Custom layer property holding the name of the model that made a layer (and its version).
 LAYER_MODEL_PROPERTY = "eo_missing_qgis/model"

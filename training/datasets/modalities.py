@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from eo_missing_qgis.core.definitions import MODALITIES, Modality
+from eo_missing_qgis.core.definitions import MODALITIES
 
 
-def check_modalities(modalities) -> tuple[Modality, ...]:
+def check_modalities(modalities) -> tuple[str, ...]:
     """``modalities`` as a tuple in canonical order; unknown names are a clear error."""
     mods = tuple(modalities)
     unknown = [m for m in mods if m not in MODALITIES]
