@@ -133,3 +133,27 @@ def test_unreadable_layer_is_listed_as_not_recognised(panel, project, tmp_path):
 
     guess = recognise_layer(str(tmp_path / "gone.tif"), "gone")
     assert guess.modality is None and "gone.tif" in guess.reason
+
+
+def test_combo_changes_and_run_reuse_headers_and_card(panel, project, data_dir, qtbot, monkeypatch):
+    """Recognising the layers reads each header once; changing a modality and running reads no
+    header again, and the card once per model (the run's session carries it)."""
+    from .test_one_route import Opens
+
+    opens = Opens(monkeypatch)
+    layers = add_cube_layers(project, data_dir, S2_VARS + S1_VARS)
+    for layer in layers:
+        assert opens.of(layer.source()) == {"header": 1}, layer.source()
+    assert len(opens.cards) == 1  # the S1 + S2 model, checked against the layers
+    for row, modality in enumerate(_modalities(panel)):  # S1 -> ignore: the S2 model is chosen
+        if modality == "S1":
+            panel.table.cellWidget(row, COL_MODALITY).setCurrentText("ignore")
+    assert "Crop type from S2" in panel.choice.text()
+    assert sum(opens.cards.values()) == 2  # the S2 model's card, read for the first time
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+    assert signal.args[1] == Qgis.Success, signal.args[0]
+    assert sum(opens.cards.values()) == 3  # once more by the run itself, styling reuses it
+    for layer in layers:
+        expected = {"header": 1, "pixels": 1} if "S2-L2A" in layer.source() else {"header": 1}
+        assert opens.of(layer.source()) == expected, layer.source()

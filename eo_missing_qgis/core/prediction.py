@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .card import ModelCard
 from .definitions import Device, TimeLayout
 from .errors import Cancelled
 
+if TYPE_CHECKING:  # raster I/O loads only when a run or a recognition needs it
+    from .raster_io import RasterHeader
+
 
 @dataclass
 class PredictionRequest:
-    """What the Processing algorithm or the panel asks for: model, layers, options."""
+    """What the Processing algorithm or the panel asks for: model, layers, options; ``headers``
+    holds layer headers already read (GDAL source -> header), which the run then reuses."""
 
     model_path: str
     layers: dict[str, list[tuple[str, str]]]  # modality -> [(GDAL source, layer name)]
@@ -30,6 +35,7 @@ class PredictionRequest:
     device: Device = Device.AUTO
     threads: int | None = None
     probabilities: bool = False
+    headers: dict[str, RasterHeader] = field(default_factory=dict)
 
 
 def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
@@ -49,14 +55,14 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
         layers = request.layers.get(modality, [])
         for position, (source, name) in enumerate(layers):
             inp = RasterInput(path=source, modality=modality, layout=request.layout, name=name,
-                              encoding=request.units.get(modality))
+                              encoding=request.units.get(modality), header=request.headers.get(source))
             if request.layout == TimeLayout.DATE_PER_LAYER:
                 start = request.first_step - 1 if request.first_step else max(len(layers) - steps, 0)
                 if not start <= position < start + steps:
                     continue  # a date outside the model's time window
                 inp.time_index = position - start
             elif request.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
-                inp.header = read_header(source)
+                inp.header = inp.header or read_header(source)
                 if request.first_step:
                     inp.time_index = request.first_step - 1
                 elif inp.header.count > steps:
@@ -77,14 +83,18 @@ def input_problems(request: PredictionRequest, card: ModelCard) -> str:
     return ""
 
 
-def recognise_layer(source: str, name: str):
+def recognise_layer(source: str, name: str, headers: dict[str, RasterHeader] | None = None):
     """What a layer looks like (modality, band, reason) for the panel; never raises: a layer that
-    cannot be read (or a missing rasterio) is 'not recognised', with the reason."""
+    cannot be read (or a missing rasterio) is 'not recognised', with the reason. ``headers`` (GDAL
+    source -> header) holds the headers already read; one read here is added, for what follows."""
     from .raster_io import read_header
     from .recognition import RasterInput, Recognition, recognise
 
     try:
-        return recognise(RasterInput(path=source, name=name), read_header(source))
+        header = (headers or {}).get(source) or read_header(source)
+        if headers is not None:
+            headers[source] = header
+        return recognise(RasterInput(path=source, name=name), header)
     except (ValueError, ImportError, OSError) as exc:
         return Recognition(None, None, TimeLayout.AUTO, str(exc))
 

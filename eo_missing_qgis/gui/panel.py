@@ -30,6 +30,7 @@ from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
+from ..core.raster_io import RasterHeader
 from ..map_layers import style_layer
 
 IGNORE = "ignore"
@@ -77,6 +78,7 @@ class EoMissingPanel(QDockWidget):
         self.overrides: dict[str, str] = {}
         self.chosen = None
         self.cards: dict[Path, ModelCard] = {}
+        self.headers: dict[str, RasterHeader] = {}  # of the listed layers, reused by every request
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -127,9 +129,11 @@ class EoMissingPanel(QDockWidget):
 
     def refresh(self, *_args) -> None:
         layers = self.raster_layers()
+        sources = {layer.source() for layer in layers}  # a new layer's header is read once, below
+        self.headers = {s: h for s, h in self.headers.items() if s in sources}
         self.table.setRowCount(len(layers))
         for row, layer in enumerate(layers):
-            guess = recognise_layer(layer.source(), layer.name())
+            guess = recognise_layer(layer.source(), layer.name(), self.headers)
             item = QTableWidgetItem(layer.name())
             item.setData(Qt.UserRole, layer.id())
             item.setFlags(item.flags() & ~Qt.ItemIsEditable)
@@ -195,6 +199,7 @@ class EoMissingPanel(QDockWidget):
             layers={m: [(lyr.source(), lyr.name()) for lyr in found]
                     for m, found in self.selected_layers().items() if m in model.modalities},
             output=str(Path(self.output_dir.filePath()) / f"{stem}.tif"),
+            headers=self.headers,
         )
 
     def run(self) -> None:
