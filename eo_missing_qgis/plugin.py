@@ -43,7 +43,7 @@ class EoMissingPlugin:
 
             self.panel = EoMissingPanel(self.iface, self.iface.mainWindow())
             self.panel.visibilityChanged.connect(self.action.setChecked)
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.panel)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
         self.panel.setVisible(visible)
 
     def unload(self) -> None:

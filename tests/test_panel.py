@@ -81,7 +81,7 @@ def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Success, message
+    assert level == Qgis.MessageLevel.Success, message
     assert "done in" in message and "ExecutionProvider" in message
     added = [lyr for lyr in project.mapLayers().values() if lyr.customProperty("eo_missing_qgis/model")]
     assert len(added) == 2
@@ -105,7 +105,7 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path
     with qtbot.waitSignal(panel.finished, timeout=60_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Critical
+    assert level == Qgis.MessageLevel.Critical
     assert "not_a_folder" in message and "Traceback" not in message
     assert blocker.read_text().startswith("a file")  # nothing written over it
 
@@ -122,7 +122,7 @@ def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot
         assert panel.cancel_button.isEnabled()
         panel.cancel_button.click()
     message, level = signal.args
-    assert level == Qgis.Info and "cancelled" in message
+    assert level == Qgis.MessageLevel.Info and "cancelled" in message
     assert list((tmp_path / "out").iterdir()) == []
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 

@@ -59,7 +59,7 @@ def test_describe_model_refuses_a_file_without_card(plugin, tmp_path):
 def test_metadata_is_found_in_plugin_folder():
     meta = (ROOT / "eo_missing_qgis" / "metadata.txt").read_text()
     assert meta == (ROOT / "metadata.txt").read_text()
-    for key in ("name", "qgisMinimumVersion=3.22", "qgisMaximumVersion=3.99", "hasProcessingProvider=yes",
+    for key in ("name", "qgisMinimumVersion=3.22", "qgisMaximumVersion=4.99", "hasProcessingProvider=yes",
                 "icon=resources/icon.svg", "repository", "tracker", "homepage", "category", "tags"):
         assert key in meta
     assert (ROOT / "eo_missing_qgis" / "resources" / "icon.svg").is_file()

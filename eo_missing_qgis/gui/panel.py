@@ -43,7 +43,7 @@ class PredictionTask(QgsTask):
     """Runs a prediction off the GUI thread; cancel stops it within one batch."""
 
     def __init__(self, request: PredictionRequest, description: str):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.request = request
         self.result = None
         self.error = ""
@@ -64,7 +64,7 @@ class PredictionTask(QgsTask):
 class EoMissingPanel(QDockWidget):
     """The panel; ``finished`` carries the message shown in the message bar (for tests too)."""
 
-    finished = pyqtSignal(str, int)  # message, Qgis.MessageLevel
+    finished = pyqtSignal(str, object)  # message, Qgis.MessageLevel (an enum, not an int, on Qt6)
 
     def __init__(self, iface=None, parent=None, models_dir: Path | None = None):
         super().__init__(tr("EO missing modalities"), parent)
@@ -85,7 +85,7 @@ class EoMissingPanel(QDockWidget):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
         self.choice = QLabel()
         self.choice.setWordWrap(True)
@@ -93,7 +93,7 @@ class EoMissingPanel(QDockWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
         self.output_dir = QgsFileWidget()
-        self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir.setFilePath(tempfile.gettempdir())
         row.addWidget(self.output_dir)
         layout.addLayout(row)
@@ -128,8 +128,8 @@ class EoMissingPanel(QDockWidget):
         for row, layer in enumerate(layers):
             guess = recognise_layer(layer.source(), layer.name())
             item = QTableWidgetItem(layer.name())
-            item.setData(Qt.UserRole, layer.id())
-            item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_LAYER, item)
             combo = QComboBox()
             combo.addItems(MODALITY_CHOICES)
@@ -140,7 +140,7 @@ class EoMissingPanel(QDockWidget):
             detail = QTableWidgetItem(guess.reason)
             detail.setToolTip(guess.reason)
             item.setToolTip(layer.source())
-            detail.setFlags(detail.flags() & ~Qt.ItemIsEditable)
+            detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
         self.update_choice()
 
@@ -154,7 +154,7 @@ class EoMissingPanel(QDockWidget):
         project = QgsProject.instance()
         for row in range(self.table.rowCount()):
             modality = self.table.cellWidget(row, COL_MODALITY).currentText()
-            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.UserRole))
+            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.ItemDataRole.UserRole))
             if layer is not None and modality != "ignore":
                 by_modality.setdefault(modality, []).append(layer)
         return by_modality
@@ -221,20 +221,20 @@ class EoMissingPanel(QDockWidget):
                 QgsProject.instance().addMapLayer(layer)
         self.progress.setValue(100)
         self.report(tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider),
-                    Qgis.Success)
+                    Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()
         self.progress.setValue(0)
         if task.error:
-            self.report(task.error, Qgis.Critical)
+            self.report(task.error, Qgis.MessageLevel.Critical)
         else:
-            self.report(tr("Prediction cancelled; nothing was written."), Qgis.Info)
+            self.report(tr("Prediction cancelled; nothing was written."), Qgis.MessageLevel.Info)
 
-    def report(self, message: str, level: int) -> None:
+    def report(self, message: str, level: Qgis.MessageLevel) -> None:
         if self.iface is not None:
             self.iface.messageBar().pushMessage(tr("EO missing modalities"), message, level=level)
-        self.finished.emit(message, int(level))
+        self.finished.emit(message, level)
 
     def teardown(self) -> None:
         """Disconnect from the project and stop a running task (the plugin is unloading)."""
