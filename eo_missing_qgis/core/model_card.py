@@ -209,9 +209,10 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False)
 
     def deepness_metadata(self) -> dict[str, str]:
-        """The keys the Deepness plugin reads, so the file is also legible there."""
+        """The keys the Deepness plugin reads, so the file is also legible there. Deepness reads
+        every value with ``json.loads``, so the model type is a JSON string (``"Segmentor"``)."""
         out = {
-            "model_type": "Segmentor" if self.task == "classification" else "Regressor",
+            "model_type": json.dumps("Segmentor" if self.task == "classification" else "Regressor"),
             "tile_size": str(self.tile_size),
             "standardization_mean": json.dumps(
                 [m for _ in range(self.time.steps) for i in self.inputs for m in i.mean]

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import ModelError, missing_dependency
 from .model_card import ModelCard, read_card
+from .runtime_version import check_runtime
 
 #: Execution providers in order of preference; the first available (or forced) one is used.
 PROVIDER_ORDER = (
@@ -69,6 +70,7 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
         raise ModelError(f"model file {path} does not exist")
     card = read_card(path)
     ort = onnxruntime_module()
+    check_runtime(path, ort.__version__)
     options = ort.SessionOptions()
     if threads is not None:
         if threads < 1:
