@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -14,7 +15,7 @@ from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.datasets.modalities import MODALITIES
 from training.engine import evaluate, fit, prepare
-from training.export import ExportError, export_run, onnx_predict, to_onnx
+from training.export import IR_VERSION, OPSET, ExportError, export_run, onnx_predict, stac_item, to_onnx
 from training.models import Predictor
 
 TINY = ["net.filters=8", "max_epochs=1"]
@@ -62,7 +63,10 @@ def test_every_method_exports_a_faithful_graph_with_its_card(setups, tmp_path, d
     _, card, diff, prep = _train_and_export(setups, dataset, method, modalities, path)
     assert diff <= 1e-4
     model = onnx.load(str(path))
-    assert model.opset_import[0].version >= 17
+    assert model.opset_import[0].version == OPSET and model.ir_version == IR_VERSION == 9  # ORT >= 1.15
+    assert not any(n.metadata_props for n in model.graph.node)  # no torch stack traces (an IR 10 field)
+    item = json.loads(path.with_suffix(".stac.json").read_text())
+    assert item == json.loads(json.dumps(stac_item(card, "m.onnx")))
     assert [i.name for i in model.graph.input] == [m.lower() for m in modalities]
     assert read_card(path) == card
     assert card.provenance.method == method and card.provenance.commit
