@@ -11,7 +11,13 @@ from configparser import ConfigParser
 import jsonschema
 import pystac
 import pytest
-from pystac.extensions.mlm import AssetDetailedMLMExtension, MLMExtension
+from pystac.extensions.mlm import (
+    AcceleratorType,
+    AssetDetailedMLMExtension,
+    MLMExtension,
+    TaskType,
+    ValueScalingType,
+)
 from pystac.validation.local_validator import get_local_schema_cache
 
 from eo_missing_qgis.core.model_card import read_card, read_metadata_props
@@ -49,6 +55,9 @@ def test_stac_item_beside_each_bundled_model_is_valid(path):
     assert all(key in props for key in MLM_REQUIRED)
     for obj in props["mlm:input"]:
         assert all(k in obj for k in INPUT_REQUIRED) and all(k in obj["input"] for k in STRUCTURE_REQUIRED)
+        assert {v["type"] for v in obj["value_scaling"]} <= {t.value for t in ValueScalingType}
+    assert set(props["mlm:tasks"]) <= {t.value for t in TaskType}
+    assert props["mlm:accelerator"] in {a.value for a in AcceleratorType}
     for obj in props["mlm:output"]:
         assert all(k in obj for k in OUTPUT_REQUIRED) and all(k in obj["result"] for k in STRUCTURE_REQUIRED)
     # pystac's MLM extension reads every field back with its types and enums.
