@@ -11,11 +11,21 @@ import onnxruntime as ort
 import pytest
 
 from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.model_index import MODELS_DIR
 from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.datasets.modalities import MODALITIES
 from training.engine import evaluate, fit, prepare
-from training.export import IR_VERSION, OPSET, ExportError, export_run, onnx_predict, stac_item, to_onnx
+from training.export import (
+    IR_VERSION,
+    OPSET,
+    ExportError,
+    as_ir,
+    export_run,
+    onnx_predict,
+    stac_item,
+    to_onnx,
+)
 from training.models import Predictor
 
 TINY = ["net.filters=8", "max_epochs=1"]
@@ -102,3 +112,10 @@ def test_export_is_deterministic(setups, tmp_path):
         _, card, _, prep = _train_and_export(setups, "crop_type", "single", ["S2"], path)
         outputs.append(onnx_predict(path, card, prep.arrays["test"]))
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-6)
+
+
+def test_a_graph_needing_ir10_is_not_stamped_ir9():
+    model = onnx.load(str(MODELS_DIR / "lfmc_s1.onnx"))
+    model.graph.initializer[0].data_type = onnx.TensorProto.INT4
+    with pytest.raises(ExportError, match="IR 10 features"):
+        as_ir(model)

@@ -187,13 +187,14 @@ def write_stac_item(card: ModelCard, model_path: Path) -> Path:
 
 def as_ir(model: onnx.ModelProto) -> None:
     """Stamp ``model`` at :data:`IR_VERSION`, dropping the per-node debug metadata (torch's stack
-    traces and module paths, an IR 10 field); refuse a graph that uses IR 10 types."""
+    traces and module paths, an IR 10 field); refuse a graph that uses IR 10 types or overloads."""
     graph = model.graph
     typed = [*graph.input, *graph.output, *graph.value_info]
     elem_types = [v.type.tensor_type.elem_type for v in typed] + [t.data_type for t in graph.initializer]
-    if any(t > _LAST_IR9_TYPE for t in elem_types) or model.functions:
-        raise ExportError(f"the graph uses IR 10 features (4-bit types or functions); it cannot be "
-                          f"written at IR {IR_VERSION}")
+    overloads = [n.overload for n in graph.node] + [f.overload for f in model.functions]
+    if any(t > _LAST_IR9_TYPE for t in elem_types) or any(overloads):
+        raise ExportError(f"the graph uses IR 10 features (4-bit types or function overloads); it "
+                          f"cannot be written at IR {IR_VERSION}")
     for node in graph.node:
         del node.metadata_props[:]
     del graph.metadata_props[:]
