@@ -172,7 +172,8 @@ def test_preload_dlls_only_when_present_and_cuda_wanted():
     assert cpu_only.preloads == 0 and cpu_only.tried() == [[CPU]]
     gpu = FakeOrt([CUDA, CPU])
     open_fake(gpu, "auto")
-    assert gpu.preloads == 1
+    open_fake(gpu, "gpu")
+    assert gpu.preloads == 1 and gpu.tried() == [[CUDA], [CUDA]]  # once per process
 
 
 def test_cpu_builds_say_what_to_install():

@@ -6,12 +6,13 @@ only here, inside its own section, so a missing or broken one is reported instea
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .providers import last_choice
+from .providers import can_load, cuda_libraries, cuda_majors, last_choice
 
 _METADATA = Path(__file__).resolve().parents[1] / "metadata.txt"
 
@@ -53,6 +54,12 @@ def _onnxruntime() -> list[str]:
     ]
     if hasattr(ort, "get_build_info"):
         lines.append(f"build info: {ort.get_build_info()}")
+    if sys.platform != "darwin":
+        cuda, cudnn = cuda_majors(ort)
+        found = ", ".join(f"{lib} {'found' if can_load(lib) else 'MISSING'}"
+                          for _, lib, _ in cuda_libraries(ort))
+        lines.append(f"libraries a CUDA {cuda} / cuDNN {cudnn} build needs: {found}")
+    lines += [f"{var}: {os.environ.get(var, '(not set)')}" for var in ("CUDA_PATH", "LD_LIBRARY_PATH")]
     return lines
 
 

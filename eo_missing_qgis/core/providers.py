@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,12 +155,17 @@ def fallback_reason(ort: Any, provider: str, platform: str = sys.platform,
     return f"{name} provider present but ONNX Runtime could not start it", hint
 
 
+_preloaded: weakref.WeakSet = weakref.WeakSet()
+
+
 def preload_cuda(ort: Any) -> None:
     """Load the CUDA/cuDNN libraries of pip's nvidia-* wheels (``onnxruntime.preload_dlls``,
-    ONNX Runtime >= 1.21) so the CUDA provider finds them; older versions lack it."""
+    ONNX Runtime >= 1.21) so the CUDA provider finds them; older versions lack it. Once per
+    process: the libraries stay loaded, and a second call would only repeat its printed warnings."""
     preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
+    if preload is None or ort in _preloaded:
         return
+    _preloaded.add(ort)
     try:
         preload()
     except (OSError, RuntimeError):  # a missing library is diagnosed after the session falls back
