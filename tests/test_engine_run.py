@@ -165,7 +165,7 @@ def test_cancel_mid_run_stops_within_one_batch_and_leaves_nothing(tmp_path, data
 
 def test_session_reports_provider_and_threads(models):
     s = open_session(models["s2"], device="cpu", threads=1)
-    assert s.provider == "CPUExecutionProvider" and s.warnings == []
+    assert s.provider == "CPUExecutionProvider" and s.provider_note == ""
 
 
 def test_core_imports_without_onnxruntime_or_rasterio():

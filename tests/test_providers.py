@@ -244,7 +244,7 @@ def test_real_auto_falls_back_and_says_why(model, cpu_build):
     s = open_session(model, device="auto")
     assert s.provider == CPU
     assert s.provider_note.startswith("no GPU provider in this onnxruntime (onnxruntime ")
-    assert s.warnings == [s.provider_note] and "install onnxruntime-gpu" in s.provider_note
+    assert "install onnxruntime-gpu" in s.provider_note
 
 
 def test_real_device_gpu_fails_loudly(model, cpu_build):
@@ -268,7 +268,7 @@ def test_run_result_and_log_carry_the_note(model, cpu_build, data_dir, tmp_path)
     result = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "out.tif",
                        options=RunOptions(threads=1), log=logs.append)
     assert result.provider == CPU and "no GPU provider in this onnxruntime" in result.provider_note
-    assert f"Warning: {result.provider_note}" in logs
+    assert result.provider_note in logs and result.warnings == []  # the environment, not the data
     assert not any("on the GPU" in m for m in logs)
 
 

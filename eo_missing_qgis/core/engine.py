@@ -296,8 +296,8 @@ def run_model(
         open_session(model, options.device, options.threads)
     card = session.card
     say(f"model {card.name}: running on {session.provider}")
-    for w in session.warnings:
-        say(w, warn=True)
+    if session.provider_note:
+        say(session.provider_note)
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)

@@ -6,7 +6,7 @@ model browser) works where it is not installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,13 @@ def onnxruntime_module():
 
 @dataclass
 class ModelSession:
-    """A loaded model: its card, the provider actually used, why the GPU is not used ('' when it
-    is, or when the CPU was asked for) and warnings from loading it."""
+    """A loaded model: its card, the provider actually used, and why the GPU is not used ('' when
+    it is, or when the CPU was asked for)."""
 
     path: str
     card: ModelCard
     session: Any
     provider: str
-    warnings: list[str] = field(default_factory=list)
     provider_note: str = ""
 
     @property
@@ -48,7 +47,7 @@ class ModelSession:
 
 def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None) -> ModelSession:
     """Load ``model_path`` on the provider ``device`` allows (:mod:`.providers`): ``auto`` falls
-    back to the CPU and says why in the warnings, ``gpu`` fails with that reason."""
+    back to the CPU and says why in ``provider_note``, ``gpu`` fails with that reason."""
     path = str(model_path)
     if not Path(path).is_file():
         raise ModelError(f"model file {path} does not exist")
@@ -69,8 +68,7 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
 
     session, choice = open_inference_session(ort, path, device, make_options)
     check_graph(card, session, Path(path).name)
-    return ModelSession(path, card, session, choice.provider, [choice.note] if choice.note else [],
-                        choice.note)
+    return ModelSession(path, card, session, choice.provider, provider_note=choice.note)
 
 
 def check_graph(card: ModelCard, session, name: str) -> None:
