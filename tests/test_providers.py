@@ -292,3 +292,39 @@ def test_providers_module_imports_no_onnxruntime():
             "print('onnxruntime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_predict_device_gpu_fails_without_writing(model, cpu_build, data_dir, tmp_path, capsys):
+    from eo_missing_qgis.core.cli import main
+
+    out = tmp_path / "never.tif"
+    assert main(["predict", "--model", model, "--input", cube_path(data_dir), "--out", str(out),
+                 "--device", "gpu"]) == 2
+    assert "error: s2.onnx: the device 'gpu' was asked for but cannot be used" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_processing_log_says_why_and_device_gpu_fails(plugin, model, cpu_build, data_dir, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def pushInfo(self, info: str) -> None:  # noqa: N802 - QGIS API
+            self.lines.append(info)
+
+    cube = cube_path(data_dir)
+    s2 = [f'NETCDF:"{cube}":S2-L2A-{b}' for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11",
+                                                   "B12")]
+    params = {"MODEL": model, "S2": s2, "OUTPUT": str(tmp_path / "auto.tif")}
+    log = Log()
+    result = processing.run("eomissing:predict", params, feedback=log)
+    assert result["PROVIDER"] == CPU
+    assert any(line.startswith("no GPU provider in this onnxruntime") and "install onnxruntime-gpu" in line
+               for line in log.lines)
+    with pytest.raises(QgsProcessingException, match="the device 'gpu' was asked for but cannot be used"):
+        processing.run("eomissing:predict", {**params, "OUTPUT": str(tmp_path / "gpu.tif"), "DEVICE": 2})
+    assert not (tmp_path / "gpu.tif").exists()
