@@ -20,6 +20,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
@@ -201,7 +202,7 @@ def open_inference_session(ort: Any, path: str, device: str, make_options: Calla
     needs never reach the next. Raises :class:`ModelError` when the model cannot load at all, or
     when a GPU was asked for (any device but ``auto`` and ``cpu``) and none could run.
     """
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    name = Path(path).name
     available = list(ort.get_available_providers())
     want = wanted(device, platform)
     present = [p for p in want if p in available]
