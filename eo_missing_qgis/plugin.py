@@ -3,7 +3,7 @@ button and a Raster menu entry."""
 
 from __future__ import annotations
 
-from qgis.core import QgsApplication
+from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
@@ -18,6 +18,7 @@ class EoMissingPlugin:
         self.iface = iface
         self.provider: EoMissingProvider | None = None
         self.action: QAction | None = None
+        self.diagnostics_action: QAction | None = None
         self.panel = None
 
     def tr(self, text: str) -> str:
@@ -35,6 +36,17 @@ class EoMissingPlugin:
         self.action.toggled.connect(self.show_panel)
         self.iface.addRasterToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(self.tr(MENU), self.action)
+        self.diagnostics_action = QAction(self.tr("Copy diagnostics"), self.iface.mainWindow())
+        self.diagnostics_action.triggered.connect(self.copy_diagnostics)
+        self.iface.addPluginToRasterMenu(self.tr(MENU), self.diagnostics_action)
+
+    def copy_diagnostics(self) -> None:
+        """Imported on use, so QGIS start-up pays nothing for it."""
+        from .gui.diagnostics import copy_diagnostics
+
+        copy_diagnostics()
+        self.iface.messageBar().pushMessage(self.tr(MENU), self.tr("Diagnostics copied to the clipboard."),
+                                            level=Qgis.MessageLevel.Info)
 
     def show_panel(self, visible: bool) -> None:
         """Build the panel on first use, so QGIS start-up pays nothing for it."""
@@ -57,6 +69,10 @@ class EoMissingPlugin:
             self.iface.removePluginRasterMenu(self.tr(MENU), self.action)
             self.action.deleteLater()
             self.action = None
+        if self.diagnostics_action is not None:
+            self.iface.removePluginRasterMenu(self.tr(MENU), self.diagnostics_action)
+            self.diagnostics_action.deleteLater()
+            self.diagnostics_action = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

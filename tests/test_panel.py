@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import onnxruntime
 import pytest
 from qgis.core import Qgis, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtWidgets import QApplication
 
 from eo_missing_qgis.gui.panel import COL_DETAIL, COL_MODALITY, EoMissingPanel
 
@@ -83,6 +85,9 @@ def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     message, level = signal.args
     assert level == Qgis.MessageLevel.Success, message
     assert "done in" in message and "ExecutionProvider" in message
+    if onnxruntime.get_device() == "CPU":  # a CPU build says why the GPU is not used, with the fix
+        assert "GPU not used: no GPU provider in this onnxruntime" in message
+        assert "install onnxruntime-gpu" in message
     added = [lyr for lyr in project.mapLayers().values() if lyr.customProperty("eo_missing_qgis/model")]
     assert len(added) == 2
     classes = [lyr for lyr in added if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
@@ -132,3 +137,15 @@ def test_unreadable_layer_is_listed_as_not_recognised(panel, project, tmp_path):
 
     guess = recognise_layer(str(tmp_path / "gone.tif"), "gone")
     assert guess.modality is None and "gone.tif" in guess.reason
+
+
+def test_copy_diagnostics_button_fills_the_clipboard(panel, qtbot):
+    QApplication.clipboard().clear()
+    with qtbot.waitSignal(panel.finished, timeout=10_000) as signal:
+        panel.diagnostics_button.click()
+    assert signal.args == ["Diagnostics copied to the clipboard.", int(Qgis.MessageLevel.Info)]
+    text = QApplication.clipboard().text()
+    assert f"== QGIS ==\nversion: {Qgis.version()} (Qt " in text
+    for section in ("== Python ==", "== numpy ==", "== onnxruntime ==", "== rasterio ==",
+                    "== GDAL (osgeo) ==", "== Execution provider of the last model =="):
+        assert section in text

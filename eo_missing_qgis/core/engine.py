@@ -29,6 +29,7 @@ from .blending import OverlapBlend
 from .errors import Cancelled, InputError, ModelError, OutputError
 from .model_card import ModelCard
 from .preprocessing import standardize
+from .providers import gpu_batch_note
 from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
 from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster
 from .session import ModelSession, open_session
@@ -62,6 +63,7 @@ class RunResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     grid: str = ""
+    provider_note: str = ""  # why the GPU was not used, with the fix ('' when it was)
 
 
 class CancelToken:
@@ -294,8 +296,8 @@ def run_model(
         open_session(model, options.device, options.threads)
     card = session.card
     say(f"model {card.name}: running on {session.provider}")
-    for w in session.warnings:
-        say(w, warn=True)
+    if session.provider_note:
+        say(session.provider_note)
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)
@@ -327,6 +329,9 @@ def run_model(
                 return _predict_tile(session, card, tensors, valid, tiles[i], blend, outs, check_cancel)
         else:
             say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
+            gpu_note = gpu_batch_note(session.provider, batch, tile[0] * tile[1])
+            if gpu_note:
+                say(gpu_note)
             wins = list(windows(grid.height, grid.width, tile))
 
             def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
@@ -359,7 +364,8 @@ def run_model(
         reader.close()
     seconds = time.perf_counter() - start
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
-    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe())
+    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(),
+                     session.provider_note)
 
 
 def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set

@@ -30,6 +30,7 @@ from ..core.model_card import read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
 from ..map_layers import KINDS, style_layer
+from .diagnostics import copy_diagnostics
 
 MODALITY_CHOICES = ("S1", "S2", "DEM", "ignore")
 COL_LAYER, COL_MODALITY, COL_DETAIL = range(3)
@@ -107,10 +108,15 @@ class EoMissingPanel(QDockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        self.diagnostics_button = QPushButton(tr("Copy diagnostics"))
+        self.diagnostics_button.setToolTip(tr("Copy QGIS, Python, package versions and the execution "
+                                              "provider of the last run, to paste into a bug report."))
+        layout.addWidget(self.diagnostics_button)
         self.setWidget(body)
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.diagnostics_button.clicked.connect(self.copy_diagnostics)
         self.task_combo.currentIndexChanged.connect(self.update_choice)
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
@@ -220,8 +226,10 @@ class EoMissingPanel(QDockWidget):
                 style_layer(layer, card, kind)
                 QgsProject.instance().addMapLayer(layer)
         self.progress.setValue(100)
-        self.report(tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider),
-                    Qgis.MessageLevel.Success)
+        message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
+        if task.result.provider_note:
+            message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
+        self.report(message, Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()
@@ -230,6 +238,10 @@ class EoMissingPanel(QDockWidget):
             self.report(task.error, Qgis.MessageLevel.Critical)
         else:
             self.report(tr("Prediction cancelled; nothing was written."), Qgis.MessageLevel.Info)
+
+    def copy_diagnostics(self) -> None:
+        copy_diagnostics()
+        self.report(tr("Diagnostics copied to the clipboard."), Qgis.MessageLevel.Info)
 
     def report(self, message: str, level: Qgis.MessageLevel) -> None:
         if self.iface is not None:
