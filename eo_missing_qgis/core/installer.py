@@ -18,7 +18,7 @@ import os
 import queue
 import re
 import shutil
-import subprocess  # nosec B404 - runs pip with an argument list, never a shell
+import subprocess  # nosec B404
 import sys
 import tempfile
 import threading
@@ -236,8 +236,10 @@ def _remove_distribution(target: Path, name: str) -> bool:
 
 def _pip_available(python: Path) -> bool:
     try:
-        proc = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True,  # nosec B603
-                              timeout=120, creationflags=_NO_WINDOW)
+        # An argument list, no shell:
+        proc = subprocess.run(  # nosec B603
+            [str(python), "-m", "pip", "--version"], capture_output=True, timeout=120,
+            creationflags=_NO_WINDOW)
     except OSError:
         return False
     return proc.returncode == 0
@@ -249,8 +251,10 @@ _NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window fla
 def _stream(args: list[str], log: Callable[[str], None], is_canceled: Callable[[], bool]) -> int:
     """Run ``args``, passing each output line to ``log``; terminate it when ``is_canceled()``."""
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PIP_NO_INPUT": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # nosec B603
-                            stdin=subprocess.DEVNULL, env=env, creationflags=_NO_WINDOW)
+    # An argument list, no shell:
+    proc = subprocess.Popen(  # nosec B603
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        creationflags=_NO_WINDOW)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
