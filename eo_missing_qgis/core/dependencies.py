@@ -28,5 +28,6 @@ def install_hint(missing: list[str]) -> str:
         f"This tool needs the Python package(s) {', '.join(missing)}, which QGIS's Python "
         f"({sys.executable}) cannot import. Install them {where}: "
         f"python3 -m pip install {pkgs}  (or your system's package, e.g. python3-rasterio), "
-        "then restart QGIS."
+        "then restart QGIS. In QGIS, Raster > EO missing modalities > Install dependencies… does "
+        "this for you, into your QGIS profile."
     )

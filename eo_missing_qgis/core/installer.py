@@ -13,7 +13,6 @@ No QGIS import here: the GUI passes the profile folder in and shows the lines th
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import queue
 import re
@@ -25,6 +24,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
 #: Packages onnxruntime and rasterio depend on that QGIS's Python often ships itself: pinned to the
@@ -104,6 +107,8 @@ def _name(requirement: str) -> str:
 
 def _find(name: str, paths: list[str]) -> importlib.metadata.Distribution | None:
     """The first installed distribution ``name`` along ``paths`` (the one Python would import)."""
+    import importlib.metadata  # not at module level: the plugin imports this module at QGIS start
+
     return next(iter(importlib.metadata.distributions(name=name, path=paths)), None)
 
 
@@ -227,9 +232,10 @@ def _remove_distribution(target: Path, name: str) -> bool:
     files = [f for f in files if f.is_relative_to(root)]
     for f in files:
         f.unlink(missing_ok=True)
-    for folder in sorted({f.parent for f in files}, key=lambda p: len(p.parts), reverse=True):
+    folders = {p for f in files for p in f.parents if p.is_relative_to(root) and p != root}
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):  # deepest first
         shutil.rmtree(folder / "__pycache__", ignore_errors=True)
-        if folder != root and folder.is_dir() and not any(folder.iterdir()):
+        if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return True
 
