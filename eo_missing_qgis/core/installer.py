@@ -40,6 +40,7 @@ GPU_CUDA = "onnxruntime-gpu[cuda,cudnn]>=1.21,<2"  # the extras bring CUDA 12 an
 GPU_DIRECTML = "onnxruntime-directml>=1.17,<2"
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window flashing on Windows
 
 
 class InstallError(RuntimeError):
@@ -65,27 +66,29 @@ def add_to_sys_path(folder: str | Path) -> bool:
 
 def python_interpreter(executable: str | None = None, prefix: str | None = None,
                        platform: str | None = None, version: tuple[int, ...] = sys.version_info[:2]) -> Path:
-    """The Python interpreter that can run pip for the running Python (qpip's resolution).
+    """The Python interpreter that can run pip for the running Python (qpip's resolution, stricter).
 
-    Inside QGIS on Windows and macOS ``sys.executable`` is the QGIS binary; running it with
-    ``-m pip`` starts another QGIS. The interpreter then sits in ``sys.prefix`` (Windows, conda) or
-    ``sys.prefix/bin`` (macOS, Linux).
+    Inside QGIS ``sys.executable`` is not to be trusted: on Windows and macOS it is the QGIS
+    binary (running it with ``-m pip`` starts another QGIS), and on Linux embedded Python takes the
+    first ``python3`` on PATH (a pyenv shim or a conda python, another Python altogether). So the
+    interpreter is looked for in ``sys.prefix`` (Windows, conda) and ``sys.prefix/bin`` first;
+    ``sys.executable`` is used only when it lives there or nothing else is found.
     """
     executable = sys.executable if executable is None else executable
     prefix = sys.prefix if prefix is None else prefix
     platform = sys.platform if platform is None else platform
     exe = Path(executable) if executable else None
-    if exe is not None and _PYTHON_NAME.match(exe.name) and exe.is_file():
-        return exe
     xy = f"{version[0]}.{version[1]}"
     names = ("python.exe", "python3.exe") if platform == "win32" else (f"python{xy}", "python3", "python")
     folders = [Path(prefix), Path(prefix) / "bin"]
-    if exe is not None:
-        folders += [exe.parent, exe.parent / "bin"]
-    for folder in folders:
+    if exe is not None and _PYTHON_NAME.match(exe.name) and exe.parent in folders and exe.is_file():
+        return exe
+    for folder in [*folders, *([exe.parent, exe.parent / "bin"] if exe is not None else [])]:
         for name in names:
             if (folder / name).is_file():
                 return folder / name
+    if exe is not None and _PYTHON_NAME.match(exe.name) and exe.is_file():
+        return exe
     raise InstallError(
         f"cannot find the Python interpreter of QGIS (looked for {', '.join(names)} in "
         f"{', '.join(str(f) for f in folders)}); install the packages by hand, see the README"
@@ -222,7 +225,7 @@ def gpu_plan(target: Path, platform: str | None = None, nvidia: bool | None = No
     return plan
 
 
-def _remove_distribution(target: Path, name: str) -> bool:
+def remove_distribution(target: Path, name: str) -> bool:
     """Delete distribution ``name`` from the target folder (files listed in its RECORD only)."""
     dist = _find(name, [str(target)])
     if dist is None:
@@ -240,18 +243,25 @@ def _remove_distribution(target: Path, name: str) -> bool:
     return True
 
 
-def _pip_available(python: Path) -> bool:
+def check_pip(python: Path, version: tuple[int, ...] = sys.version_info[:2]) -> str:
+    """pip's version line for ``python``; InstallError when pip is missing or the Python differs."""
     try:
         # An argument list, no shell:
         proc = subprocess.run(  # nosec B603
-            [str(python), "-m", "pip", "--version"], capture_output=True, timeout=120,
+            [str(python), "-m", "pip", "--version"], capture_output=True, text=True, timeout=120,
             creationflags=_NO_WINDOW)
-    except OSError:
-        return False
-    return proc.returncode == 0
-
-
-_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window flashing on Windows
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InstallError(f"cannot run {python}: {exc}") from None
+    if proc.returncode != 0:
+        raise InstallError(
+            f"pip is missing for {python}. Install it (Debian/Ubuntu: sudo apt install python3-pip; "
+            f"otherwise: {python} -m ensurepip --user) and try again"
+        )
+    m = re.search(r"\(python (\d+)\.(\d+)\)", proc.stdout)
+    if m and (int(m.group(1)), int(m.group(2))) != tuple(version[:2]):
+        raise InstallError(f"{python} is Python {m.group(1)}.{m.group(2)}, but QGIS runs Python "
+                           f"{version[0]}.{version[1]}; packages built for it would not load")
+    return proc.stdout.strip()
 
 
 def _stream(args: list[str], log: Callable[[str], None], is_canceled: Callable[[], bool]) -> int:
@@ -295,11 +305,7 @@ def run_install(plan: InstallPlan, log: Callable[[str], None],
         log(line)
     if not plan.requirements and not plan.remove:
         return "Already installed: " + ", ".join(plan.satisfied) + ". Nothing to do."
-    if not _pip_available(plan.python):
-        raise InstallError(
-            f"pip is missing for {plan.python}. Install it (Debian/Ubuntu: sudo apt install "
-            f"python3-pip; otherwise: {plan.python} -m ensurepip --user) and try again"
-        )
+    log(check_pip(plan.python))
     if sys.platform == "win32" and "onnxruntime" in sys.modules and plan.remove:
         raise InstallError("onnxruntime is loaded in this QGIS session and Windows locks its files: "
                            "restart QGIS and run this step before any prediction")
@@ -308,7 +314,7 @@ def run_install(plan: InstallPlan, log: Callable[[str], None],
     except OSError as exc:
         raise InstallError(f"cannot create {plan.target}: {exc}") from None
     for name in plan.remove:
-        if _remove_distribution(plan.target, name):
+        if remove_distribution(plan.target, name):
             log(f"Removed {name} from {plan.target}")
     fd, constraints = tempfile.mkstemp(prefix="eo_missing_constraints_", suffix=".txt")
     try:
@@ -320,7 +326,7 @@ def run_install(plan: InstallPlan, log: Callable[[str], None],
     if code != 0:
         raise InstallError(f"pip failed (exit code {code}); the lines above say why")
     for pin in plan.constraints:
-        if _remove_distribution(plan.target, pin.split("==")[0]):
+        if remove_distribution(plan.target, pin.split("==")[0]):
             log(f"Removed the copy of {pin.split('==')[0]} pip put in the folder: QGIS's own is used")
     importlib.invalidate_caches()
     return (f"Installed {', '.join(plan.requirements)} into {plan.target}. "
