@@ -11,10 +11,14 @@ import sys
 
 #: import name -> pip name
 RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "rasterio": "rasterio"}
+#: import name -> a module that stands in for it (raster_io reads and writes with QGIS's GDAL)
+FALLBACKS = {"rasterio": "osgeo"}
 
 
 def missing_packages() -> list[str]:
-    return [pip for name, pip in RUNTIME_PACKAGES.items() if importlib.util.find_spec(name) is None]
+    return [pip for name, pip in RUNTIME_PACKAGES.items()
+            if importlib.util.find_spec(name) is None
+            and (name not in FALLBACKS or importlib.util.find_spec(FALLBACKS[name]) is None)]
 
 
 def install_hint(missing: list[str]) -> str:

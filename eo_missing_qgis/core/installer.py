@@ -30,15 +30,11 @@ if TYPE_CHECKING:
     import importlib.metadata
 
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
-#: Packages onnxruntime and rasterio depend on that QGIS's Python often ships itself: pinned to the
-#: version QGIS has, and never left in the target (where they would only shadow nothing).
-SHARED_PACKAGES = ("numpy", "packaging", "protobuf", "flatbuffers", "attrs", "certifi", "click",
-                   "click-plugins", "cligj", "affine", "pyparsing")
+#: Packages onnxruntime (1.17 to 1.2x) depends on that QGIS's Python often ships itself: pinned to
+#: the version QGIS has, and never left in the target (where they would be shadowed anyway).
+SHARED_PACKAGES = ("numpy", "packaging", "protobuf", "flatbuffers", "sympy", "mpmath", "coloredlogs",
+                   "humanfriendly")
 #: One of these provides ``import onnxruntime``; they shadow each other when two are installed.
-#: (shared package, first version that works, constraint when QGIS has an older one): packages that
-#: declare too loose a range. affine 3 needs attrs >= 23.2 (cached_property on slotted classes) but
-#: declares attrs >= 21.3; Debian 12's QGIS has attrs 22.2, where rasterio then fails on first use.
-TOO_LOOSE = (("attrs", (23, 2), "affine<3"),)
 ONNXRUNTIME_VARIANTS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml")
 GPU_CUDA = "onnxruntime-gpu[cuda,cudnn]>=1.21,<2"  # the extras bring CUDA 12 and cuDNN 9 as wheels
 GPU_DIRECTML = "onnxruntime-directml>=1.17,<2"
@@ -139,8 +135,7 @@ def installed(requirement: str, paths: list[str]) -> str | None:
 
 
 def shared_pins(target: Path, packages: Iterable[str] = SHARED_PACKAGES) -> list[str]:
-    """``name==version`` for each shared package the running Python has outside ``target``, plus
-    the :data:`TOO_LOOSE` constraints its versions call for."""
+    """``name==version`` for each shared package the running Python has outside ``target``."""
     paths = [p for p in sys.path if Path(p or ".").resolve() != target.resolve()]
     pins = []
     for name in packages:
@@ -150,13 +145,7 @@ def shared_pins(target: Path, packages: Iterable[str] = SHARED_PACKAGES) -> list
         public = dist.version.split("+", 1)[0]  # a distribution's local tag (+dfsg) is not on PyPI
         if public.strip("0.") != "":  # Debian marks some as 0.0.0: nothing to pin against
             pins.append(f"{name}=={public}")
-    return pins + [extra for name, first, extra in TOO_LOOSE
-                   if any(p.startswith(f"{name}==") and _release(p.split("==")[1]) < first for p in pins)]
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """The leading numeric parts of a version string (``22.2.0`` -> (22, 2, 0))."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+    return pins
 
 
 @dataclass
@@ -336,7 +325,7 @@ def run_install(plan: InstallPlan, log: Callable[[str], None],
         Path(constraints).unlink(missing_ok=True)
     if code != 0:
         raise InstallError(f"pip failed (exit code {code}); the lines above say why")
-    for pin in (c for c in plan.constraints if "==" in c):
+    for pin in plan.constraints:
         if remove_distribution(plan.target, pin.split("==")[0]):
             log(f"Removed the copy of {pin.split('==')[0]} pip put in the folder: QGIS's own is used")
     importlib.invalidate_caches()
