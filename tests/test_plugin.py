@@ -122,4 +122,5 @@ def test_plugin_loads_and_explains_without_onnxruntime_and_rasterio(tmp_path):
                f"OUTPUT={tmp_path / 'out.tif'}", check=False)
     assert proc.returncode != 0
     assert "pip install onnxruntime " in proc.stdout + proc.stderr  # rasterio: QGIS's GDAL stands in
+    assert "Install dependencies…" in proc.stdout + proc.stderr  # the action that does it
     assert "Traceback" not in proc.stdout + proc.stderr
