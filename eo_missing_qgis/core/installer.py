@@ -221,6 +221,8 @@ def gpu_plan(target: Path, platform: str | None = None, nvidia: bool | None = No
     if own:
         plan.notes.append(f"Warning: QGIS's own Python has {', '.join(own)}, which comes first on the "
                           f"path and hides {chosen}: uninstall it from QGIS's Python to use the GPU.")
+    if package == GPU_CUDA:
+        plan.notes.append("The CUDA and cuDNN wheels are large: expect a download of a few GB.")
     plan.notes.append("Restart QGIS afterwards: a loaded onnxruntime cannot be swapped.")
     return plan
 
