@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import eo_missing_qgis
-from eo_missing_qgis.core.installer import nvidia_gpu_present
+from eo_missing_qgis.core.installer import InstallPlan, nvidia_gpu_present
 from eo_missing_qgis.gui import install_dialog
 from eo_missing_qgis.gui.install_dialog import InstallDialog
 
@@ -73,3 +73,14 @@ def test_plugin_appends_the_profile_dependencies_folder(qgis_app):
     folder = str(QgsApplication.qgisSettingsDirPath()).rstrip("/") + f"/python/dependencies/{PY}"
     own = str(Path(np.__file__).parent.parent)  # where this Python's numpy comes from
     assert folder in sys.path and sys.path.index(folder) > sys.path.index(own)  # QGIS's own win
+
+
+def test_cancel_stops_the_install_and_says_so(qtbot, dialog, tmp_path):
+    plan = InstallPlan(python=Path(sys.executable), target=tmp_path / "deps", requirements=["rasterio"],
+                       constraints=[])
+    with qtbot.waitSignal(dialog.done, timeout=60_000) as signal:
+        dialog.start(lambda: plan)
+        dialog.cancel_button.click()
+    message, ok = signal.args
+    assert not ok and "installation cancelled" in message
+    assert dialog.install_button.isEnabled() and not (tmp_path / "deps" / "rasterio").exists()

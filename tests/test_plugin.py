@@ -86,6 +86,7 @@ def test_zip_contents(plugin_zip):
     names = zipfile.ZipFile(plugin_zip).namelist()
     assert "eo_missing_qgis/metadata.txt" in names and "eo_missing_qgis/LICENSE" in names
     assert "eo_missing_qgis/resources/icon.svg" in names
+    assert "eo_missing_qgis/requirements.txt" in names  # where qpip and the installer look
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "tests/" in n]
     assert all(n.startswith("eo_missing_qgis/") for n in names)
     meta = zipfile.ZipFile(plugin_zip).read("eo_missing_qgis/metadata.txt").decode()

@@ -108,7 +108,7 @@ class InstallDialog(QDialog):
 
     def _finish(self, ok: bool) -> None:
         task, self.task = self.task, None
-        message = task.message if task is not None else ""
+        message = (task.message if task is not None else "") or tr("installation cancelled")  # before it ran
         self.log.appendPlainText(("" if ok else "Failed: ") + message)
         self._set_running(False)
         self.done.emit(message, ok)
