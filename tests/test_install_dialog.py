@@ -84,3 +84,16 @@ def test_cancel_stops_the_install_and_says_so(qtbot, dialog, tmp_path):
     message, ok = signal.args
     assert not ok and "installation cancelled" in message
     assert dialog.install_button.isEnabled() and not (tmp_path / "deps" / "rasterio").exists()
+
+
+def test_panel_offers_the_installer_only_when_something_is_missing(qtbot, qgis_app):
+    from eo_missing_qgis.gui.panel import EoMissingPanel
+
+    iface = TestInterface()
+    panel = EoMissingPanel(iface, iface.mainWindow())
+    qtbot.addWidget(panel)
+    assert panel.install_button.isHidden()  # this venv has onnxruntime (and QGIS's GDAL)
+    panel.install_button.click()
+    assert install_dialog._dialog is not None and install_dialog._dialog is panel.install_dialog
+    install_dialog.close_install_dialog()
+    panel.teardown()
