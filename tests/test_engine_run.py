@@ -170,6 +170,7 @@ def test_session_reports_provider_and_threads(models):
 
 def test_core_imports_without_onnxruntime_or_rasterio():
     code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['rasterio'] = None\n"
+            "sys.modules['osgeo'] = None  # nor QGIS's GDAL, the fallback\n"
             "import eo_missing_qgis.core.engine, eo_missing_qgis.core.cli\n"
             "from eo_missing_qgis.core.session import open_session\n"
             "from eo_missing_qgis.core.raster_io import rasterio_module\n"

@@ -91,6 +91,10 @@ class EoMissingPanel(QDockWidget):
         self.choice = QLabel()
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
+        self.install_button = QPushButton(tr("Install dependencies…"))
+        self.install_button.clicked.connect(self.show_install_dialog)
+        layout.addWidget(self.install_button)
+        self.install_dialog = None
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
         self.output_dir = QgsFileWidget()
@@ -167,6 +171,7 @@ class EoMissingPanel(QDockWidget):
 
     def update_choice(self, *_args) -> None:
         missing = missing_packages()
+        self.install_button.setVisible(bool(missing))
         if missing:
             self.choice.setText(install_hint(missing))
             self.run_button.setEnabled(False)
@@ -182,6 +187,14 @@ class EoMissingPanel(QDockWidget):
         problems = input_problems(self.request(model))
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
+
+    def show_install_dialog(self) -> None:
+        from .install_dialog import show_install_dialog
+
+        dialog = show_install_dialog(self.iface.mainWindow() if self.iface else self)
+        if dialog is not self.install_dialog:  # connect once, also when the dialog is reopened
+            dialog.done.connect(self.update_choice)
+            self.install_dialog = dialog
 
     # -- running --------------------------------------------------------------------------------
     def request(self, model) -> PredictionRequest:
