@@ -53,7 +53,7 @@ def _pseudocolor(layer: QgsRasterLayer, lo: float, hi: float, colors: tuple[str,
     for i in range(n):
         value = lo + (hi - lo) * i / (n - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (n - 1)), f"{value:.3g}{suffix}"))
-    shader = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Interpolated)
+    shader = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Type.Interpolated)
     shader.setColorRampItemList(items)
     legend = QgsColorRampLegendNodeSettings()
     legend.setSuffix(suffix)

@@ -41,3 +41,10 @@ batch_idx
 
 # pytest fixture requested for its side effect (a running QgsApplication).
 qgis_app
+cpu_build
+
+# Kept for its lifetime, not read: a VRT's source dataset stays open while the VRT reads from it.
+_._source
+
+# The fake onnxruntime mirrors the real module's names.
+ORT_PARALLEL

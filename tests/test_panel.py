@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import onnxruntime
 import pytest
 from qgis.core import Qgis, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtWidgets import QApplication
 
 from eo_missing_qgis.core.definitions import BANDS, Modality
 from eo_missing_qgis.gui.panel import COL_DETAIL, COL_MODALITY, EoMissingPanel
@@ -82,8 +84,11 @@ def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Success, message
+    assert level == Qgis.MessageLevel.Success, message
     assert "done in" in message and "ExecutionProvider" in message
+    if onnxruntime.get_device() == "CPU":  # a CPU build says why the GPU is not used, with the fix
+        assert "GPU not used: no GPU provider in this onnxruntime" in message
+        assert "install onnxruntime-gpu" in message
     added = [lyr for lyr in project.mapLayers().values() if lyr.customProperty("eo_missing_qgis/model")]
     assert len(added) == 2
     classes = [lyr for lyr in added if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
@@ -106,7 +111,7 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path
     with qtbot.waitSignal(panel.finished, timeout=60_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Critical
+    assert level == Qgis.MessageLevel.Critical
     assert "not_a_folder" in message and "Traceback" not in message
     assert blocker.read_text().startswith("a file")  # nothing written over it
 
@@ -123,7 +128,7 @@ def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot
         assert panel.cancel_button.isEnabled()
         panel.cancel_button.click()
     message, level = signal.args
-    assert level == Qgis.Info and "cancelled" in message
+    assert level == Qgis.MessageLevel.Info and "cancelled" in message
     assert list((tmp_path / "out").iterdir()) == []
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 
@@ -152,8 +157,20 @@ def test_combo_changes_and_run_reuse_headers_and_card(panel, project, data_dir, 
     assert sum(opens.cards.values()) == 2  # the S2 model's card, read for the first time
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
-    assert signal.args[1] == Qgis.Success, signal.args[0]
+    assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
     assert sum(opens.cards.values()) == 3  # once more by the run itself, styling reuses it
     for layer in layers:
         expected = {"header": 1, "pixels": 1} if "S2-L2A" in layer.source() else {"header": 1}
         assert opens.of(layer.source()) == expected, layer.source()
+
+
+def test_copy_diagnostics_button_fills_the_clipboard(panel, qtbot):
+    QApplication.clipboard().clear()
+    with qtbot.waitSignal(panel.finished, timeout=10_000) as signal:
+        panel.diagnostics_button.click()
+    assert signal.args == ["Diagnostics copied to the clipboard.", int(Qgis.MessageLevel.Info)]
+    text = QApplication.clipboard().text()
+    assert f"== QGIS ==\nversion: {Qgis.version()} (Qt " in text
+    for section in ("== Python ==", "== numpy ==", "== onnxruntime ==", "== rasterio ==",
+                    "== GDAL (osgeo) ==", "== Execution provider of the last model =="):
+        assert section in text

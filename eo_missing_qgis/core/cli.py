@@ -1,4 +1,5 @@
-"""``python -m eo_missing_qgis.core predict``: the engine for headless and batch use, no QGIS.
+"""``python -m eo_missing_qgis.core predict``: the engine for headless and batch use, no QGIS;
+``python -m eo_missing_qgis.core diagnostics``: versions and execution providers, for bug reports.
 
 Each ``--input`` starts a layer; the options after it (``--modality``, ``--band``, ``--layout``,
 ``--time-index``, ``--bands``, ``--encoding``) describe that layer. A netCDF file given whole
@@ -56,13 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
     p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
                    "the outputs use (default: the first input)")
-    p.add_argument("--device", default=Device.AUTO, choices=DEVICES)
+    p.add_argument("--device", default=Device.AUTO, choices=DEVICES,
+                   help="auto: a GPU when one works, else the CPU, saying why; gpu: fail without one; "
+                        "tensorrt and coreml only when chosen")
     p.add_argument("--threads", type=int)
     p.add_argument("--tile-size", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--memory-mb", type=float, default=512.0)
     p.add_argument("--probabilities", action="store_true", help="also write all class probabilities")
     p.add_argument("--quiet", action="store_true", help="no progress or messages on stderr")
+    d = sub.add_parser("diagnostics", help="print versions, paths and execution providers for a bug report")
+    d.add_argument("--model", help="open this ONNX model first, to report the provider it runs on")
+    d.add_argument("--device", default=Device.AUTO, choices=DEVICES, help="device to open --model with")
     return parser
 
 
@@ -73,9 +79,28 @@ def _progress(fraction: float) -> None:
         sys.stderr.write("\n")
 
 
+def diagnostics(model: str | None, device: str) -> int:
+    """Print the diagnostics; with ``model``, open it first so the provider section is filled."""
+    from .diagnostics import diagnostics_text
+
+    status = 0
+    if model:
+        from .session import open_session
+
+        try:
+            open_session(model, device)
+        except (ValueError, ModelCardError, DependencyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+    print(diagnostics_text())
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for a user error)."""
     args = build_parser().parse_args(argv)
+    if args.command == "diagnostics":
+        return diagnostics(args.model, args.device)
     from .engine import RunOptions, run_model
 
     inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})

@@ -101,14 +101,17 @@ class OutputKind(StrEnum):
 
 @unique
 class Device(StrEnum):
-    """Where a model runs: ``auto`` takes a GPU when ONNX Runtime has one."""
+    """Where a model runs (:mod:`.providers`): ``auto`` takes a GPU when one works, ``gpu`` fails
+    without one, ``tensorrt`` and ``coreml`` only when chosen."""
 
     AUTO = "auto"
     CPU = "cpu"
     GPU = "gpu"
+    TENSORRT = "tensorrt"
+    COREML = "coreml"
 
 
-#: Every device name, in the order Processing and the CLI offer them.
+#: Every device name, in the order the CLI offers them (Processing offers the first three).
 DEVICES: tuple[str, ...] = tuple(d.value for d in Device)
 
 #: Custom layer property holding the name of the model that made a layer (and its version).

@@ -33,6 +33,7 @@ from .definitions import Device
 from .errors import Cancelled, InputError, ModelError
 from .outputs import create_outputs, output_paths, publish
 from .preprocessing import standardize
+from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
 from .raster_io import GeoTiffOutput, check_destination
 from .reader import WindowReader
@@ -72,6 +73,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     grid: str = ""
     card: ModelCard | None = None
+    provider_note: str = ""  # why the GPU was not used, with the fix ('' when it was)
 
 
 def unit_warnings(physical: dict[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
@@ -143,8 +145,8 @@ def run_model(
         open_session(model, options.device, options.threads)
     card = session.card
     say(f"model {card.name}: running on {session.provider}")
-    for w in session.warnings:
-        say(w, warn=True)
+    if session.provider_note:
+        say(session.provider_note)
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)
@@ -176,6 +178,9 @@ def run_model(
                 return _predict_tile(session, card, tensors, valid, tiles[i], blend, outs, check_cancel)
         else:
             say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
+            gpu_note = gpu_batch_note(session.provider, batch, tile[0] * tile[1])
+            if gpu_note:
+                say(gpu_note)
             wins = list(windows(grid.height, grid.width, tile))
 
             def predict(i: int, tensors: dict[str, np.ndarray], valid: np.ndarray) -> tuple[int, int]:
@@ -208,7 +213,8 @@ def run_model(
         reader.close()
     seconds = time.perf_counter() - start
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
-    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card)
+    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
+                     session.provider_note)
 
 
 def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set

@@ -1,4 +1,5 @@
-"""Raster reading and writing with rasterio, window by window.
+"""Raster reading and writing with rasterio, window by window, or with QGIS's own GDAL bindings
+(:mod:`.gdal_backend`) where rasterio is absent.
 
 rasterio is imported only inside these functions, so the rest of ``core`` loads without it. Its
 wheel bundles its own GDAL and PROJ; inside QGIS another GDAL/PROJ is loaded in the same process
@@ -27,23 +28,40 @@ _rasterio: Any = None
 
 
 def rasterio_module():
-    """rasterio, imported on first use, with PROJ pointed at rasterio's bundled database."""
+    """rasterio, imported on first use, with PROJ pointed at rasterio's bundled database.
+
+    Without rasterio (a QGIS whose Python lacks it), or with ``EO_MISSING_RASTER_BACKEND=gdal``,
+    :mod:`.gdal_backend`: QGIS's own ``osgeo.gdal`` behind the same calls.
+    """
     global _rasterio
     if _rasterio is None:
-        try:
-            import rasterio
-            import rasterio.vrt
-            import rasterio.warp
-            import rasterio.windows
-        except ImportError:
-            raise missing_dependency("rasterio", "read and write rasters") from None
-        from rasterio import _env
-
-        bundled = Path(rasterio.__file__).parent / "proj_data"
-        if (bundled / "proj.db").is_file():
-            _env.set_proj_data_search_path(str(bundled))
-        _rasterio = rasterio
+        _rasterio = _gdal_backend() if os.environ.get("EO_MISSING_RASTER_BACKEND") == "gdal" \
+            else _import_rasterio()
     return _rasterio
+
+
+def _import_rasterio():
+    try:
+        import rasterio
+        import rasterio.vrt
+        import rasterio.warp
+        import rasterio.windows
+    except ImportError:
+        return _gdal_backend()
+    from rasterio import _env
+
+    bundled = Path(rasterio.__file__).parent / "proj_data"
+    if (bundled / "proj.db").is_file():
+        _env.set_proj_data_search_path(str(bundled))
+    return rasterio
+
+
+def _gdal_backend():
+    try:
+        from . import gdal_backend
+    except ImportError:  # neither rasterio nor GDAL's Python bindings (a Python without QGIS)
+        raise missing_dependency("rasterio", "read and write rasters") from None
+    return gdal_backend
 
 
 def file_of(path: str) -> str:

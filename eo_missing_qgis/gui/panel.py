@@ -32,6 +32,7 @@ from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
 from ..core.raster_io import RasterHeader
 from ..map_layers import style_layer
+from .diagnostics import copy_diagnostics
 
 IGNORE = "ignore"
 MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, IGNORE)
@@ -46,7 +47,7 @@ class PredictionTask(QgsTask):
     """Runs a prediction off the GUI thread; cancel stops it within one batch."""
 
     def __init__(self, request: PredictionRequest, description: str):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.request = request
         self.result = None
         self.error = ""
@@ -67,7 +68,7 @@ class PredictionTask(QgsTask):
 class EoMissingPanel(QDockWidget):
     """The panel; ``finished`` carries the message shown in the message bar (for tests too)."""
 
-    finished = pyqtSignal(str, int)  # message, Qgis.MessageLevel
+    finished = pyqtSignal(str, object)  # message, Qgis.MessageLevel (an enum, not an int, on Qt6)
 
     def __init__(self, iface=None, parent=None, models_dir: Path | None = None):
         super().__init__(tr("EO missing modalities"), parent)
@@ -90,15 +91,19 @@ class EoMissingPanel(QDockWidget):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
         self.choice = QLabel()
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
+        self.install_button = QPushButton(tr("Install dependencies…"))
+        self.install_button.clicked.connect(self.show_install_dialog)
+        layout.addWidget(self.install_button)
+        self.install_dialog = None
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
         self.output_dir = QgsFileWidget()
-        self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir.setFilePath(tempfile.gettempdir())
         row.addWidget(self.output_dir)
         layout.addLayout(row)
@@ -112,10 +117,15 @@ class EoMissingPanel(QDockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        self.diagnostics_button = QPushButton(tr("Copy diagnostics"))
+        self.diagnostics_button.setToolTip(tr("Copy QGIS, Python, package versions and the execution "
+                                              "provider of the last run, to paste into a bug report."))
+        layout.addWidget(self.diagnostics_button)
         self.setWidget(body)
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.diagnostics_button.clicked.connect(self.copy_diagnostics)
         self.task_combo.currentIndexChanged.connect(self.update_choice)
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
@@ -135,8 +145,8 @@ class EoMissingPanel(QDockWidget):
         for row, layer in enumerate(layers):
             guess = recognise_layer(layer.source(), layer.name(), self.headers)
             item = QTableWidgetItem(layer.name())
-            item.setData(Qt.UserRole, layer.id())
-            item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_LAYER, item)
             combo = QComboBox()
             combo.addItems(MODALITY_CHOICES)
@@ -147,7 +157,7 @@ class EoMissingPanel(QDockWidget):
             detail = QTableWidgetItem(guess.reason)
             detail.setToolTip(guess.reason)
             item.setToolTip(layer.source())
-            detail.setFlags(detail.flags() & ~Qt.ItemIsEditable)
+            detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
         self.update_choice()
 
@@ -161,13 +171,14 @@ class EoMissingPanel(QDockWidget):
         project = QgsProject.instance()
         for row in range(self.table.rowCount()):
             modality = self.table.cellWidget(row, COL_MODALITY).currentText()
-            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.UserRole))
+            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.ItemDataRole.UserRole))
             if layer is not None and modality != IGNORE:
                 by_modality.setdefault(modality, []).append(layer)
         return by_modality
 
     def update_choice(self, *_args) -> None:
         missing = missing_packages()
+        self.install_button.setVisible(bool(missing))
         if missing:
             self.choice.setText(install_hint(missing))
             self.run_button.setEnabled(False)
@@ -189,6 +200,14 @@ class EoMissingPanel(QDockWidget):
         if model.file not in self.cards:
             self.cards[model.file] = read_card(model.file)
         return self.cards[model.file]
+
+    def show_install_dialog(self) -> None:
+        from .install_dialog import show_install_dialog
+
+        dialog = show_install_dialog(self.iface.mainWindow() if self.iface else self)
+        if dialog is not self.install_dialog:  # connect once, also when the dialog is reopened
+            dialog.done.connect(self.update_choice)
+            self.install_dialog = dialog
 
     # -- running --------------------------------------------------------------------------------
     def request(self, model) -> PredictionRequest:
@@ -234,21 +253,27 @@ class EoMissingPanel(QDockWidget):
                 style_layer(layer, card, kind)
                 QgsProject.instance().addMapLayer(layer)
         self.progress.setValue(100)
-        self.report(tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider),
-                    Qgis.Success)
+        message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
+        if task.result.provider_note:
+            message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
+        self.report(message, Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()
         self.progress.setValue(0)
         if task.error:
-            self.report(task.error, Qgis.Critical)
+            self.report(task.error, Qgis.MessageLevel.Critical)
         else:
-            self.report(tr("Prediction cancelled; nothing was written."), Qgis.Info)
+            self.report(tr("Prediction cancelled; nothing was written."), Qgis.MessageLevel.Info)
 
-    def report(self, message: str, level: int) -> None:
+    def copy_diagnostics(self) -> None:
+        copy_diagnostics()
+        self.report(tr("Diagnostics copied to the clipboard."), Qgis.MessageLevel.Info)
+
+    def report(self, message: str, level: Qgis.MessageLevel) -> None:
         if self.iface is not None:
             self.iface.messageBar().pushMessage(tr("EO missing modalities"), message, level=level)
-        self.finished.emit(message, int(level))
+        self.finished.emit(message, level)
 
     def teardown(self) -> None:
         """Disconnect from the project and stop a running task (the plugin is unloading)."""

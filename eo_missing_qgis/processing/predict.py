@@ -66,7 +66,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.MODEL, self.tr("Custom ONNX model"), extension="onnx", optional=True))
         for key, label in ((self.S1, "Sentinel-1 layers"), (self.S2, "Sentinel-2 layers")):
             self.addParameter(QgsProcessingParameterMultipleLayers(
-                key, self.tr(label), QgsProcessing.TypeRaster, optional=True))
+                key, self.tr(label), QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.DEM, self.tr("DEM (optional)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
@@ -74,7 +74,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             options=[self.tr(label) for label in TIME_LAYOUT_LABELS.values()], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
-            QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
             defaultValue=0))
@@ -83,18 +83,18 @@ class PredictAlgorithm(EoMissingAlgorithm):
             defaultValue=0))
         advanced = [
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
-                                         QgsProcessingParameterNumber.Integer, 512, minValue=16),
+                                         QgsProcessingParameterNumber.Type.Integer, 512, minValue=16),
             QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
-                                         QgsProcessingParameterNumber.Integer, 256, minValue=8),
+                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=8),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
                                        options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
             QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
-                                         QgsProcessingParameterNumber.Integer, 0, minValue=0),
+                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
             QgsProcessingParameterBoolean(self.PROBABILITIES, self.tr("Also write class probabilities"),
                                           defaultValue=False),
         ]
         for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Prediction")))
         self.addParameter(QgsProcessingParameterRasterDestination(

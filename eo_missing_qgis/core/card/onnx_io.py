@@ -94,9 +94,10 @@ def embed_card(model, card: ModelCard) -> None:
 
 
 def deepness_metadata(card: ModelCard) -> dict[str, str]:
-    """The keys the Deepness plugin reads, so the file is also legible there."""
+    """The keys the Deepness plugin reads, so the file is also legible there. Deepness reads
+    every value with ``json.loads``, so the model type is a JSON string (``"Segmentor"``)."""
     out = {
-        "model_type": "Segmentor" if card.task == Task.CLASSIFICATION else "Regressor",
+        "model_type": json.dumps("Segmentor" if card.task == Task.CLASSIFICATION else "Regressor"),
         "tile_size": str(card.tile_size),
         "standardization_mean": json.dumps(
             [m for _ in range(card.time.steps) for i in card.inputs for m in i.mean]
