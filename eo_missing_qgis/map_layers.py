@@ -16,10 +16,9 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 
-from .core.model_card import ModelCard
+from .core.card import ModelCard
+from .core.definitions import LAYER_MODEL_PROPERTY, LAYER_MODEL_VERSION_PROPERTY, OutputKind, Task
 
-#: Output kinds the engine writes, in the order they are added to the map.
-KINDS = ("prediction", "confidence", "probabilities")
 _MOISTURE = ("#a50026", "#f46d43", "#fee08b", "#a6d96a", "#1a9850")  # dry (red) -> moist (green)
 _CONFIDENCE = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # viridis stops
 
@@ -28,10 +27,11 @@ def tr(text: str) -> str:
     return QCoreApplication.translate("EoMissingLayers", text)
 
 
-def layer_name(card: ModelCard, kind: str) -> str:
+def layer_name(card: ModelCard, kind: OutputKind) -> str:
     """E.g. 'Crop type [S2] classes (crop_type_s2)': task, modality and model in one glance."""
-    what = {"prediction": tr("classes") if card.task == "classification" else card.output.unit,
-            "confidence": tr("confidence"), "probabilities": tr("class probabilities")}[kind]
+    what = {OutputKind.PREDICTION: tr("classes") if card.task == Task.CLASSIFICATION else card.output.unit,
+            OutputKind.CONFIDENCE: tr("confidence"),
+            OutputKind.PROBABILITIES: tr("class probabilities")}[kind]
     return f"{output_title(card)} [{' + '.join(card.modalities)}] {what} ({card.name})"
 
 
@@ -53,7 +53,7 @@ def _pseudocolor(layer: QgsRasterLayer, lo: float, hi: float, colors: tuple[str,
     for i in range(n):
         value = lo + (hi - lo) * i / (n - 1)
         items.append(QgsColorRampShader.ColorRampItem(value, ramp.color(i / (n - 1)), f"{value:.3g}{suffix}"))
-    shader = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Interpolated)
+    shader = QgsColorRampShader(lo, hi, ramp, QgsColorRampShader.Type.Interpolated)
     shader.setColorRampItemList(items)
     legend = QgsColorRampLegendNodeSettings()
     legend.setSuffix(suffix)
@@ -66,13 +66,13 @@ def _pseudocolor(layer: QgsRasterLayer, lo: float, hi: float, colors: tuple[str,
     layer.setRenderer(renderer)
 
 
-def style_layer(layer: QgsRasterLayer, card: ModelCard, kind: str) -> None:
+def style_layer(layer: QgsRasterLayer, card: ModelCard, kind: OutputKind) -> None:
     """Renderer, legend, name and metadata of an output layer, all taken from the card."""
-    if kind == "prediction" and card.task == "classification":
+    if kind == OutputKind.PREDICTION and card.task == Task.CLASSIFICATION:
         classes = [QgsPalettedRasterRenderer.Class(c.id, QColor(c.color), c.name)
                    for c in card.output.classes]
         layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
-    elif kind == "prediction":
+    elif kind == OutputKind.PREDICTION:
         lo, hi = card.output.range
         _pseudocolor(layer, lo, hi, _MOISTURE, card.output.unit)
     else:  # confidence and per-class probabilities are 0-1
@@ -92,14 +92,14 @@ def record_model(layer: QgsRasterLayer, card: ModelCard) -> None:
                                      " + ".join(card.modalities)))
     meta.setKeywords({"eo_missing_qgis": [card.name, p.version, p.method, *card.modalities]})
     layer.setMetadata(meta)
-    layer.setCustomProperty("eo_missing_qgis/model", card.name)
-    layer.setCustomProperty("eo_missing_qgis/model_version", p.version)
+    layer.setCustomProperty(LAYER_MODEL_PROPERTY, card.name)
+    layer.setCustomProperty(LAYER_MODEL_VERSION_PROPERTY, p.version)
 
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     """Styles a Processing output when QGIS loads it into the project after the algorithm ran."""
 
-    def __init__(self, card: ModelCard, kind: str):
+    def __init__(self, card: ModelCard, kind: OutputKind):
         super().__init__()
         self.card, self.kind = card, kind
 

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eo_missing_qgis.core.model_card import card_from_dict, embed_card  # noqa: E402
+from eo_missing_qgis.core.card import card_from_dict, embed_card  # noqa: E402
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx  # noqa: E402
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
@@ -127,8 +127,8 @@ def bare_ort(session, data_dir: Path, memory_mb: float, seconds: float = 5.0) ->
     """Pixels/s of ``session.run`` alone on the cube's standardised pixels, same batch size."""
     import rasterio
 
-    from eo_missing_qgis.core.engine import RunOptions, batch_size_for
     from eo_missing_qgis.core.preprocessing import prepare
+    from eo_missing_qgis.core.tiling import batch_size_for
     from eo_missing_qgis.core.units import preset
 
     spec = session.card.inputs[0]
@@ -139,7 +139,7 @@ def bare_ort(session, data_dir: Path, memory_mb: float, seconds: float = 5.0) ->
     raw = np.stack(raw, axis=-1).reshape(12, -1, 9).transpose(1, 0, 2)
     enc = [preset("reflectance", "reflectance x 10000 (L2A DN)")] * 9
     x, _ = prepare(raw, enc, spec)
-    batch = batch_size_for(session.card, RunOptions(memory_mb=memory_mb))
+    batch = batch_size_for(session.card, memory_mb)
     x = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
     start, done = time.perf_counter(), 0
     while done < 3 * batch or time.perf_counter() - start < seconds:

@@ -10,15 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from eo_missing_qgis.core.definitions import BANDS, Modality  # noqa: E402
 from eo_missing_qgis.core.model_index import load_index, tasks  # noqa: E402
 from scripts.qgis_process_env import qgis_process_env  # noqa: E402
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
 VARIABLES = {
-    "S1": ("S1-SIGMA0-VV", "S1-SIGMA0-VH"),
-    "S2": tuple(f"S2-L2A-{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")),
+    Modality.S1: tuple(f"S1-SIGMA0-{b}" for b in BANDS[Modality.S1]),
+    Modality.S2: tuple(f"S2-L2A-{b}" for b in BANDS[Modality.S2]),
 }
-COMBOS = {"s1": ("S1",), "s2": ("S2",), "s1_s2": ("S1", "S2")}
+COMBOS = {"s1": (Modality.S1,), "s2": (Modality.S2,), "s1_s2": (Modality.S1, Modality.S2)}
 
 
 def run_case(env: dict, title: str, modalities: tuple[str, ...], cube: Path, stem: Path) -> dict:

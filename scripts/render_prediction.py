@@ -31,7 +31,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QFont
 
-from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.map_layers import output_title, style_layer
 
 PANEL_W, MAP_H, LEGEND_ROW = 90.0, 90.0, 6.5  # mm

@@ -10,7 +10,6 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from eo_missing_qgis.core.engine import CancelToken
 from tests.tiny_models import S1_BANDS, S2_BANDS
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
@@ -52,16 +51,12 @@ def s2_stack(data_dir: Path) -> np.ndarray:
     return np.stack([read_variable(data_dir, S2_VARS[b])[0] for b in S2_BANDS], axis=1)
 
 
-class CancelAfter(CancelToken):
-    """A real token the test cancels after ``n`` checks, i.e. in the middle of a run."""
+class CancelAfter:
+    """A cancel callable that says "cancel" from its ``n``-th check on, i.e. in the middle of a run."""
 
     def __init__(self, n: int):
-        super().__init__()
         self.n, self.checks = n, 0
 
-    @property
-    def cancelled(self) -> bool:
+    def __call__(self) -> bool:
         self.checks += 1
-        if self.checks >= self.n:
-            self.cancel()
-        return super().cancelled
+        return self.checks >= self.n

@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 from processing import run as processing_run
 
-from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
 from tests.tolerances import REGRESSION_METRIC_RTOL, STATS_RTOL, classification_metric_range
 from training.datasets import load_dataset
-from training.engine import metrics, prepare
 from training.export import onnx_predict
+from training.run import metrics, split_data
 
 EXPECTED = {f"{t}_{m}.onnx" for t in ("lfmc", "crop_type") for m in ("s1", "s2", "s1_s2")}
 ENTRIES = json.loads((MODELS_DIR / "index.json").read_text())["models"]
@@ -38,7 +38,7 @@ def prepared(data_dir):
 
     def get(dataset: str, seed: int):
         if (dataset, seed) not in cache:
-            cache[dataset, seed] = prepare(load_dataset(dataset, data_dir), seed)
+            cache[dataset, seed] = split_data(load_dataset(dataset, data_dir), seed)
         return cache[dataset, seed]
 
     return get

@@ -18,9 +18,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, reproject
 
+from eo_missing_qgis.core.card import ModelCardError, card_from_dict, embed_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import InputError, ModelError, OutputError
-from eo_missing_qgis.core.model_card import ModelCardError, card_from_dict, embed_card
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, S1_VARS, S2_VARS, cube_path, s2_stack, variable, write_tif
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx

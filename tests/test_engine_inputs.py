@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eo_missing_qgis.core.card import card_from_dict
 from eo_missing_qgis.core.errors import InputError
-from eo_missing_qgis.core.model_card import card_from_dict
-from eo_missing_qgis.core.raster_inputs import (
-    RasterInput,
-    identify,
-    match_inputs,
-    normalise_band,
-    recognise,
-)
+from eo_missing_qgis.core.preprocessing import decode
+from eo_missing_qgis.core.raster_inputs import match_inputs
+from eo_missing_qgis.core.raster_io import read_header
+from eo_missing_qgis.core.recognition import RasterInput, identify, normalise_band, recognise
 from eo_missing_qgis.core.units import Encoding, preset
 from tests.engine_data import S1_VARS, S2_VARS, cube_path, s2_stack, variable, write_tif
 from tests.tiny_models import S2_BANDS, card_dict
@@ -39,23 +36,29 @@ def test_normalise_band():
     assert normalise_band("DEM", "Elevation") == "elevation"
 
 
+def recognised(layer: str | RasterInput):
+    """Recognise a layer (a path, or a RasterInput saying more) from its header."""
+    layer = layer if isinstance(layer, RasterInput) else RasterInput(layer)
+    return recognise(layer, read_header(layer.path))
+
+
 def test_recognise_netcdf_variables(data_dir):
-    rec = recognise(variable(data_dir, "S1-SIGMA0-VV"))
+    rec = recognised(variable(data_dir, "S1-SIGMA0-VV"))
     assert (rec.modality, rec.band, rec.layout, rec.count) == ("S1", "VV", "band_per_layer", 12)
     assert "S1-SIGMA0-VV" in rec.reason
-    assert recognise(RasterInput(variable(data_dir, "S2-L2A-B12"))).band == "B12"
+    assert recognised(RasterInput(variable(data_dir, "S2-L2A-B12"))).band == "B12"
 
 
 def test_recognise_layer_name_and_descriptions(tmp_path):
     plain = write_tif(tmp_path / "layer.tif", np.ones((12, 4, 4), np.uint16))
-    assert recognise(RasterInput(plain, name="Sentinel-2 B04 2021")).band == "B04"
-    assert recognise(plain).modality is None
+    assert recognised(RasterInput(plain, name="Sentinel-2 B04 2021")).band == "B04"
+    assert recognised(plain).modality is None
     dated = write_tif(tmp_path / "date.tif", np.ones((9, 4, 4), np.uint16), descriptions=S2_BANDS)
-    rec = recognise(dated)
+    rec = recognised(dated)
     assert (rec.modality, rec.layout, rec.bands) == ("S2", "date_per_layer", tuple(S2_BANDS))
     stacked = write_tif(tmp_path / "stack.tif", np.ones((18, 4, 4), np.uint16),
                         descriptions=[f"{b}_t{t}" for t in range(9) for b in ("VV", "VH")])
-    rec = recognise(stacked)
+    rec = recognised(stacked)
     assert (rec.modality, rec.layout, rec.bands) == ("S1", "stacked", ("VV", "VH"))
 
 
@@ -118,9 +121,9 @@ def test_decoding_integers_and_floats_agree_and_leaves_input_alone():
     dn = np.array([[1, 1000, 65535], [0, 20000, 30000]], dtype=np.uint16)
     as_float = dn.astype(np.float32)
     copy = as_float.copy()
-    np.testing.assert_array_equal(enc.to_physical(dn), enc.to_physical(as_float))
+    np.testing.assert_array_equal(decode(dn, enc), decode(as_float, enc))
     np.testing.assert_array_equal(as_float, copy)
     l2a = preset("reflectance", "reflectance x 10000 (L2A DN)")
-    refl = l2a.to_physical(np.array([0, 2500, 65535], np.uint16))
+    refl = decode(np.array([0, 2500, 65535], np.uint16), l2a)
     np.testing.assert_allclose(refl[:2], [0.0, 0.25])
     assert np.isnan(refl[2])

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from eo_missing_qgis.core.blending import OverlapBlend
+from eo_missing_qgis.core.card import ModelCard, ModelCardError, card_from_dict, embed_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import Cancelled, ModelError
-from eo_missing_qgis.core.model_card import ModelCard, ModelCardError, card_from_dict, embed_card
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.session import open_session
 from eo_missing_qgis.core.tiling import halo_tiles

@@ -13,7 +13,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import Qt
 
-from eo_missing_qgis.core.model_card import card_from_dict
+from eo_missing_qgis.core.card import card_from_dict
 from eo_missing_qgis.map_layers import layer_name, style_layer
 
 from .tiny_models import card_dict
@@ -34,7 +34,7 @@ def _geotiff(path, array, gdal_type) -> QgsRasterLayer:
 
 def _legend_labels(layer) -> list[str]:
     node = QgsLayerTreeLayer(layer)
-    return [n.data(Qt.DisplayRole) for n in layer.legend().createLayerTreeModelLegendNodes(node)]
+    return [n.data(Qt.ItemDataRole.DisplayRole) for n in layer.legend().createLayerTreeModelLegendNodes(node)]
 
 
 def test_class_raster_gets_card_classes(qgis_app, tmp_path):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
+import onnxruntime
 import pytest
 from qgis.core import Qgis, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtWidgets import QApplication
 
+from eo_missing_qgis.core.definitions import BANDS, Modality
 from eo_missing_qgis.gui.panel import COL_DETAIL, COL_MODALITY, EoMissingPanel
 
 from .qgis_interface import TestInterface
 from .tiny_models import card_dict, tiny_onnx
 
-S2_VARS = [f"S2-L2A-{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")]
+S2_VARS = [f"S2-L2A-{b}" for b in BANDS[Modality.S2]]
 S1_VARS = ["S1-SIGMA0-VV", "S1-SIGMA0-VH"]
 
 
@@ -81,8 +84,11 @@ def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Success, message
+    assert level == Qgis.MessageLevel.Success, message
     assert "done in" in message and "ExecutionProvider" in message
+    if onnxruntime.get_device() == "CPU":  # a CPU build says why the GPU is not used, with the fix
+        assert "GPU not used: no GPU provider in this onnxruntime" in message
+        assert "install onnxruntime-gpu" in message
     added = [lyr for lyr in project.mapLayers().values() if lyr.customProperty("eo_missing_qgis/model")]
     assert len(added) == 2
     classes = [lyr for lyr in added if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
@@ -105,7 +111,7 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path
     with qtbot.waitSignal(panel.finished, timeout=60_000) as signal:
         panel.run_button.click()
     message, level = signal.args
-    assert level == Qgis.Critical
+    assert level == Qgis.MessageLevel.Critical
     assert "not_a_folder" in message and "Traceback" not in message
     assert blocker.read_text().startswith("a file")  # nothing written over it
 
@@ -122,7 +128,7 @@ def test_cancel_stops_the_run_and_leaves_nothing(panel, project, data_dir, qtbot
         assert panel.cancel_button.isEnabled()
         panel.cancel_button.click()
     message, level = signal.args
-    assert level == Qgis.Info and "cancelled" in message
+    assert level == Qgis.MessageLevel.Info and "cancelled" in message
     assert list((tmp_path / "out").iterdir()) == []
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 
@@ -132,3 +138,39 @@ def test_unreadable_layer_is_listed_as_not_recognised(panel, project, tmp_path):
 
     guess = recognise_layer(str(tmp_path / "gone.tif"), "gone")
     assert guess.modality is None and "gone.tif" in guess.reason
+
+
+def test_combo_changes_and_run_reuse_headers_and_card(panel, project, data_dir, qtbot, monkeypatch):
+    """Recognising the layers reads each header once; changing a modality and running reads no
+    header again, and the card once per model (the run's session carries it)."""
+    from .test_one_route import Opens
+
+    opens = Opens(monkeypatch)
+    layers = add_cube_layers(project, data_dir, S2_VARS + S1_VARS)
+    for layer in layers:
+        assert opens.of(layer.source()) == {"header": 1}, layer.source()
+    assert len(opens.cards) == 1  # the S1 + S2 model, checked against the layers
+    for row, modality in enumerate(_modalities(panel)):  # S1 -> ignore: the S2 model is chosen
+        if modality == "S1":
+            panel.table.cellWidget(row, COL_MODALITY).setCurrentText("ignore")
+    assert "Crop type from S2" in panel.choice.text()
+    assert sum(opens.cards.values()) == 2  # the S2 model's card, read for the first time
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+    assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
+    assert sum(opens.cards.values()) == 3  # once more by the run itself, styling reuses it
+    for layer in layers:
+        expected = {"header": 1, "pixels": 1} if "S2-L2A" in layer.source() else {"header": 1}
+        assert opens.of(layer.source()) == expected, layer.source()
+
+
+def test_copy_diagnostics_button_fills_the_clipboard(panel, qtbot):
+    QApplication.clipboard().clear()
+    with qtbot.waitSignal(panel.finished, timeout=10_000) as signal:
+        panel.diagnostics_button.click()
+    assert signal.args == ["Diagnostics copied to the clipboard.", int(Qgis.MessageLevel.Info)]
+    text = QApplication.clipboard().text()
+    assert f"== QGIS ==\nversion: {Qgis.version()} (Qt " in text
+    for section in ("== Python ==", "== numpy ==", "== onnxruntime ==", "== rasterio ==",
+                    "== GDAL (osgeo) ==", "== Execution provider of the last model =="):
+        assert section in text

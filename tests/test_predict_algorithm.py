@@ -16,9 +16,11 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
+from eo_missing_qgis.core.definitions import BANDS, Modality
+
 from .tiny_models import card_dict, tiny_onnx
 
-S2_VARS = [f"S2-L2A-{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")]
+S2_VARS = [f"S2-L2A-{b}" for b in BANDS[Modality.S2]]
 S1_VARS = ["S1-SIGMA0-VV", "S1-SIGMA0-VH"]
 
 

@@ -10,9 +10,9 @@ import pytest
 import rasterio
 
 from eo_missing_qgis.core import cli
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import InputError
-from eo_missing_qgis.core.model_card import read_card
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, S1_VARS, S2_VARS, cube_path, read_variable
 from tests.test_engine_spatial import spatial_card, spatial_onnx

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS
 from eo_missing_qgis.core.preprocessing import standardize
 from eo_missing_qgis.core.units import implausible_fraction
 from training.datasets import load_dataset
 from training.datasets.crop_type import CLASSES, ewoc_class
-from training.datasets.modalities import BANDS, UNITS
-from training.engine import prepare
+from training.run import split_data
 
 
 @pytest.fixture(scope="module", params=["lfmc", "algae", "crop_type"])
@@ -23,7 +23,7 @@ def test_every_band_is_in_its_physical_unit(dataset):
     for modality, bands in BANDS.items():
         values = dataset.physical[modality]
         assert values.shape == (*expected, len(bands))
-        for c, unit in enumerate(UNITS[modality]):
+        for c, unit in enumerate(BAND_UNITS[modality]):
             assert implausible_fraction(values[..., c], unit) < 0.01, (modality, bands[c])
     s2 = np.nanmedian(dataset.physical["S2"], axis=(0, 1))
     assert np.all((s2 > 0.01) & (s2 < 0.5))  # reflectance 0-1, not x10000
@@ -41,7 +41,7 @@ def test_splits_are_disjoint_seeded_and_keep_the_test_fixed(dataset):
 
 
 def test_statistics_come_from_the_training_split_and_inputs_use_core_standardize(dataset):
-    prep = prepare(dataset, seed=0)
+    prep = split_data(dataset, seed=0)
     train = dataset.physical["S2"][prep.splits["train"]]
     assert np.allclose(prep.specs["S2"].mean, np.nanmean(train, axis=(0, 1)), rtol=1e-5)
     test_all = dataset.physical["S2"][prep.splits["test"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -9,13 +10,23 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from eo_missing_qgis.core.model_card import read_card
+from eo_missing_qgis.core.card import read_card
+from eo_missing_qgis.core.definitions import MODALITIES
+from eo_missing_qgis.core.model_index import MODELS_DIR
 from training.config import dataset_method_config
 from training.datasets import load_dataset
-from training.datasets.modalities import MODALITIES
-from training.engine import evaluate, fit, prepare
-from training.export import ExportError, export_run, onnx_predict, to_onnx
+from training.export import (
+    IR_VERSION,
+    OPSET,
+    ExportError,
+    as_ir,
+    export_run,
+    onnx_predict,
+    stac_item,
+    to_onnx,
+)
 from training.models import Predictor
+from training.run import evaluate, fit, split_data
 
 TINY = ["net.filters=8", "max_epochs=1"]
 
@@ -24,7 +35,7 @@ TINY = ["net.filters=8", "max_epochs=1"]
 def setups(data_dir):
     out = {}
     for name in ("lfmc", "crop_type"):
-        prep = prepare(load_dataset(name, data_dir), seed=0)
+        prep = split_data(load_dataset(name, data_dir), seed=0)
         teacher, _ = fit(dataset_method_config(name, "teacher", TINY), prep)
         out[name] = (prep, teacher)
     return out
@@ -62,7 +73,10 @@ def test_every_method_exports_a_faithful_graph_with_its_card(setups, tmp_path, d
     _, card, diff, prep = _train_and_export(setups, dataset, method, modalities, path)
     assert diff <= 1e-4
     model = onnx.load(str(path))
-    assert model.opset_import[0].version >= 17
+    assert model.opset_import[0].version == OPSET and model.ir_version == IR_VERSION == 9  # ORT >= 1.15
+    assert not any(n.metadata_props for n in model.graph.node)  # no torch stack traces (an IR 10 field)
+    item = json.loads(path.with_suffix(".stac.json").read_text())
+    assert item == json.loads(json.dumps(stac_item(card, "m.onnx")))
     assert [i.name for i in model.graph.input] == [m.lower() for m in modalities]
     assert read_card(path) == card
     assert card.provenance.method == method and card.provenance.commit
@@ -98,3 +112,10 @@ def test_export_is_deterministic(setups, tmp_path):
         _, card, _, prep = _train_and_export(setups, "crop_type", "single", ["S2"], path)
         outputs.append(onnx_predict(path, card, prep.arrays["test"]))
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-6)
+
+
+def test_a_graph_needing_ir10_is_not_stamped_ir9():
+    model = onnx.load(str(MODELS_DIR / "lfmc_s1.onnx"))
+    model.graph.initializer[0].data_type = onnx.TensorProto.INT4
+    with pytest.raises(ExportError, match="IR 10 features"):
+        as_ir(model)

@@ -9,9 +9,9 @@ import pytest
 
 from training.config import dataset_method_config
 from training.datasets import load_dataset
-from training.engine import fit, prepare
 from training.methods import METHODS
 from training.methods.mdico import MDiCoModule
+from training.run import fit, split_data
 
 SMALL = ["net.filters=16", "max_epochs=4", "patience=10", "lr=0.003"]
 
@@ -26,7 +26,7 @@ class LossHistory(L.Callback):
 
 @pytest.fixture(scope="module")
 def prepared(data_dir):
-    return {name: prepare(load_dataset(name, data_dir), seed=0) for name in ("lfmc", "crop_type")}
+    return {name: split_data(load_dataset(name, data_dir), seed=0) for name in ("lfmc", "crop_type")}
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eo_missing_qgis.core.model_card import ModelCard, card_from_dict, embed_card
+from eo_missing_qgis.core.card import ModelCard, card_from_dict, embed_card
+from eo_missing_qgis.core.definitions import BANDS, Modality
 
-S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12"]
-S1_BANDS = ["VV", "VH"]
+S2_BANDS = list(BANDS[Modality.S2])
+S1_BANDS = list(BANDS[Modality.S1])
 
 
 def input_dict(modality: str) -> dict:

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eo_missing_qgis.core.definitions import MODALITIES, Modality, Task
+
 from .config import dataset_method_config
 from .datasets import load_dataset
-from .engine import Prepared, evaluate, fit, predict, prepare
 from .methods import GUIDED
-from .rf import evaluate_rf, fit_rf
+from .methods.rf import evaluate_rf, fit_rf
+from .run import SplitData, evaluate, fit, predict, split_data
 
 STUDENTS = ("single", *GUIDED)
-INFERENCE = ("S1", "S2")
-HEADLINE = {"regression": ("rmse", "r2"), "classification": ("macro_f1", "accuracy")}
+INFERENCE = (Modality.S1, Modality.S2)
 
 
 def _record(dataset, method, modality, seed, val, test, seconds, pred=None) -> dict:
@@ -53,8 +54,8 @@ def run_seed(
     warnings.filterwarnings("ignore", module="lightning")
     data = load_dataset(dataset, data_dir)
     rows = []
-    regression = data.info.task == "regression"
-    prep = prepare(data, seed)
+    regression = data.info.task == Task.REGRESSION
+    prep = split_data(data, seed)
     t0 = time.perf_counter()
     cfg = replace(dataset_method_config(dataset, "teacher", overrides), seed=seed)
     teacher, _ = fit(cfg, prep)
@@ -96,11 +97,11 @@ def run_seed(
                 f"({rows[-1]['seconds']:.0f} s)"
             )
         rows.append(_rf_row(dataset, prep, [modality], modality, seed, regression))
-    rows.append(_rf_row(dataset, prep, ["S1", "S2", "weather", "DEM"], "all", seed, regression))
+    rows.append(_rf_row(dataset, prep, list(MODALITIES), "all", seed, regression))
     return rows
 
 
-def _rf_row(dataset: str, prep: Prepared, modalities, label: str, seed: int, regression: bool) -> dict:
+def _rf_row(dataset: str, prep: SplitData, modalities, label: str, seed: int, regression: bool) -> dict:
     t0 = time.perf_counter()
     model = fit_rf(prep, modalities, seed, jobs=1)
     test, pred = evaluate_rf(model, prep, modalities, "test")
@@ -165,7 +166,7 @@ def markdown(rows: list[dict], seeds: int, command: str, seconds: float) -> str:
             if method not in by_method:
                 continue
             cells = []
-            for mod in ("S1", "S2", "all"):
+            for mod in (*INFERENCE, "all"):
                 c = by_method[method].get(mod)
                 cells.append(
                     f"{c[m1][0]:.3f} ± {c[m1][1]:.3f} / {c[m2][0]:.3f} ± {c[m2][1]:.3f}" if c else ""

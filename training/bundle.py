@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .config import dataset_method_config, read_yaml
 from .datasets import load_dataset
-from .engine import evaluate, fit, prepare
 from .export import export_run
+from .run import evaluate, fit, split_data
 
 TASK_DATASETS = {"lfmc": "lfmc", "crop_type": "crop_type"}
 
@@ -31,7 +31,7 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
     index = []
     for task, entries in spec["tasks"].items():
         dataset = TASK_DATASETS[task]
-        prep = prepare(load_dataset(dataset, data_dir), seed)
+        prep = split_data(load_dataset(dataset, data_dir), seed)
         teacher_state = None
         for entry in entries:
             cfg = replace(

@@ -24,9 +24,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from eo_missing_qgis.core.definitions import MODALITIES
+
 from .config import CONFIG_DIR, load_config
 from .datasets import LOADERS, load_dataset
-from .engine import evaluate, fit, load_run, prepare, save_run
+from .run import evaluate, fit, load_run, save_run, split_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,10 +53,10 @@ def _trainer_args(pairs: list[str]) -> dict:
 def cmd_fit(args) -> None:
     cfg = load_config(args.config, args.set)
     data = load_dataset(cfg.dataset, _data_dir(args.data_dir))
-    prep = prepare(data, cfg.seed, cfg.val_fraction)
+    prep = split_data(data, cfg.seed, cfg.val_fraction)
     out = Path(args.out)
     if cfg.method == "rf":
-        from .rf import evaluate_rf, fit_rf
+        from .methods.rf import evaluate_rf, fit_rf
 
         model = fit_rf(prep, cfg.modalities, cfg.seed)
         scores = {s: evaluate_rf(model, prep, cfg.modalities, s)[0] for s in ("val", "test")}
@@ -67,7 +69,7 @@ def cmd_fit(args) -> None:
             teacher, _ = load_run(Path(args.teacher))
         else:
             print(f"training the teacher first (seed {cfg.seed}) into {out / 'teacher'}")
-            t_cfg = replace(cfg, method="teacher", method_args={}, modalities=["S1", "S2", "weather", "DEM"])
+            t_cfg = replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES))
             teacher, t_trainer = fit(t_cfg, prep, progress=True, root=out / "teacher", **trainer_args)
             save_run(out / "teacher", teacher, t_trainer, t_cfg, prep, _scores(teacher, prep))
         teacher_state = teacher.model.state_dict()
@@ -86,7 +88,8 @@ def _run_and_data(args):
     """A saved run and its dataset, split as in training (same seed and validation fraction)."""
     module, run = load_run(Path(args.run))
     cfg = run["config"]
-    prep = prepare(load_dataset(cfg["dataset"], _data_dir(args.data_dir)), cfg["seed"], cfg["val_fraction"])
+    data = load_dataset(cfg["dataset"], _data_dir(args.data_dir))
+    prep = split_data(data, cfg["seed"], cfg["val_fraction"])
     return module, run, prep
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .engine import RunConfig
+from .run import RunConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -9,6 +9,7 @@ already standardised by :func:`eo_missing_qgis.core.preprocessing.standardize`; 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess  # nosec B404 - only `git rev-parse HEAD`
 from pathlib import Path
 
@@ -18,14 +19,29 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from eo_missing_qgis.core.model_card import ModelCard, OutputSpec, Provenance, TimeSpec, embed_card
+from eo_missing_qgis.core.card import (
+    ModelCard,
+    OutputSpec,
+    Provenance,
+    TimeSpec,
+    embed_card,
+    read_card,
+)
 
 from . import __version__
 from .datasets import TaskInfo
-from .engine import Prepared, specs_from_dict
 from .models import Predictor
+from .run import SplitData, specs_from_dict
 
 OPSET = 18
+#: ONNX IR version written. torch writes IR 10, which onnxruntime < 1.18 refuses; nothing in these
+#: graphs needs 10 (no 4-bit types, no function overloads), and IR 9 is read from onnxruntime 1.15 on
+#: (eo_missing_qgis.core.runtime_version).
+IR_VERSION = 9
+#: Tensor element types after FLOAT8E5M2FNUZ (20) are INT4/UINT4 (IR 10) and newer.
+_LAST_IR9_TYPE = 20
+#: The MLM extension version the STAC Items follow (the one pystac's MLM extension writes).
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 ATOL = 1e-4
 METHOD_TITLES = {
     "single": "baseline",
@@ -66,6 +82,8 @@ def git_commit() -> str:
 
 
 def _stac_mlm(card: ModelCard) -> dict:
+    """The card as STAC-MLM fields. The maps are per pixel, so a classifier is a semantic
+    segmentation; the graph already outputs probabilities, so there is no post-processing."""
     o = card.output
     inputs = [
         {
@@ -85,7 +103,7 @@ def _stac_mlm(card: ModelCard) -> dict:
     if card.task == "classification":
         output = {
             "name": o.tensor,
-            "tasks": ["classification"],
+            "tasks": ["semantic-segmentation"],
             "result": {
                 "shape": [-1, len(o.classes)],
                 "dim_order": ["batch", "class"],
@@ -94,7 +112,8 @@ def _stac_mlm(card: ModelCard) -> dict:
             "classification:classes": [
                 {"value": c.id, "name": c.name, "color_hint": c.color[1:]} for c in o.classes
             ],
-            "post_processing_function": {"format": "documentation", "expression": "softmax"},
+            "description": "class probabilities (the graph applies softmax); the class map is their argmax",
+            "post_processing_function": None,
         }
     else:
         output = {
@@ -102,17 +121,97 @@ def _stac_mlm(card: ModelCard) -> dict:
             "tasks": ["regression"],
             "result": {"shape": [-1, 1], "dim_order": ["batch", "value"], "data_type": "float32"},
             "description": f"{o.name} in {o.unit}",
+            "post_processing_function": None,
         }
     return {
         "mlm:name": card.name,
         "mlm:architecture": "TempCNN",
-        "mlm:tasks": [card.task],
+        "mlm:tasks": output["tasks"],
         "mlm:framework": "pytorch",
         "mlm:framework_version": torch.__version__.split("+")[0],
-        "mlm:accelerator": "amd64",
+        "mlm:pretrained": False,
+        "mlm:pretrained_source": None,
+        # Intended for an NVIDIA GPU when there is one, but not constrained to it: ONNX Runtime
+        # runs the model on CPU (or DirectML/CoreML) as well. "amd64" would mean "never uses one".
+        "mlm:accelerator": "cuda",
+        "mlm:accelerator_constrained": False,
+        "mlm:accelerator_summary": "ONNX Runtime: CUDA when available, else DirectML/CoreML or CPU",
         "mlm:input": inputs,
         "mlm:output": [output],
     }
+
+
+def with_stac_mlm(card: ModelCard) -> ModelCard:
+    """``card`` with its STAC-MLM block computed from its own fields."""
+    return ModelCard(**{**card.__dict__, "stac_mlm": _stac_mlm(card)})
+
+
+def stac_item(card: ModelCard, model_file: str) -> dict:
+    """A STAC Item (core 1.1.0 + MLM) describing the model, with the ONNX file as its model asset.
+
+    There is no geometry: a model is not tied to a footprint, and the training data's extent is
+    named in the description instead."""
+    created = card.provenance.created or dt.date.today().isoformat()
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [MLM_SCHEMA],
+        "id": card.name,
+        "geometry": None,
+        "properties": {
+            "title": card.title,
+            "description": card.description,
+            "datetime": f"{created}T00:00:00Z",
+            "license": "GPL-2.0-or-later",
+            **card.stac_mlm,
+        },
+        "links": [],
+        "assets": {
+            "model": {
+                "href": f"./{model_file}",
+                "title": f"{card.title} (ONNX, IR {IR_VERSION}, opset {OPSET}, model card embedded)",
+                "type": "application/octet-stream; framework=onnx; profile=onnx",
+                "roles": ["mlm:model"],
+                "mlm:artifact_type": "onnx",
+            }
+        },
+    }
+
+
+def write_stac_item(card: ModelCard, model_path: Path) -> Path:
+    """``<model>.stac.json`` next to the model file."""
+    out = model_path.with_suffix(".stac.json")
+    out.write_text(json.dumps(stac_item(card, model_path.name), indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def as_ir(model: onnx.ModelProto) -> None:
+    """Stamp ``model`` at :data:`IR_VERSION`, dropping the per-node debug metadata (torch's stack
+    traces and module paths, an IR 10 field); refuse a graph that uses IR 10 types or overloads."""
+    graph = model.graph
+    typed = [*graph.input, *graph.output, *graph.value_info]
+    elem_types = [v.type.tensor_type.elem_type for v in typed] + [t.data_type for t in graph.initializer]
+    overloads = [n.overload for n in graph.node] + [f.overload for f in model.functions]
+    if any(t > _LAST_IR9_TYPE for t in elem_types) or any(overloads):
+        raise ExportError(f"the graph uses IR 10 features (4-bit types or function overloads); it "
+                          f"cannot be written at IR {IR_VERSION}")
+    for node in graph.node:
+        del node.metadata_props[:]
+    del graph.metadata_props[:]
+    model.ir_version = IR_VERSION
+
+
+def restamp(path: Path) -> ModelCard:
+    """Re-write an exported model at :data:`IR_VERSION` with its card's STAC-MLM block and the
+    Deepness keys recomputed, weights untouched; writes its STAC Item too."""
+    model = onnx.load(str(path))
+    as_ir(model)
+    card = with_stac_mlm(read_card(path))
+    onnx.checker.check_model(model)
+    embed_card(model, card)
+    onnx.save(model, str(path))
+    write_stac_item(card, path)
+    return card
 
 
 def build_card(run: dict, info: TaskInfo, name: str, title: str = "", description: str = "") -> ModelCard:
@@ -149,7 +248,7 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
             metrics=dict(run["metrics"]["test"]),
         ),
     )
-    return ModelCard(**{**card.__dict__, "stac_mlm": _stac_mlm(card)})
+    return with_stac_mlm(card)
 
 
 def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
@@ -170,10 +269,12 @@ def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
         verbose=False,
     )
     model = program.model_proto
+    as_ir(model)
     onnx.checker.check_model(model)
     embed_card(model, card)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
+    write_stac_item(card, path)
     return path
 
 
@@ -183,9 +284,9 @@ def onnx_predict(path: Path, card: ModelCard, arrays: dict[str, np.ndarray]) -> 
     return session.run([card.output.tensor], feeds)[0]
 
 
-def parity(path: Path, predictor: Predictor, card: ModelCard, prep: Prepared) -> float:
+def parity(path: Path, predictor: Predictor, card: ModelCard, prep: SplitData) -> float:
     """Max |ONNX - torch| on the real held-out samples; raises when beyond float32 tolerance."""
-    from .engine import predict
+    from .run import predict
 
     arrays = prep.arrays["test"]
     expected = predict(predictor, arrays)
@@ -201,7 +302,7 @@ def parity(path: Path, predictor: Predictor, card: ModelCard, prep: Prepared) ->
 
 
 def export_run(
-    module, run: dict, prep: Prepared, path: Path, name: str, title: str = "", description: str = ""
+    module, run: dict, prep: SplitData, path: Path, name: str, title: str = "", description: str = ""
 ) -> tuple[ModelCard, float]:
     card = build_card(run, prep.data.info, name, title, description)
     predictor = module.predictor()

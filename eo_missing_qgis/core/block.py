@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .card import ModelCard
 from .errors import InputError, ModelError
-from .model_card import ModelCard
-from .preprocessing import standardize
+from .preprocessing import decode, standardize
+from .preprocessing import valid_pixels as valid_samples
 from .session import ModelSession
 from .units import UNITS, Encoding, implausible_fraction
 
@@ -113,15 +114,14 @@ def physical_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
             raise InputError(f"{spec.modality}: {len(spec.bands)} bands but {len(encs)} encodings")
         phys = np.empty(a.shape, dtype=np.float32)
         for c, enc in enumerate(encs):
-            phys[:, c] = enc.to_physical(a[:, c])
+            phys[:, c] = decode(a[:, c], enc)
         out[spec.modality] = phys
     return out
 
 
 def valid_pixels(physical: Mapping[str, np.ndarray]) -> np.ndarray:
     """(height, width): every band of every modality has a value at one time step at least."""
-    masks = [np.isfinite(p).any(axis=0).all(axis=0) for p in physical.values()]
-    return np.logical_and.reduce(masks)
+    return np.logical_and.reduce([valid_samples(p[None])[0] for p in physical.values()])
 
 
 def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:

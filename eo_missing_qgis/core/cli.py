@@ -1,4 +1,5 @@
-"""``python -m eo_missing_qgis.core predict``: the engine for headless and batch use, no QGIS.
+"""``python -m eo_missing_qgis.core predict``: the engine for headless and batch use, no QGIS;
+``python -m eo_missing_qgis.core diagnostics``: versions and execution providers, for bug reports.
 
 Each ``--input`` starts a layer; the options after it (``--modality``, ``--band``, ``--layout``,
 ``--time-index``, ``--bands``, ``--encoding``) describe that layer. A netCDF file given whole
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .card import ModelCardError
+from .definitions import DEVICES, MODALITIES, Device, TimeLayout
 from .errors import Cancelled, DependencyError
-from .model_card import ModelCardError
-from .raster_inputs import LAYOUTS, RasterInput
+from .raster_inputs import RasterInput
 
 _LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
 
@@ -36,6 +38,7 @@ def _bands(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``predict`` with one option group per ``--input``."""
     parser = argparse.ArgumentParser(prog="python -m eo_missing_qgis.core",
                                      description="Run EO models on rasters without QGIS.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="ONNX model with a model card")
     p.add_argument("--input", dest="inputs", action=_NewInput, required=True, metavar="PATH",
                    help='a GDAL raster, e.g. cube.nc or NETCDF:"cube.nc":S2-L2A-B04 (repeatable)')
-    p.add_argument("--modality", action=_InputField, choices=("S1", "S2", "weather", "DEM"))
+    p.add_argument("--modality", action=_InputField, choices=MODALITIES)
     p.add_argument("--band", action=_InputField, help="the one spectral band the layer holds")
-    p.add_argument("--layout", action=_InputField, choices=LAYOUTS)
+    p.add_argument("--layout", action=_InputField, choices=tuple(TimeLayout))
     p.add_argument("--time-index", dest="time_index", action=_InputField, type=int,
                    help="time step of a one-date layer (0 = oldest), or first step to use")
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
@@ -54,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
     p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
                    "the outputs use (default: the first input)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--device", default=Device.AUTO, choices=DEVICES,
+                   help="auto: a GPU when one works, else the CPU, saying why; gpu: fail without one; "
+                        "tensorrt and coreml only when chosen")
     p.add_argument("--threads", type=int)
     p.add_argument("--tile-size", type=int)
     p.add_argument("--batch-size", type=int)
@@ -65,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sub.add_parser("openeo-graph", help="write the openEO process graph running a model "
                                  "as a UDF next to the data (no backend is contacted)"))
+    d = sub.add_parser("diagnostics", help="print versions, paths and execution providers for a bug report")
+    d.add_argument("--model", help="open this ONNX model first, to report the provider it runs on")
+    d.add_argument("--device", default=Device.AUTO, choices=DEVICES, help="device to open --model with")
     return parser
 
 
@@ -75,10 +83,30 @@ def _progress(fraction: float) -> None:
         sys.stderr.write("\n")
 
 
+def diagnostics(model: str | None, device: str) -> int:
+    """Print the diagnostics; with ``model``, open it first so the provider section is filled."""
+    from .diagnostics import diagnostics_text
+
+    status = 0
+    if model:
+        from .session import open_session
+
+        try:
+            open_session(model, device)
+        except (ValueError, ModelCardError, DependencyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+    print(diagnostics_text())
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user error)."""
     args = build_parser().parse_args(argv)
     if args.command == "openeo-graph":
         return _openeo_graph(args)
+    if args.command == "diagnostics":
+        return diagnostics(args.model, args.device)
     from .engine import RunOptions, run_model
 
     inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})

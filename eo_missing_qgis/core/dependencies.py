@@ -11,10 +11,15 @@ import sys
 
 #: import name -> pip name
 RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "rasterio": "rasterio"}
+#: import name -> a module that stands in for it (raster_io reads and writes with QGIS's GDAL)
+FALLBACKS = {"rasterio": "osgeo"}
 
 
 def missing_packages() -> list[str]:
-    return [pip for name, pip in RUNTIME_PACKAGES.items() if importlib.util.find_spec(name) is None]
+    """pip names of the runtime packages this Python cannot import (nor stand in for)."""
+    return [pip for name, pip in RUNTIME_PACKAGES.items()
+            if importlib.util.find_spec(name) is None
+            and (name not in FALLBACKS or importlib.util.find_spec(FALLBACKS[name]) is None)]
 
 
 def install_hint(missing: list[str]) -> str:
@@ -28,5 +33,6 @@ def install_hint(missing: list[str]) -> str:
         f"This tool needs the Python package(s) {', '.join(missing)}, which QGIS's Python "
         f"({sys.executable}) cannot import. Install them {where}: "
         f"python3 -m pip install {pkgs}  (or your system's package, e.g. python3-rasterio), "
-        "then restart QGIS."
+        "then restart QGIS. In QGIS, Raster > EO missing modalities > Install dependencies… does "
+        "this for you, into your QGIS profile."
     )

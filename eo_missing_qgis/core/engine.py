@@ -1,12 +1,14 @@
-"""Run a carded ONNX model over rasters: read -> preprocess -> ONNX Runtime -> GeoTIFF, by window.
+"""The run loop: a carded ONNX model over rasters, read -> preprocess -> ONNX Runtime -> GeoTIFF,
+by window. The windows are read by :mod:`.reader`, sized by :mod:`.tiling`, written by
+:mod:`.outputs`; the model step per window is below.
 
 Memory stays flat in raster size: only a window (plus the next one, read ahead in a thread while
 the model runs) is held at a time. A pixel gets nodata in every output, and is never sent to the
 model, when one of the card's bands has no valid value at any of its time steps; single missing
 time steps (clouds: the real WorldCereal cube lacks S2 for two whole months) are filled the way
-training fills them, by :func:`.preprocessing.standardize` (the band mean). Outputs go to
-temporary files moved into place only when the whole run succeeded, so an error or a cancel
-leaves nothing behind.
+training fills them, by :func:`.preprocessing.standardize` (the band mean). All outputs
+(prediction, confidence, probabilities) go to temporary files moved into place together only when
+the whole run succeeded, so an error or a cancel leaves nothing behind.
 
 Per-pixel models (layout NTC) read disjoint windows. Spatial models (layout NTCHW, a halo of
 context) read overlapping tiles grown by twice the halo, keep each prediction over the tile grown
@@ -27,33 +29,39 @@ import numpy as np
 
 from .blending import OverlapBlend
 from .block import BlockOutputs, Prepared, finish_block, prepare_block, run_block, values_per_pixel
-from .errors import Cancelled, InputError, OutputError
-from .model_card import ModelCard
-from .raster_inputs import InputPlan, RasterInput, expand, match_inputs
-from .raster_io import GeoTiffOutput, Grid, Source, check_destination, grid_of, open_raster
+from .card import ModelCard
+from .definitions import Device
+from .errors import Cancelled, InputError
+from .outputs import create_outputs, output_paths, publish
+from .providers import gpu_batch_note
+from .raster_inputs import RasterInput, match_inputs
+from .raster_io import GeoTiffOutput, check_destination
+from .reader import WindowReader
 from .session import ModelSession, open_session
-from .tiling import HaloTile, Window, aligned_tile, halo_tiles, windows
-
-#: Bytes a pixel costs per input value while a window is in flight (raw, physical, standardised).
-_BYTES_PER_VALUE = 16
+from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, windows
 
 
 @dataclass
 class RunOptions:
-    """How to run: tile size (rounded to whole blocks), batch by ``batch_size`` or memory budget."""
+    """How to run: tile size (rounded to whole blocks), batch by ``batch_size`` or memory budget;
+    ``confidence`` is where the confidence raster goes (default: next to the prediction)."""
 
     tile_size: int | None = None
     memory_mb: float = 512.0
     batch_size: int | None = None
-    device: str = "auto"
+    device: Device = Device.AUTO
     threads: int | None = None
     write_probabilities: bool = False
     reference: int | str = 0
     resampling: str = "nearest"
+    confidence: str | None = None
 
 
 @dataclass
 class RunResult:
+    """What a run wrote (output kind -> path), where and how, and the card of the model that ran,
+    so callers style and describe the outputs without reading the model again."""
+
     outputs: dict[str, str]
     provider: str
     pixels_predicted: int
@@ -61,161 +69,8 @@ class RunResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     grid: str = ""
-
-
-class CancelToken:
-    """Set from any thread; the run stops before its next batch."""
-
-    def __init__(self) -> None:
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        self._cancelled = True
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-
-def output_paths(output: str | Path, card: ModelCard, probabilities: bool) -> dict[str, str]:
-    """Main raster at ``output``; confidence and probabilities next to it (classification only)."""
-    out = Path(output)
-    paths = {"prediction": str(out)}
-    if card.task == "classification":
-        paths["confidence"] = str(out.with_name(f"{out.stem}_confidence.tif"))
-        if probabilities:
-            paths["probabilities"] = str(out.with_name(f"{out.stem}_probabilities.tif"))
-    return paths
-
-
-def reference_grid(reference: int | str, inputs: list[RasterInput]) -> tuple[Grid, str]:
-    if isinstance(reference, int):
-        if not 0 <= reference < len(inputs):
-            raise InputError(f"reference input {reference} does not exist (there are {len(inputs)} inputs)")
-        path = expand([inputs[reference]])[0].path
-    else:
-        path = str(reference)
-    with open_raster(path) as ds:
-        return grid_of(ds), path
-
-
-class _Reader:
-    """Reads one window of every input needed and decodes it to physical units, per modality."""
-
-    def __init__(self, plan: InputPlan, grid: Grid, resampling: str):
-        self.plan = plan
-        self.sources: dict[int, Source] = {}
-        try:
-            for n in plan.used:
-                self.sources[n] = Source(plan.inputs[n].path, grid, resampling)
-        except BaseException:
-            self.close()
-            raise
-        self.requests: dict[int, list[int]] = {}
-        for rows in plan.slots.values():
-            for row in rows:
-                for s in row:
-                    self.requests.setdefault(s.input, [])
-                    if s.band_index not in self.requests[s.input]:
-                        self.requests[s.input].append(s.band_index)
-        for n, bands in self.requests.items():
-            src = self.sources[n]
-            if max(bands) > src.count:
-                raise InputError(f"{plan.inputs[n].label} has {src.count} raster bands, "
-                                 f"band {max(bands)} needed")
-
-    @property
-    def warped(self) -> list[str]:
-        return [self.plan.inputs[n].label for n, s in self.sources.items() if s.warped]
-
-    def read(self, win: Window) -> dict[str, np.ndarray]:
-        """Physical values (time, bands, height, width) per modality, NaN where missing: the
-        input convention of :mod:`.block`."""
-        raw = {}
-        for n, bands in self.requests.items():
-            data, missing = self.sources[n].read(bands, win)
-            raw[n] = (data, missing, {b: k for k, b in enumerate(bands)})
-        out = {}
-        for spec in self.plan.card.inputs:
-            rows = self.plan.slots[spec.modality]
-            phys = np.empty((len(rows), len(spec.bands), win.height, win.width), dtype=np.float32)
-            for t, row in enumerate(rows):
-                for c, slot in enumerate(row):
-                    data, missing, where = raw[slot.input]
-                    k = where[slot.band_index]
-                    phys[t, c] = slot.encoding.to_physical(data[k])
-                    if missing[k].any():
-                        phys[t, c][missing[k]] = np.nan
-            out[spec.modality] = phys
-        return out
-
-    def close(self) -> None:
-        for s in self.sources.values():
-            s.close()
-
-
-def batch_size_for(card: ModelCard, options: RunOptions) -> int:
-    if options.batch_size is not None:
-        if options.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {options.batch_size}")
-        return options.batch_size
-    values = card.time.steps * sum(len(s.bands) for s in card.inputs)
-    return max(64, int(options.memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)))
-
-
-def tile_for(card: ModelCard, options: RunOptions, grid: Grid) -> tuple[int, int]:
-    """Block-aligned tile, shrunk so two windows in flight fit in half the memory budget. A spatial
-    model reads each tile grown by twice its halo on every side, and needs tiles of at least
-    twice the halo so that a tile overlaps only its neighbours."""
-    requested = options.tile_size or card.tile_size
-    if requested < 1:
-        raise ValueError(f"tile_size must be at least 1, not {requested}")
-    values = card.time.steps * sum(len(s.bands) for s in card.inputs)
-    fit = int((options.memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)) ** 0.5) - 4 * card.halo
-    th, tw = aligned_tile(max(16, min(requested, fit)), grid.block)
-    return max(th, 2 * card.halo), max(tw, 2 * card.halo)
-
-
-def _outputs(paths: dict[str, str], card: ModelCard, grid: Grid) -> dict[str, GeoTiffOutput]:
-    made: dict[str, GeoTiffOutput] = {}
-    try:
-        if card.task == "classification":
-            main = GeoTiffOutput(paths["prediction"], grid, 1, "uint8", 0, [card.output.name])
-            made["prediction"] = main
-            main.describe_classes(card.output.classes, card.title)
-            made["confidence"] = GeoTiffOutput(paths["confidence"], grid, 1, "float32", float("nan"),
-                                               ["confidence (max probability)"])
-            if "probabilities" in paths:
-                made["probabilities"] = GeoTiffOutput(
-                    paths["probabilities"], grid, len(card.output.classes), "float32", float("nan"),
-                    [f"probability {c.name}" for c in card.output.classes])
-        else:
-            unit = card.output.unit
-            main = GeoTiffOutput(paths["prediction"], grid, 1, "float32", float("nan"),
-                                 [f"{card.output.name} ({unit})"])
-            main.ds.update_tags(1, UNIT=unit, NAME=card.output.name)
-            made["prediction"] = main
-    except BaseException:
-        for o in made.values():
-            o.discard()
-        raise
-    return made
-
-
-def publish(outs: list[GeoTiffOutput]) -> None:
-    """Close every output first (a full disk fails here), then move them all into place; if a move
-    fails, the ones already moved are removed again so no partial set is left."""
-    for o in outs:
-        o.close()
-    moved: list[GeoTiffOutput] = []
-    try:
-        for o in outs:
-            o.move_into_place()
-            moved.append(o)
-    except OSError as exc:
-        for o in moved:
-            o.path.unlink(missing_ok=True)
-        raise OutputError(f"cannot move the output into place at {o.path}: {exc.strerror or exc}") from None
+    card: ModelCard | None = None
+    provider_note: str = ""  # why the GPU was not used, with the fix ('' when it was)
 
 
 def run_model(
@@ -225,10 +80,14 @@ def run_model(
     *,
     options: RunOptions | None = None,
     progress: Callable[[float], None] | None = None,
-    cancel: CancelToken | None = None,
+    cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Predict ``model`` over ``inputs`` onto the reference grid; see the module docstring."""
+    """Predict ``model`` over ``inputs`` onto the reference grid; see the module docstring.
+
+    ``cancel`` is asked before every batch (from the model thread); when it returns True the run
+    stops, removes its temporary files and raises :class:`.errors.Cancelled`.
+    """
     options = options or RunOptions()
     start = time.perf_counter()
     warnings: list[str] = []
@@ -240,35 +99,35 @@ def run_model(
             log(("Warning: " if warn else "") + msg)
 
     def check_cancel() -> None:
-        if cancel is not None and cancel.cancelled:
+        if cancel is not None and cancel():
             raise Cancelled("the run was cancelled; no output was written")
 
     session = model if isinstance(model, ModelSession) else \
         open_session(model, options.device, options.threads)
     card = session.card
     say(f"model {card.name}: running on {session.provider}")
-    for w in session.warnings:
-        say(w, warn=True)
+    if session.provider_note:
+        say(session.provider_note)
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)
-    paths = output_paths(output, card, options.write_probabilities)
+    paths = output_paths(output, card, options.write_probabilities, options.confidence)
     for p in paths.values():
         check_destination(p, [i.path for i in plan.inputs] + [session.path])
-    grid, ref_path = reference_grid(options.reference, inputs)
+    grid, ref_path = plan.reference_grid(options.reference)
     say(f"reference grid from {ref_path}: {grid.describe()}")
     check_cancel()
 
-    reader = _Reader(plan, grid, options.resampling)
+    reader = WindowReader(plan, grid, options.resampling)
     if reader.warped:
         say(f"resampled onto the reference grid window by window ({options.resampling}): "
             f"{', '.join(reader.warped)}")
-    tile = tile_for(card, options, grid)
-    batch = batch_size_for(card, options)
+    tile = tile_for(card, options.tile_size, options.memory_mb, grid.block)
+    batch = batch_size_for(card, options.memory_mb, options.batch_size)
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
-        outs = _outputs(paths, card, grid)
+        outs = create_outputs(paths, card, grid)
         if card.spatial:
             say(f"tiles of {tile[0]} x {tile[1]} px, read with {2 * card.halo} px of context on each "
                 f"side, blended over {2 * card.halo} px")
@@ -280,6 +139,9 @@ def run_model(
                 return _predict_tile(session, card, prepared, tiles[i], blend, outs, check_cancel)
         else:
             say(f"tiles of {tile[0]} x {tile[1]} px, batches of {batch} pixels")
+            gpu_note = gpu_batch_note(session.provider, batch, tile[0] * tile[1])
+            if gpu_note:
+                say(gpu_note)
             wins = list(windows(grid.height, grid.width, tile))
 
             def predict(i: int, prepared: Prepared) -> tuple[int, int]:
@@ -312,10 +174,11 @@ def run_model(
         reader.close()
     seconds = time.perf_counter() - start
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
-    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe())
+    return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
+                     session.provider_note)
 
 
-def _network_inputs(reader: _Reader, card: ModelCard, win: Window, checked: set) -> Prepared:
+def _network_inputs(reader: WindowReader, card: ModelCard, win: Window, checked: set) -> Prepared:
     """Read-ahead thread: read one window and prepare it (decode, check units, mask, standardise),
     so the model thread only runs the model."""
     return prepare_block(reader.read(win), card, checked=checked)

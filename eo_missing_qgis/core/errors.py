@@ -30,4 +30,5 @@ class DependencyError(ImportError):
 
 
 def missing_dependency(package: str, purpose: str) -> DependencyError:
+    """The error for a missing optional package, with how to install it."""
     return DependencyError(f"{package} is needed to {purpose}. {install_hint([package])}")

@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .definitions import MODALITY_NAMES
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-MODALITY_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2", "weather": "weather", "DEM": "DEM"}
 
 
 class NoModelError(ValueError):
@@ -16,16 +17,14 @@ class NoModelError(ValueError):
 
 @dataclass(frozen=True)
 class BundledModel:
+    """One entry of the bundled models' ``index.json``."""
+
     file: Path
     task: str
     task_title: str
     modalities: tuple[str, ...]
     name: str
     title: str
-
-    @property
-    def modality_label(self) -> str:
-        return " + ".join(self.modalities)
 
 
 def load_index(models_dir: Path = MODELS_DIR) -> list[BundledModel]:

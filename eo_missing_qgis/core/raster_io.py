@@ -1,4 +1,5 @@
-"""Raster reading and writing with rasterio, window by window.
+"""Raster reading and writing with rasterio, window by window, or with QGIS's own GDAL bindings
+(:mod:`.gdal_backend`) where rasterio is absent.
 
 rasterio is imported only inside these functions, so the rest of ``core`` loads without it. Its
 wheel bundles its own GDAL and PROJ; inside QGIS another GDAL/PROJ is loaded in the same process
@@ -27,23 +28,40 @@ _rasterio: Any = None
 
 
 def rasterio_module():
-    """rasterio, imported on first use, with PROJ pointed at rasterio's bundled database."""
+    """rasterio, imported on first use, with PROJ pointed at rasterio's bundled database.
+
+    Without rasterio (a QGIS whose Python lacks it), or with ``EO_MISSING_RASTER_BACKEND=gdal``,
+    :mod:`.gdal_backend`: QGIS's own ``osgeo.gdal`` behind the same calls.
+    """
     global _rasterio
     if _rasterio is None:
-        try:
-            import rasterio
-            import rasterio.vrt
-            import rasterio.warp
-            import rasterio.windows
-        except ImportError:
-            raise missing_dependency("rasterio", "read and write rasters") from None
-        from rasterio import _env
-
-        bundled = Path(rasterio.__file__).parent / "proj_data"
-        if (bundled / "proj.db").is_file():
-            _env.set_proj_data_search_path(str(bundled))
-        _rasterio = rasterio
+        _rasterio = _gdal_backend() if os.environ.get("EO_MISSING_RASTER_BACKEND") == "gdal" \
+            else _import_rasterio()
     return _rasterio
+
+
+def _import_rasterio():
+    try:
+        import rasterio
+        import rasterio.vrt
+        import rasterio.warp
+        import rasterio.windows
+    except ImportError:
+        return _gdal_backend()
+    from rasterio import _env
+
+    bundled = Path(rasterio.__file__).parent / "proj_data"
+    if (bundled / "proj.db").is_file():
+        _env.set_proj_data_search_path(str(bundled))
+    return rasterio
+
+
+def _gdal_backend():
+    try:
+        from . import gdal_backend
+    except ImportError:  # neither rasterio nor GDAL's Python bindings (a Python without QGIS)
+        raise missing_dependency("rasterio", "read and write rasters") from None
+    return gdal_backend
 
 
 def file_of(path: str) -> str:
@@ -59,6 +77,7 @@ def subdataset_name(path: str) -> str | None:
 
 
 def same_file(a: str, b: str) -> bool:
+    """Whether two GDAL paths point at the same file."""
     try:
         return os.path.realpath(file_of(a)) == os.path.realpath(file_of(b))
     except (OSError, ValueError):
@@ -77,15 +96,73 @@ class Grid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the grid's CRS."""
         t = self.transform
         xs = [t.c, t.c + t.a * self.width]
         ys = [t.f, t.f + t.e * self.height]
         return min(xs), min(ys), max(xs), max(ys)
 
     def describe(self) -> str:
+        """Size, pixel size and CRS, for the log."""
         crs = self.crs.to_string() if self.crs else "no CRS"
         return (f"{self.width} x {self.height} px, pixel {abs(self.transform.a):g} x "
                 f"{abs(self.transform.e):g}, {crs}")
+
+
+@dataclass(frozen=True)
+class RasterHeader:
+    """What a run needs to know of an input raster before reading pixels, read once per run.
+
+    ``descriptions`` are the band descriptions, or for a one-band netCDF variable its
+    ``long_name``; ``nodata`` is the first band's nodata value.
+    """
+
+    path: str
+    count: int
+    dtype: str
+    descriptions: tuple[str, ...]
+    nodata: float | None
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+    block: tuple[int, int]
+    bounds: tuple[float, float, float, float]
+
+    @property
+    def grid(self) -> Grid:
+        """The raster's own grid; an input without georeferencing is refused here."""
+        if self.crs is None or self.transform.is_identity:
+            raise InputError(
+                f"{self.path} has no coordinate reference system or geotransform; georeference it first"
+            )
+        return Grid(self.crs, self.transform, self.width, self.height, self.block)
+
+
+def read_header(path: str) -> RasterHeader:
+    """Open ``path`` once and keep its header (see :class:`RasterHeader`)."""
+    with open_raster(path) as ds:
+        descriptions = [d or "" for d in ds.descriptions]
+        if not any(descriptions):  # netCDF keeps the variable name in tags, not descriptions
+            descriptions = [ds.tags(b).get("long_name", "") if ds.count == 1 else "" for b in ds.indexes]
+        block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
+        return RasterHeader(path, ds.count, ds.dtypes[0], tuple(descriptions), ds.nodata, ds.crs,
+                            ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])),
+                            tuple(ds.bounds))
+
+
+def subdatasets(path: str) -> list[str]:
+    """The subdatasets of a container file (a netCDF with one variable per band), else []."""
+    if not (Path(path).is_file() and path.lower().endswith((".nc", ".nc4", ".h5", ".hdf"))):
+        return []
+    rio = rasterio_module()
+    try:
+        with warnings.catch_warnings():  # a container has no geotransform of its own
+            warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
+            with rio.open(path) as ds:
+                return list(ds.subdatasets)
+    except rio.errors.RasterioIOError:
+        return []
 
 
 def open_raster(path: str):
@@ -95,7 +172,7 @@ def open_raster(path: str):
             and not path.startswith("/vsi"):
         raise InputError(f"input {path} does not exist")
     try:
-        with warnings.catch_warnings():  # georeferencing is checked, with a clear message, by grid_of
+        with warnings.catch_warnings():  # georeferencing is checked, with a clear message, by the header
             warnings.simplefilter("ignore", rio.errors.NotGeoreferencedWarning)
             ds = rio.open(path)
     except rio.errors.RasterioIOError as exc:
@@ -112,25 +189,18 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def grid_of(ds) -> Grid:
-    if ds.crs is None or ds.transform.is_identity:
-        raise InputError(
-            f"{ds.name} has no coordinate reference system or geotransform; georeference it first"
-        )
-    block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
-    return Grid(ds.crs, ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])))
-
-
 def same_grid(a: Grid, b: Grid) -> bool:
+    """Whether two grids match pixel for pixel (so no resampling is needed)."""
     return (a.width, a.height) == (b.width, b.height) and a.crs == b.crs and \
         a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
 
 
-def overlaps(ds, grid: Grid) -> bool:
-    """Whether the dataset's footprint intersects the grid (in the grid's CRS)."""
+def overlaps(header: RasterHeader, grid: Grid) -> bool:
+    """Whether the raster's footprint intersects the grid (in the grid's CRS)."""
     rio = rasterio_module()
     try:
-        left, bottom, right, top = rio.warp.transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+        left, bottom, right, top = rio.warp.transform_bounds(header.crs, grid.crs, *header.bounds,
+                                                             densify_pts=21)
     except Exception:  # a footprint that does not project into the grid's CRS at all
         return False
     g = grid.bounds
@@ -147,25 +217,22 @@ class Source:
     ever warped in memory. Pixels outside the raster come back as missing.
     """
 
-    def __init__(self, path: str, grid: Grid, resampling: str = "nearest"):
+    def __init__(self, header: RasterHeader, grid: Grid, resampling: str = "nearest"):
         rio = rasterio_module()
-        self.path = path
-        self.ds = open_raster(path)
-        own = grid_of(self.ds)
-        self.warped = not same_grid(own, grid)
+        self.path = path = header.path
+        self.warped = not same_grid(header.grid, grid)
+        if self.warped and not overlaps(header, grid):
+            raise InputError(
+                f"input {path} does not overlap the reference grid ({grid.describe()}); "
+                "choose layers that cover the same area"
+            )
+        self.ds = open_raster(path)  # for its pixels: the header was read before
         self.reader = self.ds
         self._alpha = False
         if self.warped:
-            if not overlaps(self.ds, grid):
-                self.ds.close()
-                raise InputError(
-                    f"input {path} does not overlap the reference grid ({grid.describe()}); "
-                    "choose layers that cover the same area"
-                )
-            nodata = self.ds.nodata
             kw: dict[str, Any] = {}
-            if nodata is None:
-                if np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating):
+            if header.nodata is None:
+                if np.issubdtype(np.dtype(header.dtype), np.floating):
                     kw["nodata"] = np.nan
                 else:
                     kw["add_alpha"] = True
@@ -179,10 +246,6 @@ class Source:
             rio.enums.MaskFlags.per_dataset in f or rio.enums.MaskFlags.alpha in f for f in flags
         )
         self.nodata = self.reader.nodatavals
-
-    @property
-    def count(self) -> int:
-        return self.ds.count
 
     def read(self, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
         """Raw values (k, h, w) of 1-based ``indexes`` and a ``missing`` mask of the same shape."""
@@ -203,6 +266,7 @@ class Source:
         return data, missing
 
     def close(self) -> None:
+        """Close the raster (and its resampling view)."""
         if self.reader is not self.ds:
             self.reader.close()
         self.ds.close()
@@ -225,6 +289,7 @@ def check_destination(path: str, inputs: list[str]) -> None:
 
 
 def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
+    """'#RRGGBB' as an opaque RGBA tuple."""
     return int(hex_color[1:3], 16), int(hex_color[3:5], 16), int(hex_color[5:7], 16), 255
 
 
@@ -257,6 +322,7 @@ class GeoTiffOutput:
             self.ds.set_band_description(k + 1, text)
 
     def write(self, data: np.ndarray, win: Window) -> None:
+        """Write (bands, h, w) or (h, w) values into ``win``; a full disk is an OutputError."""
         rio = rasterio_module()
         w = rio.windows.Window(win.col, win.row, win.width, win.height)
         try:
@@ -279,9 +345,11 @@ class GeoTiffOutput:
             raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
 
     def move_into_place(self) -> None:
+        """Rename the closed temporary file to the destination."""
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
+        """Delete the temporary file (and its .aux.xml)."""
         # The file is deleted next; a failing close must not hide the error that got us here.
         with contextlib.suppress(Exception):
             if not self.ds.closed:

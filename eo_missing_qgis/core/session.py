@@ -6,28 +6,21 @@ model browser) works where it is not installed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .card import ModelCard, read_card
+from .definitions import Device, Task
 from .errors import ModelError, missing_dependency
-from .model_card import ModelCard, read_card
-
-#: Execution providers in order of preference; the first available (or forced) one is used.
-PROVIDER_ORDER = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "DmlExecutionProvider",
-    "CoreMLExecutionProvider",
-    "CPUExecutionProvider",
-)
-GPU_PROVIDERS = PROVIDER_ORDER[:-1]
-DEVICES = ("auto", "cpu", "gpu")
+from .providers import open_inference_session
+from .runtime_version import check_runtime
 
 
 def onnxruntime_module():
+    """onnxruntime, imported on first use; a clear error when it is missing."""
     try:
         import onnxruntime
     except ImportError:
@@ -35,71 +28,48 @@ def onnxruntime_module():
     return onnxruntime
 
 
-def choose_providers(available: list[str], device: str) -> list[str]:
-    """Providers to try, best first, among ``available`` for ``device`` (CPU always last)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    gpus = [] if device == "cpu" else [p for p in GPU_PROVIDERS if p in available]
-    return [*gpus, "CPUExecutionProvider"]
-
-
 @dataclass
 class ModelSession:
-    """A loaded model: its card, the provider actually used and warnings from loading it."""
+    """A loaded model: its card, the provider actually used, and why the GPU is not used ('' when
+    it is, or when the CPU was asked for)."""
 
     path: str
     card: ModelCard
     session: Any
     provider: str
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.tensor for i in self.card.inputs]
+    provider_note: str = ""
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph on ``feeds`` (tensor name -> array); returns the card's output first."""
         return self.session.run([self.card.output.tensor], feeds)
 
 
-def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None) -> ModelSession:
-    """Load ``model_path`` with the best available provider; a GPU that fails falls back to CPU."""
+def open_session(model_path: str | Path, device: Device = Device.AUTO,
+                 threads: int | None = None) -> ModelSession:
+    """Load ``model_path`` on the provider ``device`` allows (:mod:`.providers`): ``auto`` falls
+    back to the CPU and says why in ``provider_note``, ``gpu`` fails with that reason."""
     path = str(model_path)
     if not Path(path).is_file():
         raise ModelError(f"model file {path} does not exist")
     card = read_card(path)
     ort = onnxruntime_module()
-    options = ort.SessionOptions()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, not {threads}")
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    # Idle ORT threads spin by default, taking the CPU the read-ahead thread needs between batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    available = list(ort.get_available_providers())
-    wanted = choose_providers(available, device)
-    warnings = []
-    if device == "gpu" and wanted == ["CPUExecutionProvider"]:
-        warnings.append("no GPU execution provider is available in this onnxruntime; running on CPU "
-                        "(install onnxruntime-gpu / onnxruntime-directml for a GPU)")
-    session = None
-    for n, provider in enumerate(wanted):
-        try:
-            session = ort.InferenceSession(path, sess_options=options, providers=[provider])
-            break
-        except Exception as exc:  # ORT raises its own, unexported exception types
-            if provider == "CPUExecutionProvider" or n == len(wanted) - 1:
-                raise ModelError(f"{Path(path).name} cannot be loaded by ONNX Runtime: "
-                                 f"{str(exc).strip().splitlines()[0]}") from None
-            warnings.append(f"{provider} failed to start ({str(exc).strip().splitlines()[0]}); "
-                            "trying the next")
-    used = session.get_providers()[0]
-    if wanted[0] != "CPUExecutionProvider" and used == "CPUExecutionProvider":
-        warnings.append(f"GPU provider {wanted[0]} could not be used; running on CPU")
+    check_runtime(path, ort.__version__)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+
+    def make_options():
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # Idle ORT threads spin by default, taking the CPU the read-ahead thread needs between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return options
+
+    session, choice = open_inference_session(ort, path, device, make_options)
     check_graph(card, session, Path(path).name)
-    return ModelSession(path, card, session, used, warnings)
+    return ModelSession(path, card, session, choice.provider, provider_note=choice.note)
 
 
 def check_graph(card: ModelCard, session, name: str) -> None:
@@ -132,7 +102,7 @@ def check_graph(card: ModelCard, session, name: str) -> None:
                         f"(graph outputs: {', '.join(graph_out)})")
     else:
         shape = graph_out[out]
-        n = len(card.output.classes) if card.task == "classification" else 1
+        n = len(card.output.classes) if card.task == Task.CLASSIFICATION else 1
         # Per pixel (batch, values); spatial (batch, values, height, width).
         axis, ndim = (1, 4) if card.spatial else (-1, 2)
         if card.spatial and shape and len(shape) != ndim:

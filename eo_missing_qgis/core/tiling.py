@@ -2,7 +2,8 @@
 
 Per-pixel models read disjoint windows that cover the grid exactly once. Models with a spatial
 halo read each window grown by the halo and their predictions are blended with weights that fall
-off towards the window edges and sum to one over every pixel.
+off towards the window edges and sum to one over every pixel. The tile and batch sizes come from
+the card and the memory budget (:func:`tile_for`, :func:`batch_size_for`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from .card import ModelCard
+
+#: Bytes a pixel costs per input value while a window is in flight (raw, physical, standardised).
+_BYTES_PER_VALUE = 16
 
 
 @dataclass(frozen=True)
@@ -24,9 +30,11 @@ class Window:
 
     @property
     def size(self) -> int:
+        """Pixels in the window."""
         return self.height * self.width
 
     def slices(self) -> tuple[slice, slice]:
+        """(rows, cols) slices of the window in a grid-sized array."""
         return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
 
 
@@ -131,6 +139,7 @@ class HaloTile:
 
     @property
     def weights(self) -> np.ndarray:
+        """Blend weights over the tile's keep window, (height, width)."""
         return np.outer(self.rows.weights, self.cols.weights)
 
 
@@ -139,3 +148,28 @@ def halo_tiles(height: int, width: int, tile: tuple[int, int], halo: int) -> lis
     costs memory in proportion to the number of tiles, not pixels."""
     rows, cols = axis_spans(height, tile[0], halo), axis_spans(width, tile[1], halo)
     return [HaloTile(i, j, r, c) for i, r in enumerate(rows) for j, c in enumerate(cols)]
+
+
+# -- sizing: how much to read and run at a time ------------------------------------------------
+def batch_size_for(card: ModelCard, memory_mb: float, batch_size: int | None = None) -> int:
+    """Pixels per model call: ``batch_size`` when given, else as many as fit in ``memory_mb``."""
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        return batch_size
+    values = card.time.steps * sum(len(s.bands) for s in card.inputs)
+    return max(64, int(memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)))
+
+
+def tile_for(card: ModelCard, tile_size: int | None, memory_mb: float,
+             block: tuple[int, int]) -> tuple[int, int]:
+    """Block-aligned tile, shrunk so two windows in flight fit in half the memory budget. A spatial
+    model reads each tile grown by twice its halo on every side, and needs tiles of at least
+    twice the halo so that a tile overlaps only its neighbours."""
+    requested = tile_size or card.tile_size
+    if requested < 1:
+        raise ValueError(f"tile_size must be at least 1, not {requested}")
+    values = card.time.steps * sum(len(s.bands) for s in card.inputs)
+    fit = int((memory_mb * 2**20 / 4 / (values * _BYTES_PER_VALUE)) ** 0.5) - 4 * card.halo
+    th, tw = aligned_tile(max(16, min(requested, fit)), block)
+    return max(th, 2 * card.halo), max(tw, 2 * card.halo)

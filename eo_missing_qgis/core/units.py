@@ -7,7 +7,7 @@ and run on physical units; an :class:`Encoding` says how to get there from store
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,7 @@ ENCODING_KINDS = ("scaled", "power_db", "amplitude_db")
 
 @dataclass(frozen=True)
 class Encoding:
-    """Stored value -> physical value.
+    """Stored value -> physical value (decoded by :func:`.preprocessing.decode`).
 
     ``scaled``: ``x * scale + offset``; ``power_db``: ``10 log10(x * scale) + offset`` (linear
     backscatter power); ``amplitude_db``: ``20 log10(x * scale) + offset`` (amplitude DN, e.g.
@@ -46,33 +46,6 @@ class Encoding:
             raise ValueError(f"encoding scale must be finite and non-zero, not {self.scale!r}")
         if not np.isfinite(self.offset):
             raise ValueError(f"encoding offset must be finite, not {self.offset!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Encoding:
-        return cls(**data)
-
-    def to_physical(self, values: np.ndarray) -> np.ndarray:
-        """Decode to float32; nodata, NaN and values a log cannot take become NaN."""
-        values = np.asarray(values)
-        x = values.astype(np.float32, copy=False)
-        # Integers are always finite: skip that pass for them (raster inference decodes ~10^10 values).
-        integer = np.issubdtype(values.dtype, np.integer)
-        missing = np.zeros(x.shape, dtype=bool) if integer else ~np.isfinite(x)
-        if self.nodata is not None:
-            missing |= x == np.float32(self.nodata)
-        x = x * np.float32(self.scale)  # a new array from here on: the caller's is never changed
-        if self.kind != "scaled":
-            missing |= x <= 0
-            factor = np.float32(10.0 if self.kind == "power_db" else 20.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x = factor * np.log10(np.where(missing, np.float32(1), x))
-        x += np.float32(self.offset)
-        if missing.any():
-            x[missing] = np.nan
-        return x
 
 
 #: Named encodings a user can pick for a layer, keyed by the physical unit they decode to.

@@ -25,13 +25,17 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.card import ModelCard, read_card
+from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
-from ..core.model_card import read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
-from ..map_layers import KINDS, style_layer
+from ..core.raster_io import RasterHeader
+from ..map_layers import style_layer
+from .diagnostics import copy_diagnostics
 
-MODALITY_CHOICES = ("S1", "S2", "DEM", "ignore")
+IGNORE = "ignore"
+MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, IGNORE)
 COL_LAYER, COL_MODALITY, COL_DETAIL = range(3)
 
 
@@ -43,7 +47,7 @@ class PredictionTask(QgsTask):
     """Runs a prediction off the GUI thread; cancel stops it within one batch."""
 
     def __init__(self, request: PredictionRequest, description: str):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.request = request
         self.result = None
         self.error = ""
@@ -64,7 +68,7 @@ class PredictionTask(QgsTask):
 class EoMissingPanel(QDockWidget):
     """The panel; ``finished`` carries the message shown in the message bar (for tests too)."""
 
-    finished = pyqtSignal(str, int)  # message, Qgis.MessageLevel
+    finished = pyqtSignal(str, object)  # message, Qgis.MessageLevel (an enum, not an int, on Qt6)
 
     def __init__(self, iface=None, parent=None, models_dir: Path | None = None):
         super().__init__(tr("EO missing modalities"), parent)
@@ -74,6 +78,8 @@ class EoMissingPanel(QDockWidget):
         self.task: PredictionTask | None = None
         self.overrides: dict[str, str] = {}
         self.chosen = None
+        self.cards: dict[Path, ModelCard] = {}
+        self.headers: dict[str, RasterHeader] = {}  # of the listed layers, reused by every request
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -85,15 +91,19 @@ class EoMissingPanel(QDockWidget):
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
         self.choice = QLabel()
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
+        self.install_button = QPushButton(tr("Install dependencies…"))
+        self.install_button.clicked.connect(self.show_install_dialog)
+        layout.addWidget(self.install_button)
+        self.install_dialog = None
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
         self.output_dir = QgsFileWidget()
-        self.output_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir.setFilePath(tempfile.gettempdir())
         row.addWidget(self.output_dir)
         layout.addLayout(row)
@@ -107,10 +117,15 @@ class EoMissingPanel(QDockWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        self.diagnostics_button = QPushButton(tr("Copy diagnostics"))
+        self.diagnostics_button.setToolTip(tr("Copy QGIS, Python, package versions and the execution "
+                                              "provider of the last run, to paste into a bug report."))
+        layout.addWidget(self.diagnostics_button)
         self.setWidget(body)
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.diagnostics_button.clicked.connect(self.copy_diagnostics)
         self.task_combo.currentIndexChanged.connect(self.update_choice)
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
@@ -120,27 +135,29 @@ class EoMissingPanel(QDockWidget):
     # -- layers and model choice ---------------------------------------------------------------
     def raster_layers(self) -> list[QgsRasterLayer]:
         return [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsRasterLayer)
-                and not lyr.customProperty("eo_missing_qgis/model")]
+                and not lyr.customProperty(LAYER_MODEL_PROPERTY)]
 
     def refresh(self, *_args) -> None:
         layers = self.raster_layers()
+        sources = {layer.source() for layer in layers}  # a new layer's header is read once, below
+        self.headers = {s: h for s, h in self.headers.items() if s in sources}
         self.table.setRowCount(len(layers))
         for row, layer in enumerate(layers):
-            guess = recognise_layer(layer.source(), layer.name())
+            guess = recognise_layer(layer.source(), layer.name(), self.headers)
             item = QTableWidgetItem(layer.name())
-            item.setData(Qt.UserRole, layer.id())
-            item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+            item.setData(Qt.ItemDataRole.UserRole, layer.id())
+            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_LAYER, item)
             combo = QComboBox()
             combo.addItems(MODALITY_CHOICES)
-            modality = self.overrides.get(layer.id(), guess.modality or "ignore")
+            modality = self.overrides.get(layer.id(), guess.modality or IGNORE)
             combo.setCurrentText(modality)
             combo.currentTextChanged.connect(partial(self.set_modality, layer.id()))
             self.table.setCellWidget(row, COL_MODALITY, combo)
             detail = QTableWidgetItem(guess.reason)
             detail.setToolTip(guess.reason)
             item.setToolTip(layer.source())
-            detail.setFlags(detail.flags() & ~Qt.ItemIsEditable)
+            detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
         self.update_choice()
 
@@ -154,13 +171,14 @@ class EoMissingPanel(QDockWidget):
         project = QgsProject.instance()
         for row in range(self.table.rowCount()):
             modality = self.table.cellWidget(row, COL_MODALITY).currentText()
-            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.UserRole))
-            if layer is not None and modality != "ignore":
+            layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.ItemDataRole.UserRole))
+            if layer is not None and modality != IGNORE:
                 by_modality.setdefault(modality, []).append(layer)
         return by_modality
 
     def update_choice(self, *_args) -> None:
         missing = missing_packages()
+        self.install_button.setVisible(bool(missing))
         if missing:
             self.choice.setText(install_hint(missing))
             self.run_button.setEnabled(False)
@@ -173,9 +191,23 @@ class EoMissingPanel(QDockWidget):
             self.run_button.setEnabled(False)
             return
         self.chosen = model
-        problems = input_problems(self.request(model))
+        problems = input_problems(self.request(model), self.card_of(model))
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
+
+    def card_of(self, model) -> ModelCard:
+        """The card of a bundled model, read once per panel (not on every combo change)."""
+        if model.file not in self.cards:
+            self.cards[model.file] = read_card(model.file)
+        return self.cards[model.file]
+
+    def show_install_dialog(self) -> None:
+        from .install_dialog import show_install_dialog
+
+        dialog = show_install_dialog(self.iface.mainWindow() if self.iface else self)
+        if dialog is not self.install_dialog:  # connect once, also when the dialog is reopened
+            dialog.done.connect(self.update_choice)
+            self.install_dialog = dialog
 
     # -- running --------------------------------------------------------------------------------
     def request(self, model) -> PredictionRequest:
@@ -186,6 +218,7 @@ class EoMissingPanel(QDockWidget):
             layers={m: [(lyr.source(), lyr.name()) for lyr in found]
                     for m, found in self.selected_layers().items() if m in model.modalities},
             output=str(Path(self.output_dir.filePath()) / f"{stem}.tif"),
+            headers=self.headers,
         )
 
     def run(self) -> None:
@@ -212,29 +245,35 @@ class EoMissingPanel(QDockWidget):
 
     def on_completed(self) -> None:
         task = self._done()
-        card = read_card(task.request.model_path)
-        for kind in KINDS:
+        card = task.result.card
+        for kind in OutputKind:
             path = task.result.outputs.get(kind)
             if path:
                 layer = QgsRasterLayer(path, kind)
                 style_layer(layer, card, kind)
                 QgsProject.instance().addMapLayer(layer)
         self.progress.setValue(100)
-        self.report(tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider),
-                    Qgis.Success)
+        message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
+        if task.result.provider_note:
+            message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
+        self.report(message, Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()
         self.progress.setValue(0)
         if task.error:
-            self.report(task.error, Qgis.Critical)
+            self.report(task.error, Qgis.MessageLevel.Critical)
         else:
-            self.report(tr("Prediction cancelled; nothing was written."), Qgis.Info)
+            self.report(tr("Prediction cancelled; nothing was written."), Qgis.MessageLevel.Info)
 
-    def report(self, message: str, level: int) -> None:
+    def copy_diagnostics(self) -> None:
+        copy_diagnostics()
+        self.report(tr("Diagnostics copied to the clipboard."), Qgis.MessageLevel.Info)
+
+    def report(self, message: str, level: Qgis.MessageLevel) -> None:
         if self.iface is not None:
             self.iface.messageBar().pushMessage(tr("EO missing modalities"), message, level=level)
-        self.finished.emit(message, int(level))
+        self.finished.emit(message, level)
 
     def teardown(self) -> None:
         """Disconnect from the project and stop a running task (the plugin is unloading)."""

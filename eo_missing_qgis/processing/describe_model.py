@@ -5,51 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.card_report import card_to_html, card_to_text
-from ..core.model_card import ModelCardError, read_card
+from ..core.card import ModelCardError, card_to_html, card_to_text, read_card
 from ..core.model_index import load_index
-from .help import help_text, set_help
+from .base import EoMissingAlgorithm
 
 FILE = "ONNX file below"
 
 
-class DescribeModelAlgorithm(QgsProcessingAlgorithm):
+class DescribeModelAlgorithm(EoMissingAlgorithm):
+    ID, DISPLAY_NAME, GROUP, GROUP_ID = "describemodel", "Describe model", "Models", "models"
+    INTRO = ("Reads the model card embedded in an ONNX model and reports what the model expects "
+             "(sensors, bands in order, units, time steps, scaling) and what it produces (classes "
+             "and colours, or a regression unit), with its provenance and test metrics.")
     BUNDLED, MODEL = "BUNDLED", "MODEL"
     OUTPUT_HTML = "OUTPUT_HTML"
     CARD_JSON = "CARD_JSON"
-
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("DescribeModelAlgorithm", text)
-
-    def name(self) -> str:
-        return "describemodel"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Describe model")
-
-    def group(self) -> str:
-        return self.tr("Models")
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "models"
-
-    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return help_text(self, self.tr(
-            "Reads the model card embedded in an ONNX model and reports what the model expects "
-            "(sensors, bands in order, units, time steps, scaling) and what it produces (classes "
-            "and colours, or a regression unit), with its provenance and test metrics."))
-
-    def createInstance(self) -> DescribeModelAlgorithm:  # noqa: N802 - QGIS API
-        return DescribeModelAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.bundled = {m.title: m.file for m in load_index()}
@@ -62,7 +39,7 @@ class DescribeModelAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr("Card as HTML"), self.tr("HTML files (*.html)"),
             optional=True, createByDefault=False))
-        set_help(self, {
+        self.set_help({
             self.BUNDLED: self.tr("One of the models that come with the plugin, or '{}'.").format(FILE),
             self.MODEL: self.tr("An ONNX file exported by this project's training package."),
             self.OUTPUT_HTML: self.tr("Optional file to write the card to as a readable page."),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -20,25 +19,32 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
+from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
-from ..core.model_card import ModelCardError, read_card
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import LAYOUTS, PredictionRequest, run_prediction
+from ..core.prediction import PredictionRequest, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
-from .help import help_text, set_help
+from .base import EoMissingAlgorithm
 
-DEVICES = ("auto", "cpu", "gpu")
 AUTO_UNITS = "auto (from the layer's name and values)"
 CUSTOM = "Custom ONNX model"
 _STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styling it on load
 
 
-class PredictAlgorithm(QgsProcessingAlgorithm):
+class PredictAlgorithm(EoMissingAlgorithm):
+    ID, DISPLAY_NAME, GROUP, GROUP_ID = "predict", "Predict from available layers", "Prediction", "prediction"
+    INTRO = (
+        "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
+        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
+        "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
+        "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
+        "available) and writes the prediction. Pixels with an input band missing in every month "
+        "are nodata."
+    )
     TASK, MODEL = "TASK", "MODEL"
-    S1, S2, DEM = "S1", "S2", "DEM"
+    S1, S2, DEM = Modality.S1.value, Modality.S2.value, Modality.DEM.value
     LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
     S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
     TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
@@ -51,35 +57,6 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         self.models = load_index()
         self.task_ids = {title: task for task, title in tasks(self.models).items()}
 
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("PredictAlgorithm", text)
-
-    def name(self) -> str:
-        return "predict"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Predict from available layers")
-
-    def group(self) -> str:
-        return self.tr("Prediction")
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "prediction"
-
-    def createInstance(self) -> PredictAlgorithm:  # noqa: N802 - QGIS API
-        return PredictAlgorithm()
-
-    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        intro = self.tr(
-            "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
-            "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
-            "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
-            "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
-            "available) and writes the prediction. Pixels with an input band missing in every month "
-            "are nodata."
-        )
-        return help_text(self, intro)
-
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         task = QgsProcessingParameterEnum(self.TASK, self.tr("Task"), options=[*self.task_ids, CUSTOM],
                                           defaultValue=next(iter(self.task_ids), CUSTOM))
@@ -89,15 +66,15 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
             self.MODEL, self.tr("Custom ONNX model"), extension="onnx", optional=True))
         for key, label in ((self.S1, "Sentinel-1 layers"), (self.S2, "Sentinel-2 layers")):
             self.addParameter(QgsProcessingParameterMultipleLayers(
-                key, self.tr(label), QgsProcessing.TypeRaster, optional=True))
+                key, self.tr(label), QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.DEM, self.tr("DEM (optional)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, self.tr("Time layout of the layers"),
-            options=[self.tr(label) for label in LAYOUTS.values()], defaultValue=0))
+            options=[self.tr(label) for label in TIME_LAYOUT_LABELS.values()], defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
-            QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
+            QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
             defaultValue=0))
@@ -106,23 +83,23 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
             defaultValue=0))
         advanced = [
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
-                                         QgsProcessingParameterNumber.Integer, 512, minValue=16),
+                                         QgsProcessingParameterNumber.Type.Integer, 512, minValue=16),
             QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
-                                         QgsProcessingParameterNumber.Integer, 256, minValue=8),
+                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=8),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
                                        options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
             QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
-                                         QgsProcessingParameterNumber.Integer, 0, minValue=0),
+                                         QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
             QgsProcessingParameterBoolean(self.PROBABILITIES, self.tr("Also write class probabilities"),
                                           defaultValue=False),
         ]
         for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Prediction")))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.CONFIDENCE, self.tr("Confidence (classification)"), optional=True, createByDefault=True))
-        set_help(self, {
+        self.set_help({
             self.TASK: self.tr("What to predict: {}.").format(
                 ", ".join(f"'{t}'" for t in self.task_ids) or self.tr("no bundled models")),
             self.MODEL: self.tr("An ONNX model exported by this project's training package; when "
@@ -195,23 +172,19 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         if any(None in found for found in layers.values()):
             raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        modalities = {key for key, found in layers.items() if found} | ({"DEM"} if dem else set())
-        if not modalities & {"S1", "S2"}:
+        modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
+        if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
-        try:
-            card = read_card(model_path)
-        except ModelCardError as exc:
-            raise QgsProcessingException(str(exc)) from None
         units = {
-            "S1": self._units(parameters, self.S1_UNITS, context, "dB"),
-            "S2": self._units(parameters, self.S2_UNITS, context, "reflectance"),
+            Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
+            Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
         }
         request = PredictionRequest(
             model_path=model_path,
             layers=layers,
             units=units,
-            layout=list(LAYOUTS)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
+            layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
             output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,
@@ -224,12 +197,13 @@ class PredictAlgorithm(QgsProcessingAlgorithm):
         try:
             result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
                                     is_canceled=feedback.isCanceled, log=feedback.pushInfo)
-        except ValueError as exc:  # user errors: inputs that do not fit the model
+        except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
             raise QgsProcessingException(str(exc)) from None
         if result is None:  # canceled: nothing was written
             return {}
+        card = result.card  # read once, by the run
         outputs = {self.MODEL_NAME: card.name, self.PROVIDER: result.provider}
-        for kind, key in (("prediction", self.OUTPUT), ("confidence", self.CONFIDENCE)):
+        for kind, key in ((OutputKind.PREDICTION, self.OUTPUT), (OutputKind.CONFIDENCE, self.CONFIDENCE)):
             path = result.outputs.get(kind)
             if not path:
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eo_missing_qgis.core.model_card import ClassInfo
+from eo_missing_qgis.core.card import ClassInfo
 
 from .base import EODataset, TaskInfo
 from .presto import load_presto

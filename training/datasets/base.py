@@ -6,8 +6,10 @@ standardize` from statistics of the training split, exactly as QGIS inference do
 
 Missing values (S2 cloud gaps, S1 nodata) are kept as NaN in the physical arrays and the samples
 are *kept*: ``standardize`` fills them with the band mean (0 after scaling). Dropping them would
-discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy). A model never
-relies on this fill in QGIS, because inference writes nodata for any pixel with a missing input.
+discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy). Inference does
+the same with the same function: a pixel missing a band in some months is filled and predicted
+(the real WorldCereal cube lacks S2 in two months); only a pixel whose band is missing in every
+month is written as nodata (:func:`~eo_missing_qgis.core.preprocessing.valid_pixels`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
-from eo_missing_qgis.core.model_card import Band, ClassInfo, InputSpec
+from eo_missing_qgis.core.card import Band, ClassInfo, InputSpec
+from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS, MODALITIES, SENSORS, Task
 from eo_missing_qgis.core.preprocessing import band_statistics, standardize
 
-from .modalities import BANDS, MODALITIES, SENSORS, UNITS, check_modalities
+from .modalities import check_modalities
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class TaskInfo:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
+        return len(self.classes) if self.task == Task.CLASSIFICATION else 1
 
 
 @dataclass
@@ -75,7 +78,7 @@ class EODataset:
         if self.groups is not None:
             splitter = GroupShuffleSplit(1, test_size=val_fraction, random_state=seed)
             tr, va = next(splitter.split(pool, groups=self.groups[pool]))
-        elif self.info.task == "classification":
+        elif self.info.task == Task.CLASSIFICATION:
             splitter = StratifiedShuffleSplit(1, test_size=val_fraction, random_state=seed)
             tr, va = next(splitter.split(pool, _stratifiable(self.target[pool])))
         else:
@@ -105,7 +108,7 @@ def input_spec(modality: str, mean, std) -> InputSpec:
         tensor=modality.lower(),
         modality=modality,
         sensor=SENSORS[modality],
-        bands=tuple(Band(b, u) for b, u in zip(BANDS[modality], UNITS[modality], strict=True)),
+        bands=tuple(Band(b, u) for b, u in zip(BANDS[modality], BAND_UNITS[modality], strict=True)),
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
     )

@@ -34,12 +34,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from eo_missing_qgis.core.model_card import ClassInfo
+from eo_missing_qgis.core.card import ClassInfo
+from eo_missing_qgis.core.definitions import BANDS, MODALITIES
 from eo_missing_qgis.core.preprocessing import to_physical
 from eo_missing_qgis.core.units import preset
 
 from .base import EODataset, TaskInfo
-from .modalities import BANDS, MODALITIES
 
 STEPS = 12
 TEST_FRACTION = 0.25

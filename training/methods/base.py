@@ -7,6 +7,8 @@ import lightning as L  # noqa: N812 - the usual Lightning alias
 import torch
 from torch import nn
 
+from eo_missing_qgis.core.definitions import Task
+
 from ..models import Predictor, TempCNN
 from .losses import task_loss
 
@@ -79,7 +81,7 @@ class MethodModule(L.LightningModule):
     # -- shared ---------------------------------------------------------------------------------
     def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         y = batch["y"]
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             return y
         return (y.float() - self.hparams.target_mean) / self.hparams.target_std
 

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from ..datasets.modalities import MODALITIES
+from eo_missing_qgis.core.definitions import MODALITIES, Task
+
 from ..models import TempCNN
 from .base import EncoderHead, MethodModule, mark_teacher
 from .losses import feature_distillation, orthogonality, output_distillation, ramp
@@ -58,7 +59,7 @@ class DIS2Student(nn.Module):
         )
         self.head = (
             ClassAttentionHead(width, n_outputs)
-            if task == "classification"
+            if task == Task.CLASSIFICATION
             else nn.Sequential(
                 nn.Flatten(), nn.Linear(width * steps, width), nn.ReLU(), nn.Linear(width, n_outputs)
             )

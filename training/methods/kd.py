@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..datasets.modalities import MODALITIES
+from eo_missing_qgis.core.definitions import MODALITIES
+
 from .base import EncoderHead, MethodModule, mark_teacher
 from .losses import feature_distillation, output_distillation
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 
+from eo_missing_qgis.core.definitions import Task
+
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Symmetric NT-Xent between two views (batch, dim): row i of ``a`` and of ``b`` are positives,
@@ -46,14 +48,14 @@ def output_distillation(
     student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float = 2.0
 ) -> torch.Tensor:
     """Soft targets for classification, MSE to the teacher's (normalised) value for regression."""
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return soft_target_kl(student, teacher, temperature)
     return F.mse_loss(student, teacher.detach())
 
 
 def task_loss(output: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
     """Cross-entropy on class indices, or MSE on the standardised regression target (batch, 1)."""
-    if task == "classification":
+    if task == Task.CLASSIFICATION:
         return F.cross_entropy(output, target)
     return F.mse_loss(output, target.view(-1, 1))
 

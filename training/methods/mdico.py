@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
 
-from ..datasets.modalities import MODALITIES
+from eo_missing_qgis.core.definitions import MODALITIES
+
 from ..models import TempCNN
 from .base import MethodModule
 from .losses import info_nce

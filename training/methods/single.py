@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..datasets.modalities import MODALITIES
+from eo_missing_qgis.core.definitions import MODALITIES
+
 from .base import EncoderHead, MethodModule
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eo_missing_qgis.core.definitions import Task
+
 
 class ConvBlock(nn.Sequential):
     """Conv1d (same padding) -> BatchNorm -> ReLU -> Dropout on (batch, channels, time)."""
@@ -84,6 +86,6 @@ class Predictor(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         raw = self.core(dict(zip(self.modalities, inputs, strict=True)))
-        if self.task == "classification":
+        if self.task == Task.CLASSIFICATION:
             return torch.softmax(raw, dim=1)
         return raw * self.target_std + self.target_mean

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..card import ModelCard
 from ..errors import InputError
-from ..model_card import ModelCard
-from ..raster_inputs import RasterInput, identify, normalise_band, resolve_encoding
+from ..raster_inputs import encoding_for
+from ..recognition import identify, normalise_band
 from ..session import ModelSession, open_session
 from ..units import Encoding
 
@@ -58,10 +59,10 @@ def _time_first(layer: Any, name: str, card: ModelCard) -> Any:
     return layer.transpose(tdim, "y", "x")
 
 
-def _encoding(name: str, layer: Any, modality: str, band: str, unit: str,
+def _encoding(name: str, layer: Any, unit: str,
               given: Encoding | str | None) -> Encoding:
     """As for a raster layer; a fill value the data declare is nodata unless the encoding has one."""
-    enc = resolve_encoding(RasterInput(name, encoding=given), modality, band, unit, str(layer.dtype))
+    enc = encoding_for(given, unit, str(layer.dtype), name, name)
     fill = layer.attrs.get("_FillValue", layer.attrs.get("nodata", layer.encoding.get("_FillValue")))
     if enc.nodata is None and fill is not None and np.isfinite(fill):
         enc = dataclasses.replace(enc, nodata=float(fill))
@@ -90,7 +91,7 @@ def block_inputs(data: Any, card: ModelCard, encodings: Mapping[str, Encoding | 
             name, layer = found[key]
             layers.append(_time_first(layer, name, card).drop_vars(_BAND_DIMS, errors="ignore"))
             given = (encodings or {}).get(spec.modality)
-            encs[spec.modality].append(_encoding(name, layer, spec.modality, band.name, band.unit, given))
+            encs[spec.modality].append(_encoding(name, layer, band.unit, given))
         if layers:
             arrays[spec.modality] = xr.concat(layers, dim="bands", coords="minimal",
                                               compat="override").transpose(layers[0].dims[0], "bands",

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..block import BlockOutputs, physical_block, predict_block, unit_warnings
-from ..engine import _outputs, _write_results, output_paths, publish
+from ..card import read_card
+from ..engine import _write_results
 from ..errors import InputError, missing_dependency
-from ..model_card import read_card
+from ..outputs import create_outputs, output_paths, publish
 from ..raster_io import Grid, check_destination
 from ..tiling import Window
 from ..units import Encoding
@@ -108,7 +109,7 @@ def predict(data: Any, model: str | Path, output: str | Path, *,
             log(f"Warning: {msg}")
         else:
             warnings.warn(msg, UserWarning, stacklevel=2)
-    outs = _outputs(paths, card, grid)
+    outs = create_outputs(paths, card, grid)
     try:
         for (i, j), stack in _computed_blocks(result.to_delayed()[0, 0]):
             win = Window(int(rows[i]), int(cols[j]), int(rows[i + 1] - rows[i]), int(cols[j + 1] - cols[j]))

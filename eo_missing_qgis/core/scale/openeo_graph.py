@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..block import output_names
+from ..card import ModelCard, read_card
 from ..errors import InputError, missing_dependency
-from ..model_card import ModelCard, read_card
 
 #: openEO collection of each modality the graph can load, and the encoding its values come in.
 COLLECTIONS = {"S2": "SENTINEL2_L2A", "S1": "SENTINEL1_GRD"}

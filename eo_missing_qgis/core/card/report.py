@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from .model_card import ModelCard
+from ..definitions import Task
+from .model import ModelCard
 
 
 def _months(card: ModelCard) -> str:
@@ -22,13 +23,14 @@ def _context(card: ModelCard) -> str:
 
 def _outputs(card: ModelCard) -> list[str]:
     o = card.output
-    if card.task == "classification":
+    if card.task == Task.CLASSIFICATION:
         return [f"class {c.id}: {c.name} ({c.color})" for c in o.classes]
     lo, hi = o.range or (float("nan"), float("nan"))
     return [f"{o.name} in {o.unit}, expected range {lo:g} to {hi:g}"]
 
 
 def card_to_text(card: ModelCard) -> str:
+    """The card as plain text, for logs and the CLI."""
     lines = [f"{card.title} [{card.name}]", card.description, f"Task: {card.task}",
              f"Time steps: {_months(card)}", f"Context: {_context(card)}"]
     for spec in card.inputs:
@@ -43,6 +45,7 @@ def card_to_text(card: ModelCard) -> str:
 
 
 def card_to_html(card: ModelCard) -> str:
+    """The card as an HTML page, for QGIS and the Describe model algorithm."""
     e = escape
     rows = "".join(
         f"<tr><td>{e(s.modality)}</td><td>{e(s.sensor)}</td><td>{e(s.tensor)}</td>"
@@ -50,7 +53,7 @@ def card_to_html(card: ModelCard) -> str:
         f"<td>{e(', '.join(sorted({b.unit for b in s.bands})))}</td></tr>"
         for s in card.inputs
     )
-    if card.task == "classification":
+    if card.task == Task.CLASSIFICATION:
         outputs = "".join(
             f"<tr><td>{c.id}</td><td><span style='background:{e(c.color)}'>&nbsp;&nbsp;&nbsp;</span>"
             f" {e(c.name)}</td></tr>"

@@ -15,11 +15,12 @@ from lightning.pytorch.callbacks import EarlyStopping
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
 from torch.utils.data import DataLoader
 
-from eo_missing_qgis.core.model_card import InputSpec
+from eo_missing_qgis.core.card import InputSpec
+from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from .datasets import EODataset
 from .datasets.base import input_spec
-from .datasets.modalities import MODALITIES, check_modalities
+from .datasets.modalities import check_modalities
 from .methods import METHODS, MethodModule
 from .models import Predictor
 
@@ -55,7 +56,7 @@ class RunConfig:
 
 
 @dataclass
-class Prepared:
+class SplitData:
     """A dataset split for one seed, with the card inputs and the in-memory network inputs."""
 
     data: EODataset
@@ -66,13 +67,13 @@ class Prepared:
     target_std: float
 
 
-def prepare(data: EODataset, seed: int, val_fraction: float = 0.2) -> Prepared:
+def split_data(data: EODataset, seed: int, val_fraction: float = 0.2) -> SplitData:
     splits = data.splits(seed, val_fraction)
     specs = data.input_specs(splits["train"])
     arrays = {name: data.arrays(idx, specs) for name, idx in splits.items()}
     y = data.target[splits["train"]].astype(np.float64)
-    regression = data.info.task == "regression"
-    return Prepared(
+    regression = data.info.task == Task.REGRESSION
+    return SplitData(
         data,
         splits,
         specs,
@@ -129,7 +130,7 @@ class KeepBest(L.Callback):
             module.load_state_dict(self.state)
 
 
-def build_module(cfg: RunConfig, prep: Prepared) -> MethodModule:
+def build_module(cfg: RunConfig, prep: SplitData) -> MethodModule:
     info = prep.data.info
     return METHODS[cfg.method](
         task=info.task,
@@ -148,7 +149,7 @@ def build_module(cfg: RunConfig, prep: Prepared) -> MethodModule:
 
 def fit(
     cfg: RunConfig,
-    prep: Prepared,
+    prep: SplitData,
     teacher_state: dict | None = None,
     *,
     progress: bool = False,
@@ -193,7 +194,7 @@ def predict(predictor: Predictor, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """RMSE and R² (physical units) or macro-F1 and accuracy; the first is the headline metric."""
-    if task == "regression":
+    if task == Task.REGRESSION:
         pred = output.reshape(-1)
         return {"rmse": float(np.sqrt(mean_squared_error(target, pred))), "r2": float(r2_score(target, pred))}
     pred = output.argmax(1)
@@ -203,7 +204,7 @@ def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, floa
     }
 
 
-def evaluate(module: MethodModule, prep: Prepared, split: str) -> dict[str, float]:
+def evaluate(module: MethodModule, prep: SplitData, split: str) -> dict[str, float]:
     return metrics(module.task, predict(module.predictor(), prep.arrays[split]), prep.arrays[split]["y"])
 
 
@@ -212,7 +213,7 @@ def save_run(
     module: MethodModule,
     trainer: L.Trainer,
     cfg: RunConfig,
-    prep: Prepared,
+    prep: SplitData,
     scores: dict[str, dict[str, float]],
 ) -> Path:
     """``model.ckpt`` (Lightning) and ``run.json`` (config, card statistics, metrics)."""

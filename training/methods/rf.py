@@ -5,23 +5,25 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from .engine import Prepared, metrics
+from eo_missing_qgis.core.definitions import Task
+
+from ..run import SplitData, metrics
 
 
 def features(arrays: dict[str, np.ndarray], modalities) -> np.ndarray:
     return np.concatenate([arrays[m].reshape(len(arrays[m]), -1) for m in modalities], axis=1)
 
 
-def fit_rf(prep: Prepared, modalities, seed: int, trees: int = 200, jobs: int = 2):
-    kind = RandomForestClassifier if prep.data.info.task == "classification" else RandomForestRegressor
+def fit_rf(prep: SplitData, modalities, seed: int, trees: int = 200, jobs: int = 2):
+    kind = RandomForestClassifier if prep.data.info.task == Task.CLASSIFICATION else RandomForestRegressor
     model = kind(n_estimators=trees, min_samples_leaf=2, n_jobs=jobs, random_state=seed)
     return model.fit(features(prep.arrays["train"], modalities), prep.arrays["train"]["y"])
 
 
-def evaluate_rf(model, prep: Prepared, modalities, split: str) -> tuple[dict[str, float], np.ndarray]:
+def evaluate_rf(model, prep: SplitData, modalities, split: str) -> tuple[dict[str, float], np.ndarray]:
     x = features(prep.arrays[split], modalities)
-    out = model.predict_proba(x) if prep.data.info.task == "classification" else model.predict(x)
-    if prep.data.info.task == "classification" and out.shape[1] < prep.data.info.n_outputs:
+    out = model.predict_proba(x) if prep.data.info.task == Task.CLASSIFICATION else model.predict(x)
+    if prep.data.info.task == Task.CLASSIFICATION and out.shape[1] < prep.data.info.n_outputs:
         full = np.zeros((len(out), prep.data.info.n_outputs))
         full[:, model.classes_] = out
         out = full
