@@ -9,6 +9,7 @@ stands for all its variables. User errors print one clear message and exit with 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .card import ModelCardError
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnostics":
         return diagnostics(args.model, args.device)
     from .engine import RunOptions, run_model
+    from .interrupts import cancel_on_signals
 
     inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
               for d in args.inputs]
@@ -119,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    try:
-        result = run_model(args.model, inputs, args.out, options=options,
-                           progress=None if args.quiet else _progress, log=None if args.quiet else log)
-    except (ValueError, ModelCardError, DependencyError, Cancelled) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; no output was written", file=sys.stderr)
-        return 130
+    with cancel_on_signals() as cancel:
+        try:
+            result = run_model(args.model, inputs, args.out, options=options, cancel=cancel,
+                               progress=None if args.quiet else _progress, log=None if args.quiet else log)
+        except Cancelled:
+            print(f"error: {cancel.describe()}; no output was written", file=sys.stderr)
+            return 128 + (cancel.signum or signal.SIGINT)  # the shell's code for a signal's stop
+        except (ValueError, ModelCardError, DependencyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for key, path in result.outputs.items():
         print(f"{key}: {path}")
     return 0

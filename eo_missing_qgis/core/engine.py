@@ -165,7 +165,8 @@ def run_model(
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
-        publish(list(outs.values()))
+        for stale in publish(outs):
+            say(f"removed {stale}: an earlier run to {paths['prediction']} wrote it and this run does not")
     except BaseException:
         for o in outs.values():
             o.discard()

@@ -9,6 +9,7 @@ and may point PROJ at an older ``proj.db``, so rasterio is always told to use it
 from __future__ import annotations
 
 import contextlib
+import html
 import math
 import os
 import re
@@ -273,11 +274,20 @@ class Source:
 
 
 # -- writing -------------------------------------------------------------------------------------
+#: File name endings of the one format outputs are written in (GeoTIFF).
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
 def check_destination(path: str, inputs: list[str]) -> None:
-    """Refuse a destination that cannot be written or would overwrite an input."""
+    """Refuse a destination that cannot be written, would overwrite an input, or whose extension
+    names a format other than GeoTIFF (its file would hold a GeoTIFF under a misleading name)."""
     dest = Path(path)
     if dest.is_dir():
         raise OutputError(f"output {path} is a folder; give a file name such as {dest / 'prediction.tif'}")
+    if dest.suffix.lower() not in GEOTIFF_SUFFIXES:
+        named = f"names the {dest.suffix} format" if dest.suffix else "has no extension"
+        raise OutputError(f"output {path} {named}, but outputs are written as GeoTIFF only; name it "
+                          f"{dest.with_suffix('.tif')} (convert it afterwards with gdal_translate if needed)")
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"the folder of output {path} does not exist; create {parent} first")
@@ -319,7 +329,7 @@ class GeoTiffOutput:
         except (rio.errors.RasterioIOError, OSError) as exc:
             raise OutputError(f"cannot create output {self.path}: {_first_line(exc)}") from None
         for k, text in enumerate(descriptions or []):
-            self.ds.set_band_description(k + 1, text)
+            self.ds.set_band_description(k + 1, html.escape(text))
 
     def write(self, data: np.ndarray, win: Window) -> None:
         """Write (bands, h, w) or (h, w) values into ``win``; a full disk is an OutputError."""
@@ -333,8 +343,13 @@ class GeoTiffOutput:
     def describe_classes(self, classes, title: str) -> None:
         """Colour table and class names as GDAL metadata, so any GIS shows the legend."""
         self.ds.write_colormap(1, {0: (0, 0, 0, 0), **{c.id: color_rgba(c.color) for c in classes}})
-        self.ds.update_tags(1, **{f"CLASS_{c.id}": c.name for c in classes})
-        self.ds.update_tags(CLASS_NAMES=";".join(f"{c.id}={c.name}" for c in classes), TITLE=title)
+        self.tag(1, **{f"CLASS_{c.id}": c.name for c in classes})
+        self.tag(0, CLASS_NAMES=";".join(f"{c.id}={c.name}" for c in classes), TITLE=title)
+
+    def tag(self, band: int, **texts: str) -> None:
+        """Metadata items (``band`` 0: the dataset's) HTML-escaped: QGIS shows them as HTML, and
+        card strings come from whoever made the model."""
+        self.ds.update_tags(band, **{k: html.escape(str(v)) for k, v in texts.items()})
 
     def close(self) -> None:
         """Flush and close the temporary file (where a full disk shows up)."""

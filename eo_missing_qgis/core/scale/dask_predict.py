@@ -114,7 +114,7 @@ def predict(data: Any, model: str | Path, output: str | Path, *,
         for (i, j), stack in _computed_blocks(result.to_delayed()[0, 0]):
             win = Window(int(rows[i]), int(cols[j]), int(rows[i + 1] - rows[i]), int(cols[j + 1] - cols[j]))
             _write_results(BlockOutputs.from_stacked(card, stack[:, 0]), win, outs)
-        publish(list(outs.values()))
+        publish(outs)
     except BaseException:
         for o in outs.values():
             o.discard()
