@@ -17,6 +17,7 @@ from .definitions import DEVICES, MODALITIES, Device, TimeLayout
 from .errors import Cancelled, DependencyError
 from .raster_inputs import RasterInput
 
+FINEST = "finest"
 _LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
 
 
@@ -56,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
     p.add_argument("--encoding", action=_InputField, help="encoding preset name, e.g. 'dB'")
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
-    p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
-                   "the outputs use (default: the first input)")
+    p.add_argument("--reference", default=FINEST, help="index of the input, or a raster path, whose grid "
+                   "the outputs use (default: the input with the finest pixels)")
     p.add_argument("--device", default=Device.AUTO, choices=DEVICES,
                    help="auto: a GPU when one works, else the CPU, saying why; gpu: fail without one; "
                         "tensorrt and coreml only when chosen")
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
               for d in args.inputs]
-    reference: int | str = int(args.reference) if args.reference.isdigit() else args.reference
+    reference = None if args.reference == FINEST else \
+        int(args.reference) if args.reference.isdigit() else args.reference
     options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb, batch_size=args.batch_size,
                          device=args.device, threads=args.threads, write_probabilities=args.probabilities,
                          reference=reference)

@@ -44,6 +44,7 @@ from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, wind
 @dataclass
 class RunOptions:
     """How to run: tile size (rounded to whole blocks), batch by ``batch_size`` or memory budget;
+    ``reference`` the grid (None: the finest input's; an input's number; a raster path);
     ``confidence`` is where the confidence raster goes (default: next to the prediction)."""
 
     tile_size: int | None = None
@@ -52,7 +53,7 @@ class RunOptions:
     device: Device = Device.AUTO
     threads: int | None = None
     write_probabilities: bool = False
-    reference: int | str = 0
+    reference: int | str | None = None  # None: the finest input grid
     resampling: str = "nearest"
     confidence: str | None = None
 

@@ -30,6 +30,7 @@ class PredictionRequest:
     layout: TimeLayout = TimeLayout.AUTO
     first_step: int = 0  # 1-based first time step; 0 = the latest steps the model needs
     confidence: str | None = None
+    reference: str | None = None  # GDAL source whose grid the outputs use; None: the finest input's
     tile_size: int = 512
     batch_mb: int = 256
     device: Device = Device.AUTO
@@ -114,6 +115,7 @@ def run_prediction(
     options = RunOptions(
         tile_size=request.tile_size, memory_mb=request.batch_mb, device=request.device,
         threads=request.threads, write_probabilities=request.probabilities, confidence=request.confidence,
+        reference=request.reference,
     )
     try:
         return run_model(session, build_inputs(request, session.card), request.output,

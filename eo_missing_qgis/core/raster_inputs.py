@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from .card import ModelCard
 from .definitions import TimeLayout
 from .errors import InputError
-from .raster_io import Grid, read_header, subdatasets
+from .raster_io import Grid, pixel_area, read_header, subdatasets
 from .recognition import RasterInput, Recognition, normalise_band, recognise
 from .units import PRESETS, Encoding, preset
 
@@ -66,10 +66,12 @@ class InputPlan:
         """The layers at least one slot reads, in order."""
         return sorted({s.input for rows in self.slots.values() for row in rows for s in row})
 
-    def reference_grid(self, reference: int | str) -> tuple[Grid, str]:
-        """The grid outputs are written on, and where it comes from: input number ``reference``
-        (as given; a container's first variable), or any raster's path."""
-        if isinstance(reference, int):
+    def reference_grid(self, reference: int | str | None) -> tuple[Grid, str]:
+        """The grid outputs are written on, and where it comes from: the finest input's (None),
+        input number ``reference`` (as given; a container's first variable), or any raster's path."""
+        if reference is None:  # the finest pixels, so no input loses detail; the first on a tie
+            header = min((i.header for i in self.inputs), key=lambda h: pixel_area(h, self.inputs[0].header))
+        elif isinstance(reference, int):
             given = self.origins[-1] + 1 if self.origins else 0
             if not 0 <= reference < given:
                 raise InputError(f"reference input {reference} does not exist (there are {given} inputs)")

@@ -210,6 +210,17 @@ def overlaps(header: RasterHeader, grid: Grid) -> bool:
     return left < g[2] and right > g[0] and bottom < g[3] and top > g[1]
 
 
+def pixel_area(header: RasterHeader, other: RasterHeader) -> float:
+    """The area of one pixel of ``header`` in the CRS units of ``other``, so pixel sizes of rasters
+    in different CRSs (metres, degrees) compare."""
+    _ = header.grid, other.grid  # refuses an input without georeferencing, clearly
+    left, bottom, right, top = header.bounds
+    if header.crs != other.crs:
+        left, bottom, right, top = rasterio_module().warp.transform_bounds(
+            header.crs, other.crs, left, bottom, right, top, densify_pts=21)
+    return abs((right - left) * (top - bottom)) / (header.width * header.height)
+
+
 class Source:
     """One input raster read on the reference grid, window by window.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from qgis.core import (
@@ -22,8 +23,10 @@ from qgis.core import (
 
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
+from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, run_prediction
+from ..core.raster_io import read_header
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -49,7 +52,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
     S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
     TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
         "TILE_SIZE", "BATCH_MB", "DEVICE", "THREADS", "PROBABILITIES")
-    OUTPUT, CONFIDENCE = "OUTPUT", "CONFIDENCE"
+    OUTPUT, CONFIDENCE, REFERENCE = "OUTPUT", "CONFIDENCE", "REFERENCE"
     MODEL_NAME, PROVIDER = "MODEL_NAME", "PROVIDER"
 
     def __init__(self):
@@ -69,6 +72,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
                 key, self.tr(label), QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.DEM, self.tr("DEM (optional)"), optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.REFERENCE, self.tr("Output grid from (default: the finest input)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, self.tr("Time layout of the layers"),
             options=[self.tr(label) for label in TIME_LAYOUT_LABELS.values()], defaultValue=0))
@@ -109,6 +114,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.S2: self.tr("Sentinel-2 rasters (B02-B08, B11, B12), recognised like the Sentinel-1 "
                              "layers (S2-L2A-B04, B4, B04)."),
             self.DEM: self.tr("Accepted for future models; the bundled models do not use it."),
+            self.REFERENCE: self.tr("The layer whose grid (CRS, pixel size, extent) the outputs use; "
+                                    "by default the input with the finest pixels, so 10 m Sentinel-2 "
+                                    "with 20 m Sentinel-1 gives a 10 m map."),
             self.LAYOUT: self.tr("One layer per spectral band with months as raster bands (the "
                                  "WorldCereal netCDF cube), one layer per month (layers in time "
                                  "order), or one stacked layer (month-major)."),
@@ -137,10 +145,11 @@ class PredictAlgorithm(EoMissingAlgorithm):
             return False, install_hint(missing)
         # QGIS 3.22 cannot resolve GDAL sources that are not plain files (NETCDF:"f.nc":VAR) as
         # layer parameters, so the layer lists are checked here, source by source.
-        ok, message = super().checkParameterValues({**parameters, self.S1: None, self.S2: None}, context)
+        ok, message = super().checkParameterValues(
+            {**parameters, self.S1: None, self.S2: None, self.REFERENCE: None}, context)
         if not ok:
             return ok, message
-        for key in (self.S1, self.S2):
+        for key in (self.S1, self.S2, self.REFERENCE):
             for value in _as_list(parameters.get(key)):
                 if raster_source(value, context) is None:
                     return False, self.tr("Cannot open {} as a raster layer.").format(value)
@@ -168,8 +177,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if missing:
             raise QgsProcessingException(install_hint(missing))
         layers = {key: [raster_source(v, context) for v in _as_list(parameters.get(key))]
-                  for key in (self.S1, self.S2)}
-        if any(None in found for found in layers.values()):
+                  for key in (self.S1, self.S2, self.REFERENCE)}
+        reference = layers.pop(self.REFERENCE)
+        if any(None in found for found in (*layers.values(), reference)):
             raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
         dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
         modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
@@ -188,19 +198,23 @@ class PredictAlgorithm(EoMissingAlgorithm):
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
             output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,
+            reference=reference[0][0] if reference else None,
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             batch_mb=self.parameterAsInt(parameters, self.BATCH_MB, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             probabilities=self.parameterAsBool(parameters, self.PROBABILITIES, context),
         )
-        try:
-            result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
-                                    is_canceled=feedback.isCanceled, log=feedback.pushInfo)
-        except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
-            raise QgsProcessingException(str(exc)) from None
-        if result is None:  # canceled: nothing was written
-            return {}
+        # qgis_process: SIGTERM cancels like the Cancel button (Ctrl-C already does, via feedback).
+        with cancel_on_signals(feedback.isCanceled, (signal.SIGTERM,)) as cancel:
+            try:
+                result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
+                                        is_canceled=cancel, log=feedback.pushInfo)
+            except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
+                raise QgsProcessingException(str(exc)) from None
+        if result is None:  # a cancel is a failure to its caller (exit status, batch, Modeler)
+            raise QgsProcessingException(
+                self.tr("Prediction {}; nothing was written.").format(cancel.describe()))
         card = result.card  # read once, by the run
         outputs = {self.MODEL_NAME: card.name, self.PROVIDER: result.provider}
         for kind, key in ((OutputKind.PREDICTION, self.OUTPUT), (OutputKind.CONFIDENCE, self.CONFIDENCE)):
@@ -230,12 +244,20 @@ def _as_list(value) -> list:
 
 def raster_source(value, context) -> tuple[str, str] | None:
     """(GDAL source, display name) of a layer parameter value: a layer, a layer id or name in the
-    project, a file, or any source GDAL opens such as a netCDF subdataset; None if unreadable."""
+    project, a file, or any source GDAL opens such as a netCDF subdataset; None if unreadable.
+
+    A source outside the project is checked by reading its header, not loaded as a QGIS layer: a
+    new layer computes statistics for its style, and GDAL saves them as ``.aux.xml`` files next to
+    the user's inputs (or fails to, in a read-only folder). Inputs are never written to."""
     if isinstance(value, QgsRasterLayer):
         return value.source(), value.name()
     text = str(value)
-    layer = QgsProcessingUtils.mapLayerFromString(text, context, True, QgsProcessingUtils.LayerHint.Raster)
+    layer = QgsProcessingUtils.mapLayerFromString(text, context, False, QgsProcessingUtils.LayerHint.Raster)
     if isinstance(layer, QgsRasterLayer):
         return layer.source(), layer.name()
     name = text.rsplit(":", 1)[-1] if text.count(":") >= 2 else Path(text).stem
-    return (text, name) if QgsRasterLayer(text, name).isValid() else None
+    try:
+        read_header(text)
+    except (ValueError, OSError, ImportError):
+        return None
+    return text, name

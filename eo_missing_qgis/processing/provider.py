@@ -29,6 +29,10 @@ class EoMissingProvider(QgsProcessingProvider):
     def svgIconPath(self) -> str:  # noqa: N802 - QGIS API
         return ICON
 
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802 - QGIS API
+        """GeoTIFF only: the engine writes no other format (other names are refused)."""
+        return ["tif", "tiff"]
+
     def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API
         self.addAlgorithm(DescribeModelAlgorithm())
         self.addAlgorithm(PredictAlgorithm())
