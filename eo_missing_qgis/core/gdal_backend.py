@@ -163,6 +163,10 @@ class Dataset:
     def tags(self, bidx: int = 0) -> dict[str, str]:
         return dict((self._band(bidx) if bidx else self._ds).GetMetadata() or {})
 
+    def get_tag_item(self, ns: str, dm: str | None = None, bidx: int = 0) -> str | None:
+        """One metadata item of a domain (e.g. a GeoTIFF tile's ``BLOCK_OFFSET_0_0`` in "TIFF")."""
+        return (self._band(bidx) if bidx else self._ds).GetMetadataItem(ns, dm or "") or None
+
     @property
     def subdatasets(self) -> list[str]:
         return [name for name, _ in self._ds.GetSubDatasets()]

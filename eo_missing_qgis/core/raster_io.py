@@ -314,6 +314,28 @@ def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
     return int(hex_color[1:3], 16), int(hex_color[3:5], 16), int(hex_color[5:7], 16), 255
 
 
+def _first_missing_block(ds, size: int) -> str:
+    """The first tile of a closed GeoTIFF that is not wholly inside its ``size`` bytes or does not
+    decode, described ('' when every tile of every band is there and reads back)."""
+    rio = rasterio_module()
+    rows, cols = ds.block_shapes[0]
+    for i in range(math.ceil(ds.height / rows)):
+        for j in range(math.ceil(ds.width / cols)):
+            where = f"tile row {i} column {j}"
+            for band in ds.indexes:
+                offset = ds.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=band)
+                length = ds.get_tag_item(f"BLOCK_SIZE_{j}_{i}", "TIFF", bidx=band)
+                if not offset or not length or int(offset) == 0 or int(offset) + int(length) > size:
+                    return f"band {band}, {where}"
+            window = rio.windows.Window(j * cols, i * rows, min(cols, ds.width - j * cols),
+                                        min(rows, ds.height - i * rows))
+            try:
+                ds.read(window=window)
+            except (rio.errors.RasterioError, OSError):
+                return f"{where} (unreadable)"
+    return ""
+
+
 class GeoTiffOutput:
     """A tiled, compressed GeoTIFF on the grid, written to a hidden temporary file first.
 
@@ -363,12 +385,20 @@ class GeoTiffOutput:
         self.ds.update_tags(band, **{k: html.escape(str(v)) for k, v in texts.items()})
 
     def close(self) -> None:
-        """Flush and close the temporary file (where a full disk shows up)."""
+        """Flush and close the temporary file (where a full disk shows up), then check every block
+        reached the file: GDAL reports a failed final flush only on stderr, and a block that never
+        reached the disk reads back as nodata, a silently wrong map."""
         rio = rasterio_module()
         try:
             self.ds.close()
+            with rio.open(self.tmp) as ds:
+                size = self.tmp.stat().st_size
+                missing = _first_missing_block(ds, size)
         except (rio.errors.RasterioIOError, rio.errors.RasterioError, OSError) as exc:
             raise OutputError(f"writing {self.path} failed (disk full?): {_first_line(exc)}") from None
+        if missing:
+            raise OutputError(f"writing {self.path} failed (disk full?): {missing} did not reach the "
+                              f"file ({size} bytes written)")
 
     def move_into_place(self) -> None:
         """Rename the closed temporary file to the destination."""
