@@ -74,10 +74,11 @@ def stale_outputs(outs: dict[OutputKind, GeoTiffOutput]) -> list[Path]:
     probabilities) that this run does not write: only files tagged as that prediction's."""
     main = outs[OutputKind.PREDICTION].path
     rio = rasterio_module()
+    written = {o.path for o in outs.values()}
     stale = []
-    for kind in OutputKind:
+    for kind in (OutputKind.CONFIDENCE, OutputKind.PROBABILITIES):
         path = sibling(main, kind)
-        if kind in outs or not path.is_file():
+        if path in written or not path.is_file():
             continue
         try:
             with rio.open(str(path)) as ds:

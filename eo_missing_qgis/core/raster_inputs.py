@@ -70,7 +70,8 @@ class InputPlan:
         """The grid outputs are written on, and where it comes from: the finest input's (None),
         input number ``reference`` (as given; a container's first variable), or any raster's path."""
         if reference is None:  # the finest pixels, so no input loses detail; the first on a tie
-            header = min((i.header for i in self.inputs), key=lambda h: pixel_area(h, self.inputs[0].header))
+            areas = [pixel_area(i.header, self.inputs[0].header) for i in self.inputs]
+            header = self.inputs[next(k for k, a in enumerate(areas) if a <= 1.01 * min(areas))].header
         elif isinstance(reference, int):
             given = self.origins[-1] + 1 if self.origins else 0
             if not 0 <= reference < given:
