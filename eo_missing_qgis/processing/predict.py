@@ -36,6 +36,26 @@ CUSTOM = "Custom ONNX model"
 _STYLERS: dict[str, StyleOnLoad] = {}  # output path -> the post-processor styling it on load
 
 
+class CheckedBySource:
+    """For raster parameters whose values :meth:`PredictAlgorithm.checkParameterValues` checks
+    source by source with :func:`raster_source`. QGIS's own check would load each file as a QGIS
+    layer, whose default style computes statistics that GDAL then saves as ``.aux.xml`` next to
+    the user's inputs (``qgis_process`` runs it before the algorithm); inputs are never written to.
+    It also could not open sources such as ``NETCDF:"f.nc":VAR`` in QGIS 3.22."""
+
+    def checkValueIsAcceptable(self, value, context=None) -> bool:  # noqa: N802 - QGIS API
+        """Any value the algorithm's own check then reads: a layer, a list, a source string."""
+        return value is not None or bool(self.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional)
+
+
+class SourceList(CheckedBySource, QgsProcessingParameterMultipleLayers):
+    """Raster layers, checked by the algorithm (see :class:`CheckedBySource`)."""
+
+
+class SourceLayer(CheckedBySource, QgsProcessingParameterRasterLayer):
+    """One raster layer, checked by the algorithm (see :class:`CheckedBySource`)."""
+
+
 class PredictAlgorithm(EoMissingAlgorithm):
     ID, DISPLAY_NAME, GROUP, GROUP_ID = "predict", "Predict from available layers", "Prediction", "prediction"
     INTRO = (
@@ -68,11 +88,10 @@ class PredictAlgorithm(EoMissingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, self.tr("Custom ONNX model"), extension="onnx", optional=True))
         for key, label in ((self.S1, "Sentinel-1 layers"), (self.S2, "Sentinel-2 layers")):
-            self.addParameter(QgsProcessingParameterMultipleLayers(
-                key, self.tr(label), QgsProcessing.SourceType.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            self.DEM, self.tr("DEM (optional)"), optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.addParameter(SourceList(key, self.tr(label), QgsProcessing.SourceType.TypeRaster,
+                                         optional=True))
+        self.addParameter(SourceLayer(self.DEM, self.tr("DEM (optional)"), optional=True))
+        self.addParameter(SourceLayer(
             self.REFERENCE, self.tr("Output grid from (default: the finest input)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, self.tr("Time layout of the layers"),
@@ -143,13 +162,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
         missing = missing_packages()
         if missing:
             return False, install_hint(missing)
-        # QGIS 3.22 cannot resolve GDAL sources that are not plain files (NETCDF:"f.nc":VAR) as
-        # layer parameters, so the layer lists are checked here, source by source.
-        ok, message = super().checkParameterValues(
-            {**parameters, self.S1: None, self.S2: None, self.REFERENCE: None}, context)
+        # The layers are checked here, source by source (see CheckedBySource).
+        layers = (self.S1, self.S2, self.DEM, self.REFERENCE)
+        ok, message = super().checkParameterValues({**parameters, **dict.fromkeys(layers)}, context)
         if not ok:
             return ok, message
-        for key in (self.S1, self.S2, self.REFERENCE):
+        for key in layers:
             for value in _as_list(parameters.get(key)):
                 if raster_source(value, context) is None:
                     return False, self.tr("Cannot open {} as a raster layer.").format(value)
@@ -177,11 +195,10 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if missing:
             raise QgsProcessingException(install_hint(missing))
         layers = {key: [raster_source(v, context) for v in _as_list(parameters.get(key))]
-                  for key in (self.S1, self.S2, self.REFERENCE)}
-        reference = layers.pop(self.REFERENCE)
-        if any(None in found for found in (*layers.values(), reference)):
+                  for key in (self.S1, self.S2, self.DEM, self.REFERENCE)}
+        reference, dem = layers.pop(self.REFERENCE), layers.pop(self.DEM)
+        if any(None in found for found in (*layers.values(), reference, dem)):
             raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
-        dem = self.parameterAsRasterLayer(parameters, self.DEM, context)
         modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
