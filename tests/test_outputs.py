@@ -158,3 +158,107 @@ def test_cli_default_reference_is_the_finest_input(tmp_path, data_dir, s1s2, out
     assert proc.returncode == 0, proc.stderr
     with rasterio.open(out / "p.tif") as ds:
         assert (ds.width, ds.height, ds.transform) == (100, 100, CUBE_TRANSFORM)
+
+
+# -- Processing and qgis_process ------------------------------------------------------------------
+def s2_tifs(data_dir: Path, folder: Path) -> list[str]:
+    """The cube's S2 bands as GeoTIFFs of the user's, in a folder the tests watch."""
+    return [write_tif(folder / f"{v}.tif", read_variable(data_dir, v)[0], nodata=65535)
+            for v in S2_VARS.values()]
+
+
+def test_processing_cancel_is_a_failure_and_leaves_nothing(plugin, data_dir, model, out):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    params = {"MODEL": model, "S2": [variable(data_dir, v) for v in S2_VARS.values()],
+              "OUTPUT": str(out / "p.tif")}
+    with pytest.raises(QgsProcessingException, match="Prediction cancelled; nothing was written"):
+        processing.run("eomissing:predict", params, feedback=feedback)
+    assert list(out.iterdir()) == []
+
+
+def test_processing_confidence_on_a_layer_the_model_does_not_read_is_refused(plugin, tmp_path, data_dir,
+                                                                             model, out):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    s1 = s1_at_20m(data_dir, tmp_path)  # given, but the S2 model does not read them
+    before = Path(s1[0]).read_bytes()
+    params = {"MODEL": model, "S1": s1, "S2": [variable(data_dir, v) for v in S2_VARS.values()],
+              "OUTPUT": str(out / "p.tif"), "CONFIDENCE": s1[0]}
+    with pytest.raises(QgsProcessingException, match="is also an input"):
+        processing.run("eomissing:predict", params)
+    assert Path(s1[0]).read_bytes() == before and list(out.iterdir()) == []
+
+
+def test_processing_grid_is_the_finest_input_or_the_reference_layer(plugin, tmp_path, data_dir, s1s2, out):
+    import processing
+    from osgeo import gdal
+
+    s1 = s1_at_20m(data_dir, tmp_path)
+    base = {"MODEL": s1s2, "S1": s1, "S2": [variable(data_dir, v) for v in S2_VARS.values()]}
+    fine = processing.run("eomissing:predict", {**base, "OUTPUT": str(out / "fine.tif")})["OUTPUT"]
+    coarse = processing.run("eomissing:predict", {**base, "REFERENCE": s1[0],
+                                                  "OUTPUT": str(out / "coarse.tif")})["OUTPUT"]
+    a, b = gdal.Open(fine), gdal.Open(coarse)
+    assert (a.RasterXSize, a.RasterYSize, a.GetGeoTransform()[1]) == (100, 100, 10)
+    assert (b.RasterXSize, b.RasterYSize, b.GetGeoTransform()[1]) == (50, 50, 20)
+
+
+def test_qgis_process_checks_every_destination_and_touches_no_input(qgis_process, tmp_path, data_dir, model):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    layers = s2_tifs(data_dir, inputs)
+    before = {p: Path(p).read_bytes() for p in layers}
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        ({"CONFIDENCE": layers[2]}, "is also an input"),
+        ({"CONFIDENCE": str(out / "p.tif")}, "two outputs would be written to the same file"),
+        ({"CONFIDENCE": str(out / "no" / "c.tif")}, "does not exist; create"),
+        ({"OUTPUT": str(out / "p.png")}, "written as GeoTIFF only"),
+        ({"OUTPUT": str(out / "p")}, "written as GeoTIFF only"),
+    ]
+    for change, message in cases:
+        params = {"MODEL": model, "OUTPUT": str(out / "p.tif"), **change}
+        args = [f"{k}={v}" for k, v in params.items()] + [f"S2={p}" for p in layers]
+        proc = qgis_process("run", "eomissing:predict", "--", *args, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, (change, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert list(out.iterdir()) == []
+    ok = qgis_process("run", "eomissing:predict", "--", f"MODEL={model}", f"OUTPUT={out / 'p.tif'}",
+                      *[f"S2={p}" for p in layers])
+    assert "p_confidence.tif" in ok.stdout
+    assert sorted(inputs.iterdir()) == sorted(Path(p) for p in layers)  # no .aux.xml next to them
+    assert {p: Path(p).read_bytes() for p in layers} == before
+
+
+def test_qgis_process_sigterm_fails_and_leaves_nothing(tmp_path):
+    from scripts.qgis_process_env import qgis_process_env
+
+    model = tiny_onnx(tmp_path / "s1.onnx", card_dict(modalities=("S1",), steps=1))
+    rng = np.random.default_rng(2)
+    layers = [write_tif(tmp_path / f"S1-SIGMA0-{b}.tif",
+                        rng.normal(-15, 3, (1, 1200, 1200)).astype(np.float32)) for b in ("VV", "VH")]
+    out = tmp_path / "out"
+    out.mkdir()
+    env = qgis_process_env(ROOT, tmp_path / "profile")
+    subprocess.run(["qgis_process.bin", "plugins", "enable", "eo_missing_qgis"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.Popen(
+        ["qgis_process.bin", "run", "eomissing:predict", "--", f"MODEL={model}", f"OUTPUT={out / 'p.tif'}",
+         "TILE_SIZE=16", "BATCH_MB=8", *[f"S1={p}" for p in layers]],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
+    while b"tiles of" not in seen or seen.rstrip().endswith(b"px"):  # until the first progress tick
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, seen.decode()
+        seen += chunk
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (seen + stdout + stderr).decode()
+    assert b"Prediction stopped by SIGTERM; nothing was written." in stderr
+    assert list(out.iterdir()) == []

@@ -56,6 +56,7 @@ class RunOptions:
     reference: int | str | None = None  # None: the finest input grid
     resampling: str = "nearest"
     confidence: str | None = None
+    keep: tuple[str, ...] = ()  # files the caller was given but the model does not read: never written
 
 
 @dataclass
@@ -113,8 +114,8 @@ def run_model(
     for w in plan.warnings:
         say(w)
     paths = output_paths(output, card, options.write_probabilities, options.confidence)
-    for p in paths.values():
-        check_destination(p, [i.path for i in plan.inputs] + [session.path])
+    for p in paths.values():  # every file given, used or not, is never written
+        check_destination(p, [i.path for i in (*plan.inputs, *inputs)] + [session.path, *options.keep])
     grid, ref_path = plan.reference_grid(options.reference)
     say(f"reference grid from {ref_path}: {grid.describe()}")
     check_cancel()

@@ -116,6 +116,7 @@ def run_prediction(
         tile_size=request.tile_size, memory_mb=request.batch_mb, device=request.device,
         threads=request.threads, write_probabilities=request.probabilities, confidence=request.confidence,
         reference=request.reference,
+        keep=tuple(src for layers in request.layers.values() for src, _ in layers),
     )
     try:
         return run_model(session, build_inputs(request, session.card), request.output,

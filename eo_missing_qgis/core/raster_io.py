@@ -295,10 +295,6 @@ def check_destination(path: str, inputs: list[str]) -> None:
     dest = Path(path)
     if dest.is_dir():
         raise OutputError(f"output {path} is a folder; give a file name such as {dest / 'prediction.tif'}")
-    if dest.suffix.lower() not in GEOTIFF_SUFFIXES:
-        named = f"names the {dest.suffix} format" if dest.suffix else "has no extension"
-        raise OutputError(f"output {path} {named}, but outputs are written as GeoTIFF only; name it "
-                          f"{dest.with_suffix('.tif')} (convert it afterwards with gdal_translate if needed)")
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"the folder of output {path} does not exist; create {parent} first")
@@ -307,6 +303,10 @@ def check_destination(path: str, inputs: list[str]) -> None:
     for src in inputs:
         if same_file(src, path):
             raise OutputError(f"output {path} is also an input ({src}); choose another file name")
+    if dest.suffix.lower() not in GEOTIFF_SUFFIXES:
+        named = f"names the {dest.suffix} format" if dest.suffix else "has no extension"
+        raise OutputError(f"output {path} {named}, but outputs are written as GeoTIFF only; name it "
+                          f"{dest.with_suffix('.tif')} (convert it afterwards with gdal_translate if needed)")
 
 
 def color_rgba(hex_color: str) -> tuple[int, int, int, int]:
