@@ -94,7 +94,7 @@ def test_whole_cube_lists_its_variables_once_and_reads_only_what_it_uses(monkeyp
     headers = [p for (p, purpose) in opens.rasters if purpose == "header"]
     assert len(headers) == len(set(headers)) > len(used)  # every variable once, S2 and weather too
     for (path, purpose), n in opens.rasters.items():
-        if purpose == "pixels":
+        if purpose == "pixels" and not path.endswith(".partial.tif"):  # outputs are read back once
             assert path in used and n == 1, path
     assert result.pixels_predicted > 0
 

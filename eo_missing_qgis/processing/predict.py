@@ -21,12 +21,12 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
+from ..core import gdal_backend
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import PredictionRequest, run_prediction
-from ..core.raster_io import read_header
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -263,7 +263,7 @@ def raster_source(value, context) -> tuple[str, str] | None:
     """(GDAL source, display name) of a layer parameter value: a layer, a layer id or name in the
     project, a file, or any source GDAL opens such as a netCDF subdataset; None if unreadable.
 
-    A source outside the project is checked by reading its header, not loaded as a QGIS layer: a
+    A source outside the project is checked by opening it with GDAL, not loaded as a QGIS layer: a
     new layer computes statistics for its style, and GDAL saves them as ``.aux.xml`` files next to
     the user's inputs (or fails to, in a read-only folder). Inputs are never written to."""
     if isinstance(value, QgsRasterLayer):
@@ -273,8 +273,8 @@ def raster_source(value, context) -> tuple[str, str] | None:
     if isinstance(layer, QgsRasterLayer):
         return layer.source(), layer.name()
     name = text.rsplit(":", 1)[-1] if text.count(":") >= 2 else Path(text).stem
-    try:
-        read_header(text)
-    except (ValueError, OSError, ImportError):
+    try:  # opened and closed by QGIS's GDAL only; the run reads its header once, later
+        gdal_backend.open(text).close()
+    except gdal_backend.RasterioIOError:
         return None
     return text, name
