@@ -26,21 +26,24 @@ ROOT = Path(__file__).resolve().parent.parent
 WORLDCEREAL_DN = "WorldCereal DN (20 log10 DN - 83, nodata 65535)"
 
 
+def tiny_classifier(factory, *modalities: str) -> str:
+    return str(tiny_onnx(factory.mktemp("m") / "tiny.onnx", card_dict(modalities=modalities)))
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:
-    return str(tiny_onnx(tmp_path_factory.mktemp("m") / "s2.onnx", card_dict(modalities=("S2",))))
+    return tiny_classifier(tmp_path_factory, "S2")
 
 
 @pytest.fixture(scope="module")
 def s1s2(tmp_path_factory) -> str:
-    return str(tiny_onnx(tmp_path_factory.mktemp("m") / "s1s2.onnx", card_dict(modalities=("S1", "S2"))))
+    return tiny_classifier(tmp_path_factory, "S1", "S2")
 
 
 @pytest.fixture
 def out(tmp_path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
+    (tmp_path / "out").mkdir()
+    return tmp_path / "out"
 
 
 def s1_at_20m(data_dir: Path, folder: Path) -> list[str]:
