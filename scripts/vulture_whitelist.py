@@ -27,6 +27,8 @@ _.longName
 _.icon
 _.svgIconPath
 _.loadAlgorithms
+_.supportedOutputRasterLayerExtensions
+_.checkValueIsAcceptable
 _.mapCanvas
 
 # PyTorch / Lightning hooks, with their fixed signatures.

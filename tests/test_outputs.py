@@ -5,6 +5,7 @@ failures that leave nothing, the finest input grid by default, card strings esca
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import OutputError
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, S1_VARS, S2_VARS, read_variable, variable, write_tif
-from tests.test_engine_bad_inputs import _limit_file_size, refused, s2_inputs
+from tests.test_engine_bad_inputs import refused, s2_inputs
 from tests.tiny_models import S2_BANDS, card_dict, tiny_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,12 @@ def cli(*args: str, **kw) -> list[str]:
     return [sys.executable, "-m", "eo_missing_qgis.core", "predict", *args]
 
 
+def _full_disk_at(size: int) -> None:
+    """In the child: writes past ``size`` bytes fail as on a full disk (EFBIG, no signal)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
 @pytest.mark.parametrize("limit", [20_000, 200_000])
 def test_disk_full_with_small_tiles_fails_and_leaves_nothing(tmp_path, model, out, limit):
     """Small tiles stay in GDAL's cache until the final flush, whose error GDAL only prints."""
@@ -110,7 +117,7 @@ def test_disk_full_with_small_tiles_fails_and_leaves_nothing(tmp_path, model, ou
         cli("--model", model, "--input", layer, "--modality", "S2", "--layout", "stacked",
             "--bands", ",".join(S2_BANDS), "--out", str(out / "p.tif"), "--probabilities", "--quiet",
             "--tile-size", "16"),
-        capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=_limit_file_size,
+        capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=lambda: _full_disk_at(limit),
     )
     assert proc.returncode == 2, proc.stderr
     assert "failed (disk full?)" in proc.stderr and "Traceback" not in proc.stderr
