@@ -37,8 +37,10 @@ def _read(path: str) -> dict:
 
 
 def test_bundled_model_gives_the_same_file_on_both_backends(monkeypatch, data_dir, tmp_path):
-    with_rasterio = _read(_predict("rasterio", monkeypatch, data_dir, tmp_path / "rio.tif"))
-    with_gdal = _read(_predict("gdal", monkeypatch, data_dir, tmp_path / "gdal.tif"))
+    for backend in ("rio", "gdal"):  # one file name in two folders: a tag names the prediction file
+        (tmp_path / backend).mkdir()
+    with_rasterio = _read(_predict("rasterio", monkeypatch, data_dir, tmp_path / "rio" / "crop.tif"))
+    with_gdal = _read(_predict("gdal", monkeypatch, data_dir, tmp_path / "gdal" / "crop.tif"))
     assert raster_io.rasterio_module().__name__.endswith("gdal_backend")
     # The same input pixels reach the same network in the same process: the classes are identical.
     np.testing.assert_array_equal(with_gdal.pop("data"), with_rasterio.pop("data"))
