@@ -246,13 +246,17 @@ def test_qgis_process_checks_every_destination_and_touches_no_input(qgis_process
     assert {p: Path(p).read_bytes() for p in layers} == before
 
 
-def test_qgis_process_sigterm_fails_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize(("signum", "message"), [(signal.SIGTERM, b"stopped by SIGTERM"),
+                                                  (signal.SIGINT, b"cancelled")], ids=["SIGTERM", "Ctrl-C"])
+def test_qgis_process_signal_fails_and_leaves_nothing(tmp_path, signum, message):
+    """qgis_process cancels on Ctrl-C itself (through the feedback, every 2 s at most): a run long
+    enough for that, stopped in its first tiles."""
     from scripts.qgis_process_env import qgis_process_env
 
     model = tiny_onnx(tmp_path / "s1.onnx", card_dict(modalities=("S1",), steps=1))
     rng = np.random.default_rng(2)
     layers = [write_tif(tmp_path / f"S1-SIGMA0-{b}.tif",
-                        rng.normal(-15, 3, (1, 1200, 1200)).astype(np.float32)) for b in ("VV", "VH")]
+                        rng.normal(-15, 3, (1, 2400, 2400)).astype(np.float32)) for b in ("VV", "VH")]
     out = tmp_path / "out"
     out.mkdir()
     env = qgis_process_env(ROOT, tmp_path / "profile")
@@ -267,8 +271,8 @@ def test_qgis_process_sigterm_fails_and_leaves_nothing(tmp_path):
         chunk = os.read(proc.stdout.fileno(), 4096)
         assert chunk, seen.decode()
         seen += chunk
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, (seen + stdout + stderr).decode()
-    assert b"Prediction stopped by SIGTERM; nothing was written." in stderr
+    assert b"ERROR:\tPrediction " + message + b"; nothing was written." in stderr
     assert list(out.iterdir()) == []
