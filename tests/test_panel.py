@@ -174,3 +174,22 @@ def test_copy_diagnostics_button_fills_the_clipboard(panel, qtbot):
     for section in ("== Python ==", "== numpy ==", "== onnxruntime ==", "== rasterio ==",
                     "== GDAL (osgeo) ==", "== Execution provider of the last model =="):
         assert section in text
+
+
+def test_output_grid_is_the_finest_layer_or_the_one_chosen(panel, project, data_dir, qtbot, tmp_path):
+    """10 m S2 with 20 m S1 (listed first) gives a 10 m map; choosing an S1 layer, a 20 m one."""
+    from tests.test_outputs import s1_at_20m
+
+    coarse = [QgsRasterLayer(p, name) for p, name in zip(s1_at_20m(data_dir, tmp_path), S1_VARS, strict=True)]
+    project.addMapLayers(coarse)
+    add_cube_layers(project, data_dir, S2_VARS)
+    widths = []
+    for grid in ("the finest input", S1_VARS[0]):
+        panel.grid_combo.setCurrentText(grid)
+        with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+            panel.run_button.click()
+        assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
+        added = [lyr for lyr in project.mapLayers().values()
+                 if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
+        widths.append(sorted(lyr.width() for lyr in added))
+    assert widths == [[100], [50, 100]]

@@ -100,6 +100,13 @@ class EoMissingPanel(QDockWidget):
         self.install_button.clicked.connect(self.show_install_dialog)
         layout.addWidget(self.install_button)
         self.install_dialog = None
+        grid_row = QHBoxLayout()
+        grid_row.addWidget(QLabel(tr("Output grid from")))
+        self.grid_combo = QComboBox()  # data: the layer's source; None for the finest input
+        self.grid_combo.setToolTip(tr("The layer whose grid (CRS, pixel size, extent) the outputs use; "
+                                      "by default the input with the finest pixels."))
+        grid_row.addWidget(self.grid_combo)
+        layout.addLayout(grid_row)
         row = QHBoxLayout()
         row.addWidget(QLabel(tr("Output folder")))
         self.output_dir = QgsFileWidget()
@@ -159,7 +166,17 @@ class EoMissingPanel(QDockWidget):
             item.setToolTip(layer.source())
             detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
+        self.list_grids(layers)
         self.update_choice()
+
+    def list_grids(self, layers: list[QgsRasterLayer]) -> None:
+        """The output grid choices: the finest input, then every listed layer; a choice is kept."""
+        kept = self.grid_combo.currentData()
+        self.grid_combo.clear()
+        self.grid_combo.addItem(tr("the finest input"), None)
+        for layer in layers:
+            self.grid_combo.addItem(layer.name(), layer.source())
+        self.grid_combo.setCurrentIndex(max(self.grid_combo.findData(kept), 0))
 
     def set_modality(self, layer_id: str, modality: str) -> None:
         """The user corrects a recognised modality; kept across refreshes."""
@@ -218,6 +235,7 @@ class EoMissingPanel(QDockWidget):
             layers={m: [(lyr.source(), lyr.name()) for lyr in found]
                     for m, found in self.selected_layers().items() if m in model.modalities},
             output=str(Path(self.output_dir.filePath()) / f"{stem}.tif"),
+            reference=self.grid_combo.currentData(),
             headers=self.headers,
         )
 
