@@ -195,13 +195,14 @@ def test_processing_confidence_on_a_layer_the_model_does_not_read_is_refused(plu
     import processing
     from qgis.core import QgsProcessingException
 
-    s1 = s1_at_20m(data_dir, tmp_path)  # given, but the S2 model does not read them
-    before = Path(s1[0]).read_bytes()
-    params = {"MODEL": model, "S1": s1, "S2": [variable(data_dir, v) for v in S2_VARS.values()],
-              "OUTPUT": str(out / "p.tif"), "CONFIDENCE": s1[0]}
-    with pytest.raises(QgsProcessingException, match="is also an input"):
-        processing.run("eomissing:predict", params)
-    assert Path(s1[0]).read_bytes() == before and list(out.iterdir()) == []
+    s1 = s1_at_20m(data_dir, tmp_path)  # given, but the S2 model reads neither S1 nor the DEM
+    before = {p: Path(p).read_bytes() for p in s1}
+    params = {"MODEL": model, "S1": s1[:1], "DEM": s1[1], "OUTPUT": str(out / "p.tif"),
+              "S2": [variable(data_dir, v) for v in S2_VARS.values()]}
+    for layer in s1:
+        with pytest.raises(QgsProcessingException, match="is also an input"):
+            processing.run("eomissing:predict", {**params, "CONFIDENCE": layer})
+    assert {p: Path(p).read_bytes() for p in s1} == before and list(out.iterdir()) == []
 
 
 def test_processing_grid_is_the_finest_input_or_the_reference_layer(plugin, tmp_path, data_dir, s1s2, out):

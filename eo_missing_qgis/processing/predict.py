@@ -199,7 +199,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         reference, dem = layers.pop(self.REFERENCE), layers.pop(self.DEM)
         if any(None in found for found in (*layers.values(), reference, dem)):
             raise QgsProcessingException(self.tr("Some input layers cannot be opened as rasters."))
-        modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
+        layers[Modality.DEM] = dem  # for a model that reads it; never written over in any case
+        modalities = {key for key, found in layers.items() if found}
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
