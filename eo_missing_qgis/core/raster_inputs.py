@@ -134,14 +134,18 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     offer: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
     problems: list[str] = []
     recognitions: list[Recognition] = []
+    notes: list[str] = []
     for n, inp in enumerate(inputs):
         rec = recognise(inp, inp.header)
         recognitions.append(rec)
-        if rec.modality not in needed:
+        if not set(rec.modalities) & needed.keys():
             continue
-        for (band, t, index) in _layout_slots(inp, rec, steps, problems):
-            key = normalise_band(rec.modality, band)
-            offer.setdefault((rec.modality, key, t), []).append((n, index))
+        for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes):
+            if modality in needed:
+                offer.setdefault((modality, normalise_band(modality, band), t), []).append((n, index))
+        skipped = [m for m in rec.modalities if m not in needed]
+        if rec.sensors and skipped:
+            notes.append(f"{inp.label}: its {', '.join(skipped)} bands are not used by the model")
     slots: dict[str, list[list[Slot]]] = {}
     missing: list[str] = []
     for spec in card.inputs:
@@ -169,10 +173,10 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         problems.insert(0, "missing: " + "; ".join(missing))
     if problems:
         unrecognised = [f"{inputs[n].label}: {r.reason}"
-                        for n, r in enumerate(recognitions) if r.modality is None]
+                        for n, r in enumerate(recognitions) if not r.modalities]
         extra = ("\nlayers not recognised: " + "; ".join(unrecognised)) if unrecognised else ""
         raise InputError(f"the layers do not match model '{card.name}':\n- " + "\n- ".join(problems) + extra)
-    plan = InputPlan(card, inputs, origins, slots)
+    plan = InputPlan(card, inputs, origins, slots, notes)
     unused = [inputs[n].label for n in range(len(inputs)) if n not in plan.used]
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
@@ -185,42 +189,99 @@ def _steps(absent: list[int], steps: int) -> str:
     return "time step(s) " + ", ".join(str(t + 1) for t in absent)
 
 
-def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str]):
-    """(band, time step, 1-based raster band) triples one input offers, per its layout."""
-    label, count = inp.label, rec.count
+def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], notes: list[str]):
+    """(modality, band, time step, 1-based raster band) tuples one input offers, per its layout.
+
+    A layer holding more time steps than the model needs is read from its first step (``time_index``,
+    0-based) or, when none is given, from the latest steps, said in ``notes``: the CLI, Processing
+    and the panel all count this way.
+    """
+    label, count, modality = inp.label, rec.count, rec.modality
+    if rec.sensors:
+        return _multi_sensor_slots(inp, rec, steps, problems, notes)
     if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
-        start = inp.time_index or 0
         if count == 1:
-            return [(rec.band, start, 1)] if inp.time_index is not None or steps == 1 else \
-                _wrong_steps(problems, label, count, steps, "one layer per band needs a raster band per "
-                             "time step, or give its time_index")
-        if count - start < steps or (count != steps and inp.time_index is None):
-            return _wrong_steps(problems, label, count - start, steps,
-                                "set time_index to the first step to use" if count > steps else "")
-        return [(rec.band, t, start + t + 1) for t in range(steps)]  # time_index: first raster band used
+            if inp.time_index is not None or steps == 1:
+                return [(modality, rec.band, inp.time_index or 0, 1)]
+            return _wrong_steps(problems, label, count, steps, "one layer per band needs a raster band per "
+                                "time step, or give the time step it holds")
+        start = _window(label, count, steps, inp.time_index, problems, notes)
+        return [] if start is None else [(modality, rec.band, t, start + t + 1) for t in range(steps)]
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands:
         if len(rec.bands) != count:
             problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
             return []
         if inp.time_index is None and steps > 1:
             problems.append(f"{label} holds one date: say which time step it is "
-                            f"(time_index 0-{steps - 1}, 0 = oldest)")
+                            f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1})")
             return []
-        return [(b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
+        return [(modality, b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
     if rec.layout == TimeLayout.STACKED and rec.bands:
         nb = len(rec.bands)
-        if count % nb or count // nb != steps:
-            return _wrong_steps(problems, label, count / nb, steps,
-                                f"a stacked layer holds time x bands ({steps} x {nb} = "
-                                f"{steps * nb} raster bands), not {count}")
-        return [(b, t, t * nb + k + 1) for t in range(steps) for k, b in enumerate(rec.bands)]
-    problems.append(f"{label}: {rec.reason}" if rec.modality is None or rec.layout == TimeLayout.AUTO else
+        if count % nb:
+            problems.append(f"{label} has {count} raster bands, which is not a whole number of time steps "
+                            f"of {nb} bands ({', '.join(rec.bands)}); say which band each raster band holds")
+            return []
+        start = _window(label, count // nb, steps, inp.time_index, problems, notes,
+                        f"a stacked layer holds time x bands ({steps} x {nb} = {steps * nb} raster bands), "
+                        f"not {count}")
+        return [] if start is None else [(modality, b, t, (start + t) * nb + k + 1)
+                                         for t in range(steps) for k, b in enumerate(rec.bands)]
+    problems.append(f"{label}: {rec.reason}" if modality is None or rec.layout == TimeLayout.AUTO else
                     f"{label} has layout {rec.layout} but does not say which band(s) it holds")
     return []
 
 
-def _wrong_steps(problems: list[str], label: str, got: float, steps: int, hint: str) -> list:
-    got_text = f"{got:g}" if isinstance(got, float) else str(got)
-    problems.append(f"{label} has {got_text} time steps but the model needs {steps}"
+def _multi_sensor_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str],
+                        notes: list[str]) -> list[tuple[str, str, int, int]]:
+    """Slots of a multi-sensor stack: the n-th raster band named (modality, band) is its n-th time
+    step; a band named once among time series is static and serves every time step."""
+    occurrences: dict[tuple[str, str], list[int]] = {}
+    for k, (modality, band) in enumerate(zip(rec.sensors, rec.bands, strict=True)):
+        if modality in rec.modalities:
+            occurrences.setdefault((modality, normalise_band(modality, band)), []).append(k + 1)
+    if not occurrences:
+        problems.append(f"{inp.label}: {rec.reason}")
+        return []
+    months = max(len(found) for found in occurrences.values())
+    uneven = [f"{m} {b} ({len(found)})" for (m, b), found in occurrences.items()
+              if len(found) not in (1, months)]
+    if uneven:
+        problems.append(f"{inp.label} holds {months} time steps of most bands but not of "
+                        f"{', '.join(uneven)}; say which band each raster band holds")
+        return []
+    start = _window(inp.label, months, steps, inp.time_index, problems, notes) if months > 1 else 0
+    if start is None:
+        return []
+    slots = []
+    for (modality, band), found in occurrences.items():
+        if len(found) == 1 and months > 1:  # static (elevation, slope): the same band every step
+            slots += [(modality, band, t, found[0]) for t in range(steps)]
+        else:
+            slots += [(modality, band, t, found[start + t]) for t in range(min(steps, len(found)))]
+    return slots
+
+
+def _window(label: str, available: int, steps: int, first: int | None, problems: list[str],
+            notes: list[str], hint: str = "") -> int | None:
+    """The 0-based first of ``steps`` time steps to read out of ``available``: ``first`` when
+    given, else the latest steps (said in ``notes``); None, with the problem, when they do not fit."""
+    if first is not None and not 0 <= first < available:
+        problems.append(f"{label} has {available} time steps: its first step must be 1-{available} "
+                        f"(CLI --time-index 0-{available - 1}), not {first + 1}")
+        return None
+    start = max(available - steps, 0) if first is None else first
+    if available - start < steps:
+        hint = f"from step {start + 1} on it has {available - start}" if start else hint
+        _wrong_steps(problems, label, available, steps, hint)
+        return None
+    if first is None and available > steps:
+        notes.append(f"{label}: using its latest {steps} of {available} time steps "
+                     f"({start + 1}-{available}); set the first time step to choose others")
+    return start
+
+
+def _wrong_steps(problems: list[str], label: str, got: int, steps: int, hint: str) -> list:
+    problems.append(f"{label} has {got} time steps but the model needs {steps}"
                     + (f" ({hint})" if hint else ""))
     return []

@@ -80,6 +80,17 @@ class Recognition:
     reason: str
     bands: tuple[str, ...] = ()
     count: int = 0
+    #: A multi-sensor stack: the modality of each raster band ('' where none is named); ``bands``
+    #: then names each raster band too.
+    sensors: tuple[str, ...] = ()
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Every modality the layer offers (several for a multi-sensor stack)."""
+        if self.sensors:
+            found = tuple(dict.fromkeys(m for m in self.sensors if m))
+            return found if self.modality is None else tuple(m for m in found if m == self.modality)
+        return (self.modality,) if self.modality else ()
 
 
 def identify(text: str) -> tuple[str, str] | None:
@@ -118,6 +129,10 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
         layout = inp.layout if inp.layout != TimeLayout.AUTO else (
             TimeLayout.DATE_PER_LAYER if len(explicit_bands) == count else TimeLayout.STACKED)
         return Recognition(inp.modality, None, layout, "bands given explicitly", explicit_bands, count)
+    named = [found for found in per_band if found]
+    if count > 1 and inp.layout in (TimeLayout.AUTO, TimeLayout.STACKED) and len(named) * 2 > count \
+            and len({m for m, _ in named}) > 1:
+        return _multi_sensor(inp, per_band)
     if count > 1 and all(per_band):
         modalities = {m for m, _ in per_band}
         names = tuple(b for _, b in per_band)
@@ -140,3 +155,24 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
                                count=count)
     return Recognition(inp.modality, None, inp.layout, "nothing in its name or band descriptions "
                        "identifies a band; say which band(s) it holds", count=count)
+
+
+def _multi_sensor(inp: RasterInput, per_band: list[tuple[str, str] | None]) -> Recognition:
+    """A stack whose band descriptions name several modalities (an Earth Engine / CropHarvest
+    export: per month VV, VH, B1 ... B12, temperature_2m, total_precipitation, then elevation,
+    slope): every raster band is taken from its own description. A declared modality restricts
+    the layer to that modality's bands."""
+    sensors = tuple(found[0] if found else "" for found in per_band)
+    bands = tuple(found[1] if found else "" for found in per_band)
+    pairs = list(zip(sensors, bands, strict=True))
+    summary = "; ".join(f"{m} " + ", ".join(dict.fromkeys(b for s, b in pairs if s == m))
+                        for m in dict.fromkeys(s for s in sensors if s))
+    unknown = sensors.count("")
+    reason = (f"multi-sensor stack, band descriptions name {summary}"
+              + (f"; {unknown} raster band(s) name nothing known and are skipped" if unknown else ""))
+    if inp.modality:
+        if inp.modality not in sensors:
+            reason += f"; none of its bands is {inp.modality}"
+        else:
+            reason += f"; given as {inp.modality}, only its {inp.modality} bands are used"
+    return Recognition(inp.modality, None, TimeLayout.STACKED, reason, bands, len(sensors), sensors)
