@@ -29,6 +29,11 @@ _ALIASES: dict[str, tuple[str, str]] = {
 }
 
 
+#: Where a user says which bands a layer holds and its first time step, in every front end.
+SAY_BANDS = ("CLI --bands/--band and --time-index; Processing 'Bands and first time step per layer'; "
+             "the panel's Bands and First step columns")
+
+
 def normalise_band(modality: str, name: str) -> str:
     """Canonical band spelling: ``B4``/``b04`` -> ``B04``, ``vv`` -> ``VV``, ``temperature_2m`` ->
     ``temperature`` (weather/DEM aliases), others lower-case."""
@@ -154,7 +159,7 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
             return Recognition(found[0], found[1], layout, f"{what} '{text}' names {found[0]} {found[1]}",
                                count=count)
     return Recognition(inp.modality, None, inp.layout, "nothing in its name or band descriptions "
-                       "identifies a band; say which band(s) it holds", count=count)
+                       f"identifies a band; say which band(s) it holds ({SAY_BANDS})", count=count)
 
 
 def _multi_sensor(inp: RasterInput, per_band: list[tuple[str, str] | None]) -> Recognition:

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterLayer,
 )
@@ -23,7 +24,7 @@ from qgis.core import (
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, run_prediction
+from ..core.prediction import PredictionRequest, mapping_for_layers, parse_mapping, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -45,7 +46,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
     )
     TASK, MODEL = "TASK", "MODEL"
     S1, S2, DEM = Modality.S1.value, Modality.S2.value, Modality.DEM.value
-    LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
+    LAYOUT, FIRST_STEP, LAYER_BANDS = "LAYOUT", "FIRST_STEP", "LAYER_BANDS"
     S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
     TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
         "TILE_SIZE", "BATCH_MB", "DEVICE", "THREADS", "PROBABILITIES")
@@ -75,6 +76,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
             QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.LAYER_BANDS, self.tr("Bands and first time step per layer"), multiLine=True, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
             defaultValue=0))
@@ -107,13 +110,21 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.S1: self.tr("Sentinel-1 rasters (VV, VH). Bands are recognised from band "
                              "descriptions, netCDF variable names or layer names (S1-SIGMA0-VV, VV)."),
             self.S2: self.tr("Sentinel-2 rasters (B02-B08, B11, B12), recognised like the Sentinel-1 "
-                             "layers (S2-L2A-B04, B4, B04)."),
+                             "layers (S2-L2A-B04, B4, B04). A multi-sensor stack (band descriptions "
+                             "VV, VH, B1 ... B12, ...) may be given in both lists: each list takes "
+                             "its own bands from it."),
             self.DEM: self.tr("Accepted for future models; the bundled models do not use it."),
             self.LAYOUT: self.tr("One layer per spectral band with months as raster bands (the "
                                  "WorldCereal netCDF cube), one layer per month (layers in time "
                                  "order), or one stacked layer (month-major)."),
             self.FIRST_STEP: self.tr("1-based month (raster band, or layer) where the model's time "
                                      "window starts; 0 takes the latest months the model needs."),
+            self.LAYER_BANDS: self.tr("What a layer holds when its names do not say it: one line (or "
+                                      "';') per layer, 'layer: bands @ first step', the layer by its "
+                                      "name or file name, bands comma separated in raster-band order, "
+                                      "the first step 1-based; either may be left out. E.g. "
+                                      "'june.tif: B02,B03,B04,B05,B06,B07,B08,B11,B12 @ 6' or "
+                                      "'export.tif: @ 3'."),
             self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
                                    "and otherwise assumes dB."),
             self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
@@ -176,6 +187,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
+        try:
+            mapping = mapping_for_layers(
+                parse_mapping(self.parameterAsString(parameters, self.LAYER_BANDS, context) or ""),
+                [layer for found in layers.values() for layer in found])
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
         units = {
             Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
             Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
@@ -186,6 +203,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             units=units,
             layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
+            mapping=mapping,
             output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
