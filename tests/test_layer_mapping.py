@@ -48,8 +48,10 @@ def test_mapping_text_is_parsed_or_refused_in_plain_words():
     assert parse_mapping('NETCDF:"a.nc":x: B02, B03 @ 6\nb.tif: @2; c: B8A') == {
         'NETCDF:"a.nc":x': LayerMapping(("B02", "B03"), 6), "b.tif": LayerMapping((), 2),
         "c": LayerMapping(("B8A",), 0)}
-    for bad in ("B02,B03", "a.tif: B02 @ first", "a.tif: @ 0"):
-        with pytest.raises(InputError, match="cannot read the layer mapping"):
+    with pytest.raises(InputError, match="cannot read the layer mapping 'B02,B03'"):
+        parse_mapping("B02,B03")
+    for bad in ("a.tif: B02 @ first", "a.tif: @ 0"):
+        with pytest.raises(InputError, match=r"first time step of 'a\.tif' must be a whole number"):
             parse_mapping(bad)
 
 

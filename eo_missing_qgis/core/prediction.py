@@ -26,6 +26,18 @@ class LayerMapping:
     bands: tuple[str, ...] = ()
     first_step: int = 0
 
+    @classmethod
+    def from_text(cls, bands: str, first_step: str, where: str) -> LayerMapping:
+        """From the texts a user typed (bands comma separated, first step or blank); ``where``
+        names the layer in the error."""
+        from .errors import InputError
+
+        first = first_step.strip()
+        if first and (not first.isdigit() or int(first) < 1):
+            raise InputError(f"the first time step of {where} must be a whole number, 1 or more, "
+                             f"not '{first}'")
+        return cls(tuple(b.strip() for b in bands.split(",") if b.strip()), int(first) if first else 0)
+
 
 def parse_mapping(text: str) -> dict[str, LayerMapping]:
     """The per-layer mapping of Processing's text parameter: one entry per line (or ';'),
@@ -38,12 +50,11 @@ def parse_mapping(text: str) -> dict[str, LayerMapping]:
         if not entry:
             continue
         layer, sep, rest = entry.rpartition(":")
-        bands, at, first = rest.partition("@")
-        if not sep or not layer.strip() or (at and not first.strip().isdigit()) or (at and int(first) < 1):
+        if not sep or not layer.strip():
             raise InputError(f"cannot read the layer mapping '{entry}': write 'layer: B02,B03,... @ first "
                              "step' (bands comma separated, first step 1 or more, both optional)")
-        mapping[layer.strip()] = LayerMapping(tuple(b.strip() for b in bands.split(",") if b.strip()),
-                                              int(first) if at else 0)
+        bands, _, first = rest.partition("@")
+        mapping[layer.strip()] = LayerMapping.from_text(bands, first, f"'{layer.strip()}'")
     return mapping
 
 
