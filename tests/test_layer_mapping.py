@@ -61,8 +61,22 @@ def predict(tmp_path, name: str, **params) -> np.ndarray:
     return read(result["OUTPUT"])
 
 
-def test_multi_sensor_stack_in_both_lists_gives_the_cube_map(plugin, data_dir, tmp_path):
-    stack = ee_stack(data_dir, tmp_path / "ee_export.tif")
+@pytest.fixture(scope="module")
+def stack(data_dir, tmp_path_factory) -> str:
+    return ee_stack(data_dir, tmp_path_factory.mktemp("ee") / "ee_export.tif")
+
+
+def test_multi_sensor_stack_as_s1_reads_only_its_s1_bands(plugin, data_dir, stack, tmp_path):
+    """Given as S1 it used to be read as 206 months of VV, and a map was written."""
+    task = tasks(load_index())["crop_type"]
+    got = processing.run("eomissing:predict", {"TASK": task, "S1": [stack],
+                                               "OUTPUT": str(tmp_path / "s1.tif")})
+    assert got["MODEL_NAME"] == "crop_type_s1"
+    expected = predict(tmp_path, "cube", TASK=task, S1=cube(data_dir, S1_VARS), PROBABILITIES=True)
+    assert_same_classes(read(got["OUTPUT"]), expected, read(str(tmp_path / "cube_probabilities.tif")))
+
+
+def test_multi_sensor_stack_in_both_lists_gives_the_cube_map(plugin, data_dir, stack, tmp_path):
     task = tasks(load_index())["crop_type"]
     feedback = QgsProcessingFeedback()
     got = processing.run("eomissing:predict", {"TASK": task, "S1": [stack], "S2": [stack],
@@ -107,3 +121,18 @@ def test_qgis_process_takes_the_mapping(qgis_process, plain_stack, lfmc_s2, tmp_
                                      f"S2={plain_stack}", f"LAYER_BANDS=export_2021.tif: {bands} @ 2",
                                      f"OUTPUT={out}").stdout)
     assert report["results"]["OUTPUT"] == str(out) and read(str(out)).shape == (100, 100)
+
+
+def test_cli_and_processing_count_time_steps_the_same_way(plugin, data_dir, lfmc_s2, tmp_path):
+    """The CLI used to refuse a 12-step layer for a 3-step model; Processing took the latest."""
+    from eo_missing_qgis.core.cli import main
+
+    layers = cube(data_dir, S2_VARS)
+    for first, index in ((0, []), (4, ["--time-index", "3"])):
+        args = ["predict", "--model", lfmc_s2, "--out", str(tmp_path / f"cli{first}.tif"), "--quiet"]
+        for layer in layers:
+            args += ["--input", layer, *index]
+        assert main(args) == 0
+        expected = predict(tmp_path, f"qgis{first}", MODEL=lfmc_s2, S2=layers, FIRST_STEP=first)
+        np.testing.assert_array_equal(read(str(tmp_path / f"cli{first}.tif")), expected)
+    assert not np.allclose(read(str(tmp_path / "cli0.tif")), read(str(tmp_path / "cli4.tif")))

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", action=_InputField, help="the one spectral band the layer holds")
     p.add_argument("--layout", action=_InputField, choices=tuple(TimeLayout))
     p.add_argument("--time-index", dest="time_index", action=_InputField, type=int,
-                   help="time step of a one-date layer (0 = oldest), or first step to use")
+                   help="time step of a one-date layer (0 = oldest), or first step to use; default: "
+                        "the latest steps the model needs (Processing's first step 1 is index 0)")
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
     p.add_argument("--encoding", action=_InputField, help="encoding preset name, e.g. 'dB'")
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
