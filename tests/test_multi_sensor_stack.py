@@ -96,3 +96,11 @@ def test_wrong_band_counts_are_said_in_whole_numbers_naming_the_file(stack, tmp_
     with pytest.raises(InputError, match=r"short.tif holds 12 time steps of most bands but not of "
                                          r"weather precipitation \(11\)"):
         match_inputs(card_from_dict(card_dict(modalities=("S1",))), [RasterInput(short)])
+
+
+def test_one_band_per_layer_is_refused_when_descriptions_name_several_bands(stack):
+    """Declared as one band per layer, it used to be read as 206 months of VV (the latest 12 used)."""
+    with pytest.raises(InputError, match=r"cropharvest_export\.tif: its band descriptions name several bands "
+                                         r"\(S1 VV, S1 VH, S2 B01"):
+        match_inputs(read_card(MODELS / "crop_type_s1.onnx"),
+                     [RasterInput(stack, modality="S1", layout="band_per_layer")])

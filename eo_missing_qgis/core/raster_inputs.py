@@ -227,7 +227,8 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
                         f"not {count}")
         return [] if start is None else [(modality, b, t, (start + t) * nb + k + 1)
                                          for t in range(steps) for k, b in enumerate(rec.bands)]
-    problems.append(f"{label}: {rec.reason}" if modality is None or rec.layout == TimeLayout.AUTO else
+    said = rec.band or rec.bands
+    problems.append(f"{label}: {rec.reason}" if not said or rec.layout == TimeLayout.AUTO else
                     f"{label} has layout {rec.layout} but does not say which band(s) it holds")
     return []
 

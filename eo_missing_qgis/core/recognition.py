@@ -150,6 +150,12 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
                 names = tuple(dict.fromkeys(names))
             return Recognition(inp.modality or modality, None, layout,
                                f"band descriptions name {', '.join(dict.fromkeys(names))}", names, count)
+    several = dict.fromkeys(f"{m} {b}" for m, b in named)
+    if len(several) > 1 and inp.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
+        return Recognition(inp.modality, None, inp.layout, "its band descriptions name several bands ("
+                           + ", ".join(list(several)[:6]) + (", ..." if len(several) > 6 else "")
+                           + "), so it does not hold one band; say which band each raster band holds "
+                           f"({SAY_BANDS})", count=count)
     sources = [("netCDF variable", subdataset_name(inp.path) or ""), ("layer name", inp.name or ""),
                ("file name", Path(file_of(inp.path)).stem), ("band description", descriptions[0])]
     for what, text in sources:
