@@ -104,3 +104,13 @@ def test_one_band_per_layer_is_refused_when_descriptions_name_several_bands(stac
                                          r"\(S1 VV, S1 VH, S2 B01"):
         match_inputs(read_card(MODELS / "crop_type_s1.onnx"),
                      [RasterInput(stack, modality="S1", layout="band_per_layer")])
+
+
+def test_one_encoding_for_a_whole_stack_is_refused(stack, tmp_path):
+    """An S2 encoding given for the whole stack used to decode its S1 dB bands too (/ 10000)."""
+    said = r"encoding 'reflectance x 10000 \(L2A DN\)' of .*cropharvest_export\.tif is for values in " \
+        r"reflectance, but the model reads values in dB"
+    with pytest.raises(InputError, match=said):
+        run_model(str(MODELS / "crop_type_s1_s2.onnx"), [RasterInput(stack, encoding=S2_X10000)],
+                  tmp_path / "out.tif")
+    assert list(tmp_path.iterdir()) == []

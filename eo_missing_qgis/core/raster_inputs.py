@@ -101,7 +101,11 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     if isinstance(enc, Encoding):
         return enc
     if isinstance(enc, str):
-        for choices in PRESETS.values():
+        for of_unit, choices in PRESETS.items():
+            if enc in choices and of_unit != unit:  # e.g. one encoding for a multi-sensor stack
+                raise InputError(f"encoding {enc!r} of {label} is for values in {of_unit}, but the model "
+                                 f"reads values in {unit} from it; give the layer once per modality, each "
+                                 "with its own encoding")
             if enc in choices:
                 return choices[enc]
         known = "; ".join(n for c in PRESETS.values() for n in c)
