@@ -114,3 +114,17 @@ def test_one_encoding_for_a_whole_stack_is_refused(stack, tmp_path):
         run_model(str(MODELS / "crop_type_s1_s2.onnx"), [RasterInput(stack, encoding=S2_X10000)],
                   tmp_path / "out.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_date_exports_take_the_time_step_they_are_given(stack, tmp_path):
+    """One export per month (19 bands each): each must say which step it is, then maps like the stack."""
+    with rasterio.open(stack) as ds:
+        names = list(ds.descriptions)
+        dates = [write_tif(tmp_path / f"month{t}.tif", ds.read([*range(t * N + 1, t * N + N + 1), 205, 206]),
+                           descriptions=names[:N] + names[-2:]) for t in range(12)]
+    card = read_card(MODELS / "crop_type_s1.onnx")
+    with pytest.raises(InputError, match=r"month0\.tif holds one date: say which time step it is"):
+        match_inputs(card, [RasterInput(d) for d in dates])
+    plan = match_inputs(card, [RasterInput(d, layout="date_per_layer", time_index=t)
+                               for t, d in enumerate(dates)])
+    assert all([(s.input, s.band_index) for s in plan.slots["S1"][t]] == [(t, 1), (t, 2)] for t in range(12))

@@ -215,9 +215,7 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
         if len(rec.bands) != count:
             problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
             return []
-        if inp.time_index is None and steps > 1:
-            problems.append(f"{label} holds one date: say which time step it is "
-                            f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1})")
+        if _one_date_unplaced(inp, steps, problems):
             return []
         return [(modality, b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
     if rec.layout == TimeLayout.STACKED and rec.bands:
@@ -255,16 +253,30 @@ def _multi_sensor_slots(inp: RasterInput, rec: Recognition, steps: int, problems
         problems.append(f"{inp.label} holds {months} time steps of most bands but not of "
                         f"{', '.join(uneven)}; say which band each raster band holds")
         return []
-    start = _window(inp.label, months, steps, inp.time_index, problems, notes) if months > 1 else 0
+    if months == 1:  # one date of every band
+        if _one_date_unplaced(inp, steps, problems):
+            return []
+        return [(modality, band, inp.time_index or 0, found[0])
+                for (modality, band), found in occurrences.items()]
+    start = _window(inp.label, months, steps, inp.time_index, problems, notes)
     if start is None:
         return []
     slots = []
     for (modality, band), found in occurrences.items():
-        if len(found) == 1 and months > 1:  # static (elevation, slope): the same band every step
+        if len(found) == 1:  # static (elevation, slope): the same band every step
             slots += [(modality, band, t, found[0]) for t in range(steps)]
         else:
             slots += [(modality, band, t, found[start + t]) for t in range(min(steps, len(found)))]
     return slots
+
+
+def _one_date_unplaced(inp: RasterInput, steps: int, problems: list[str]) -> bool:
+    """Whether a layer holding one date lacks the time step it is (the problem is added)."""
+    if inp.time_index is None and steps > 1:
+        problems.append(f"{inp.label} holds one date: say which time step it is "
+                        f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1})")
+        return True
+    return False
 
 
 def _window(label: str, available: int, steps: int, first: int | None, problems: list[str],

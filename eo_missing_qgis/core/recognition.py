@@ -135,7 +135,7 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
             TimeLayout.DATE_PER_LAYER if len(explicit_bands) == count else TimeLayout.STACKED)
         return Recognition(inp.modality, None, layout, "bands given explicitly", explicit_bands, count)
     named = [found for found in per_band if found]
-    if count > 1 and inp.layout in (TimeLayout.AUTO, TimeLayout.STACKED) and len(named) * 2 > count \
+    if count > 1 and inp.layout != TimeLayout.BAND_PER_LAYER and len(named) * 2 > count \
             and len({m for m, _ in named}) > 1:
         return _multi_sensor(inp, per_band)
     if count > 1 and all(per_band):
@@ -186,4 +186,5 @@ def _multi_sensor(inp: RasterInput, per_band: list[tuple[str, str] | None]) -> R
             reason += f"; none of its bands is {inp.modality}"
         else:
             reason += f"; given as {inp.modality}, only its {inp.modality} bands are used"
-    return Recognition(inp.modality, None, TimeLayout.STACKED, reason, bands, len(sensors), sensors)
+    layout = TimeLayout.STACKED if inp.layout == TimeLayout.AUTO else inp.layout
+    return Recognition(inp.modality, None, layout, reason, bands, len(sensors), sensors)
