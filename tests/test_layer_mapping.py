@@ -121,6 +121,10 @@ def test_qgis_process_takes_the_mapping(qgis_process, plain_stack, lfmc_s2, tmp_
                                      f"S2={plain_stack}", f"LAYER_BANDS=export_2021.tif: {bands} @ 2",
                                      f"OUTPUT={out}").stdout)
     assert report["results"]["OUTPUT"] == str(out) and read(str(out)).shape == (100, 100)
+    bad = qgis_process("run", "eomissing:predict", "--", f"MODEL={lfmc_s2}", f"S2={plain_stack}",
+                       "LAYER_BANDS=B02,B03", f"OUTPUT={tmp_path / 'bad.tif'}", check=False)
+    assert bad.returncode != 0 and "cannot read the layer mapping 'B02,B03'" in bad.stdout + bad.stderr
+    assert not (tmp_path / "bad.tif").exists()
 
 
 def test_cli_and_processing_count_time_steps_the_same_way(plugin, data_dir, lfmc_s2, tmp_path):

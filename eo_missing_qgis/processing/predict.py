@@ -155,7 +155,17 @@ class PredictAlgorithm(EoMissingAlgorithm):
             for value in _as_list(parameters.get(key)):
                 if raster_source(value, context) is None:
                     return False, self.tr("Cannot open {} as a raster layer.").format(value)
+        try:  # a mapping that cannot be read, or names no layer given, is said before running
+            self._mapping(parameters, context, [raster_source(v, context) for key in (self.S1, self.S2)
+                                                for v in _as_list(parameters.get(key))])
+        except ValueError as exc:
+            return False, str(exc)
         return True, ""
+
+    def _mapping(self, parameters, context, layers: list[tuple[str, str]]) -> dict:
+        """The per-layer bands and first steps typed, by GDAL source."""
+        text = self.parameterAsString(parameters, self.LAYER_BANDS, context) or ""
+        return mapping_for_layers(parse_mapping(text), layers)
 
     def _model(self, parameters, context, modalities: set[str], feedback) -> str:
         """The custom ONNX file when one is given, else the bundled model that fits the layers."""
@@ -188,9 +198,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
         try:
-            mapping = mapping_for_layers(
-                parse_mapping(self.parameterAsString(parameters, self.LAYER_BANDS, context) or ""),
-                [layer for found in layers.values() for layer in found])
+            mapping = self._mapping(parameters, context, [lyr for found in layers.values() for lyr in found])
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from None
         units = {
