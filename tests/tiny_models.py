@@ -92,3 +92,17 @@ def tiny_onnx(path: Path, card: ModelCard | dict, opset: int = 17) -> Path:
     embed_card(model, card)
     onnx.save(model, str(path))
     return Path(path)
+
+
+def context_card_dict(task: str = "classification", steps: int = 12, first_month: int | None = 11,
+                      month: str = "sin_cos", latlon: str = "lat_sin_cos_lon") -> dict:
+    """A schema 1.2 S2 card with a mask, month and latlon context, runnable from one step."""
+    data = card_dict(task, ("S2",), steps)
+    data["schema_version"] = "1.2"
+    data["time"].update(alignment="calendar", first_month=first_month, min_steps=1)
+    data["context"] = [
+        {"kind": "mask", "tensor": "s2_mask", "modality": "S2", "encoding": "binary"},
+        {"kind": "month", "tensor": "month", "encoding": month},
+        {"kind": "latlon", "tensor": "latlon", "encoding": latlon},
+    ]
+    return data

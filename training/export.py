@@ -99,6 +99,19 @@ def _stac_mlm(card: ModelCard) -> dict:
             ],
         }
         for s in card.inputs
+    ] + [
+        {
+            "name": c.tensor,
+            "bands": [],
+            "input": {
+                "shape": [-1 if d == "batch" else d for d in c.shape(card.time.steps)],
+                "dim_order": ["batch", "time", "values"][:len(c.shape(card.time.steps))]
+                if c.kind != "latlon" else ["batch", "values"],
+                "data_type": "float32",
+            },
+            "description": f"context input: {c.kind} encoded {c.encoding}, computed by the plugin",
+        }
+        for c in card.context
     ]
     if card.task == "classification":
         output = {
