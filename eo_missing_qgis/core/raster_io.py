@@ -195,6 +195,20 @@ def same_grid(a: Grid, b: Grid) -> bool:
         a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
 
 
+def pixel_latlon(grid: Grid, win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (degrees, WGS 84) of every pixel centre of ``win``, each (height,
+    width): the backend's CRS maths (rasterio's PROJ, or QGIS's ``osr``), one implementation."""
+    rows, cols = np.mgrid[win.row:win.row + win.height, win.col:win.col + win.width] + 0.5
+    t = grid.transform
+    xs, ys = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
+    try:
+        lon, lat = rasterio_module().warp.transform(grid.crs, "EPSG:4326", xs.ravel(), ys.ravel())
+    except Exception as exc:  # a CRS that PROJ cannot take to WGS 84
+        raise InputError(f"the grid's CRS ({grid.describe()}) cannot be converted to latitude/longitude "
+                         f"({_first_line(exc)})") from None
+    return np.asarray(lat).reshape(rows.shape), np.asarray(lon).reshape(rows.shape)
+
+
 def overlaps(header: RasterHeader, grid: Grid) -> bool:
     """Whether the raster's footprint intersects the grid (in the grid's CRS)."""
     rio = rasterio_module()
