@@ -40,12 +40,14 @@ DEFAULT_BATCH = 4096
 
 @dataclass
 class Prepared:
-    """A block ready for the network: tensors by name, which pixels are valid (height, width)
-    and unit warnings (each band checked once per ``checked`` set)."""
+    """A block ready for the network: tensors by name, which pixels are valid (height, width),
+    unit warnings (each band checked once per ``checked`` set) and, per time step, whether any
+    valid pixel has every band of a modality there (so a run can say which months had data)."""
 
     tensors: dict[str, np.ndarray]
     valid: np.ndarray
     messages: list[str] = field(default_factory=list)
+    steps_seen: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,8 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
         tensors[spec.tensor] = standardize(x, spec)[0]
     for c in card.context:
         tensors[c.tensor] = context_tensor(c, card, physical, valid.ravel(), context)
-    return Prepared(tensors, valid, messages)
+    seen = np.logical_or.reduce([np.isfinite(p).all(axis=1)[:, valid].any(axis=1) for p in physical.values()])
+    return Prepared(tensors, valid, messages, seen)
 
 
 def run_block(session: ModelSession, card: ModelCard, prepared: Prepared, batch: int = DEFAULT_BATCH,

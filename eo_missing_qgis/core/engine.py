@@ -120,7 +120,7 @@ def run_model(
     for w in plan.warnings:
         say(w)
     say(plan.time.summary())
-    months = plan.time.known_months(card.name) if card.context_of(ContextKind.MONTH) else None
+    step_months = plan.time.known_months(card.name) if card.context_of(ContextKind.MONTH) else None
     paths = output_paths(output, card, options.write_probabilities, options.confidence)
     for p in paths.values():
         check_destination(p, [i.path for i in plan.inputs] + [session.path])
@@ -138,7 +138,6 @@ def run_model(
     predicted = nodata = 0
     try:
         outs = create_outputs(paths, card, grid)
-        outs[OutputKind.PREDICTION].ds.update_tags(**plan.time.tags())
         if card.spatial:
             say(f"tiles of {tile[0]} x {tile[1]} px, read with {2 * card.halo} px of context on each "
                 f"side, blended over {2 * card.halo} px")
@@ -159,14 +158,18 @@ def run_model(
                 n = _predict_window(session, card, prepared, wins[i], outs, batch, check_cancel)
                 return n, wins[i].size
         checked: set = set()
+        seen = np.zeros(card.time.steps, dtype=bool)
         latlon = bool(card.context_of(ContextKind.LATLON))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
-            pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked, months, latlon)
+            pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked, step_months,
+                                          latlon)
             for i in range(len(wins)):
                 prepared = pending.result()
                 if i + 1 < len(wins):
-                    pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked, months, latlon)
+                    pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked, step_months,
+                                          latlon)
                 check_cancel()
+                seen |= prepared.steps_seen
                 for msg in prepared.messages:
                     say(msg, warn=True)
                 n, written = predict(i, prepared)
@@ -177,6 +180,11 @@ def run_model(
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
+        months = plan.time.with_values(seen)
+        if months.used != plan.time.used:
+            empty = sorted(set(plan.time.used) - set(months.used), key=plan.time.labels.index)
+            say(f"no valid values in {', '.join(empty)} (nodata or clouds): {months.summary()}", warn=True)
+        outs[OutputKind.PREDICTION].ds.update_tags(**months.tags())
         publish(list(outs.values()))
     except BaseException:
         for o in outs.values():

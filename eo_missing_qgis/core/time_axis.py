@@ -11,7 +11,9 @@ feeds :attr:`TimeAxis.months` to models that take the month as an input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from .card import ModelCard
 from .definitions import TimeAlignment
@@ -86,14 +88,20 @@ class TimeAxis:
         """Labels of the steps no layer gives."""
         return [lab for lab, g in zip(self.labels, self.given, strict=True) if not g]
 
+    def with_values(self, seen: np.ndarray) -> TimeAxis:
+        """The axis with only the steps where the run found values (``seen`` per step) as given:
+        a month the layers hold but whose pixels are all nodata (clouds) was not used."""
+        return replace(self, given=tuple(bool(g and s) for g, s in zip(self.given, seen, strict=True)))
+
     def summary(self) -> str:
         """One log line, e.g. ``1 of 12 months: 2021-06; missing: 2020-11, ...``."""
         text = f"{len(self.used)} of {len(self.labels)} months: {', '.join(self.used) or 'none'}"
         return text + (f"; missing: {', '.join(self.missing)}" if self.missing else "")
 
     def tags(self) -> dict[str, str]:
-        """GeoTIFF metadata: the months used and missing, comma separated."""
-        return {USED_TAG: ",".join(self.used), MISSING_TAG: ",".join(self.missing)}
+        """GeoTIFF metadata: the months used and missing, comma separated (``none``: GDAL drops
+        empty values)."""
+        return {USED_TAG: ",".join(self.used) or "none", MISSING_TAG: ",".join(self.missing) or "none"}
 
     def known_months(self, model: str) -> list[int]:
         """Every step's calendar month, for a model that takes them; refused when not known."""
