@@ -213,3 +213,17 @@ def test_prepare_block_encodes_latlon_and_refuses_missing_context(data_dir):
         prepare_block({"S2": x}, card, context=BlockContext(months=ctx.months))
     with pytest.raises(InputError, match="takes the month of each time step"):
         prepare_block({"S2": x}, card)
+
+
+def test_cli_takes_a_layers_date(tmp_path, data_dir, capsys):
+    from eo_missing_qgis.core.cli import main
+
+    model = probe_onnx(tmp_path / "probe.onnx", regression_card(), "s2_mask", [2.0 ** t for t in range(12)])
+    scene = one_month(tmp_path, data_dir, 7, "2021-06")
+    argv = ["predict", "--model", str(model), "--input", scene.path, "--modality", "S2",
+            "--dates", "2021-06-12", "--out", str(tmp_path / "cli.tif"), "--quiet"]
+    assert main(argv) == 0
+    with rasterio.open(tmp_path / "cli.tif") as ds:
+        assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
+    assert main([*argv[:-1], "--dates", "June"]) == 2
+    assert "date 'June' is not a date; write it as YYYY-MM" in capsys.readouterr().err

@@ -183,7 +183,7 @@ def run_model(
         months = plan.time.with_values(seen)
         if months.used != plan.time.used:
             empty = sorted(set(plan.time.used) - set(months.used), key=plan.time.labels.index)
-            say(f"no valid values in {', '.join(empty)} (nodata or clouds): {months.summary()}", warn=True)
+            say(f"no valid values in {', '.join(empty)} (nodata or clouds): {months.summary()}")
         outs[OutputKind.PREDICTION].ds.update_tags(**months.tags())
         publish(list(outs.values()))
     except BaseException:
