@@ -82,8 +82,13 @@ def test_bad_context_declarations_name_one_field(mutate, field, words):
     assert words in str(err.value)
 
 
-def test_stac_inputs_list_the_context_inputs():
-    from training.export import with_stac_mlm
+def test_stac_item_lists_the_context_inputs_and_stays_valid():
+    import pystac
+    from pystac.extensions.mlm import MLMExtension
+
+    from training.export import stac_item, with_stac_mlm
+
+    from .test_publishable import INPUT_REQUIRED, STRUCTURE_REQUIRED, _core_validator
 
     card = with_stac_mlm(card_from_dict(context_card_dict()))
     inputs = {i["name"]: i["input"] for i in card.stac_mlm["mlm:input"]}
@@ -91,3 +96,10 @@ def test_stac_inputs_list_the_context_inputs():
     assert inputs["month"] == {"shape": [-1, 12, 2], "dim_order": ["batch", "time", "values"],
                                "data_type": "float32"}
     assert inputs["latlon"]["shape"] == [-1, 3] and inputs["s2_mask"]["dim_order"] == ["batch", "time"]
+    item = stac_item(card, "context.onnx")
+    assert [e.message for e in _core_validator().iter_errors(item)] == []
+    for obj in item["properties"]["mlm:input"]:
+        assert all(k in obj for k in INPUT_REQUIRED) and all(k in obj["input"] for k in STRUCTURE_REQUIRED)
+    mlm = MLMExtension.ext(pystac.Item.from_dict(item))
+    assert [i.name for i in mlm.input] == ["s2", "s2_mask", "month", "latlon"]
+    assert mlm.input[2].input.shape == [-1, 12, 2]

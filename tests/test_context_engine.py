@@ -213,6 +213,11 @@ def test_prepare_block_encodes_latlon_and_refuses_missing_context(data_dir):
         prepare_block({"S2": x}, card, context=BlockContext(months=ctx.months))
     with pytest.raises(InputError, match="takes the month of each time step"):
         prepare_block({"S2": x}, card)
+    strict = card_from_dict(dict(regression_card(), time={"steps": 12, "alignment": "calendar",
+                                                          "first_month": 11, "min_steps": 12}))
+    prepared = prepare_block({"S2": x}, strict, context=ctx)
+    assert prepared.valid.tolist() == [[True, False]]  # pixel 1 has 11 of the 12 steps it needs
+    assert prepared.tensors["s2_mask"].shape == (1, 12) and prepared.steps_seen.all()
 
 
 def test_cli_takes_a_layers_date(tmp_path, data_dir, capsys):

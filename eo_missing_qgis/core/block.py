@@ -8,7 +8,8 @@ time steps and bands in the card's order; either physical values (NaN where miss
 values with one :class:`.units.Encoding` per band. Output: (height, width) maps and
 (classes, height, width) probabilities, with nodata (class 0, NaN) where a pixel is not valid.
 
-A pixel is valid when every band of every modality has a value at one time step at least; single
+A pixel is valid when every band of every modality has a value at one time step at least (and, for
+a card with ``min_steps``, some modality has all its bands at that many steps); single
 missing time steps are filled by :func:`.preprocessing.standardize` (the band mean), as training
 fills them. Per-pixel models (NTC) only see the valid pixels; spatial models (NTCHW) see the whole
 block, invalid pixels filled, as context for their neighbours.
@@ -142,6 +143,11 @@ def valid_pixels(physical: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.logical_and.reduce([valid_samples(p[None])[0] for p in physical.values()])
 
 
+def available_steps(physical: np.ndarray) -> np.ndarray:
+    """(time, height, width) of one modality's (time, bands, H, W) values: every band has a value."""
+    return np.isfinite(physical).all(axis=1)
+
+
 def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
     """Warn once per band whose decoded values are mostly outside the plausible range of its unit."""
     out = []
@@ -179,7 +185,7 @@ def context_tensor(spec: ContextSpec, card: ModelCard, physical: Mapping[str, np
     (:class:`.definitions.ContextEncoding`), float32 with the pixels first."""
     n = int(keep.sum())
     if spec.kind == ContextKind.MASK:
-        available = np.isfinite(physical[spec.modality]).all(axis=1)  # (time, H, W)
+        available = available_steps(physical[spec.modality])
         return np.ascontiguousarray(available.reshape(len(available), -1).T[keep], dtype=np.float32)
     if spec.kind == ContextKind.MONTH:
         if context is None or context.months is None:
@@ -210,6 +216,9 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
     (added to it); not at all without ``checked``."""
     physical = physical_block(arrays, card, encodings)
     valid = valid_pixels(physical)
+    by_step = np.logical_or.reduce([available_steps(p) for p in physical.values()])
+    if card.time.min_steps is not None:  # a pixel with fewer steps than the model accepts: nodata
+        valid &= by_step.sum(axis=0) >= card.time.min_steps
     messages = [] if checked is None else unit_warnings(physical, card, checked)
     tensors = {}
     for spec in card.inputs:
@@ -222,8 +231,7 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
         tensors[spec.tensor] = standardize(x, spec)[0]
     for c in card.context:
         tensors[c.tensor] = context_tensor(c, card, physical, valid.ravel(), context)
-    seen = np.logical_or.reduce([np.isfinite(p).all(axis=1)[:, valid].any(axis=1) for p in physical.values()])
-    return Prepared(tensors, valid, messages, seen)
+    return Prepared(tensors, valid, messages, by_step[:, valid].any(axis=1))
 
 
 def run_block(session: ModelSession, card: ModelCard, prepared: Prepared, batch: int = DEFAULT_BATCH,
