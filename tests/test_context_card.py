@@ -103,3 +103,22 @@ def test_stac_item_lists_the_context_inputs_and_stays_valid():
     mlm = MLMExtension.ext(pystac.Item.from_dict(item))
     assert [i.name for i in mlm.input] == ["s2", "s2_mask", "month", "latlon"]
     assert mlm.input[2].input.shape == [-1, 12, 2]
+
+
+def test_export_writes_the_declared_time_axis_and_context(data_dir):
+    from training.datasets import load_dataset
+    from training.export import build_card
+
+    run = {"config": {"modalities": ["S2"], "method": "kd", "dataset": "crop_type", "seed": 0},
+           "steps": 12, "stats": {"S2": {"mean": [0.1] * 9, "std": [0.05] * 9}},
+           "metrics": {"test": {"accuracy": 0.5}},
+           "card": {"time": {"alignment": "calendar", "first_month": None, "min_steps": 1},
+                    "context": context_card_dict()["context"]}}
+    info = load_dataset("crop_type", data_dir).info
+    card = build_card(run, info, "ctx")
+    assert card.time.min_steps == 1 and [c.tensor for c in card.context] == ["s2_mask", "month", "latlon"]
+    assert [i["name"] for i in card.stac_mlm["mlm:input"]] == ["s2", "s2_mask", "month", "latlon"]
+    run["card"]["context"][0]["modality"] = "S1"
+    with pytest.raises(ModelCardError) as err:
+        build_card(run, info, "ctx")
+    assert err.value.field == "context[0].modality"

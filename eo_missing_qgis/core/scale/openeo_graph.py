@@ -49,7 +49,8 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     if unsupported:
         raise InputError(f"model {card.name} needs {', '.join(unsupported)}; the openEO graph can load "
                          f"{', '.join(COLLECTIONS)} only")
-    if card.time.alignment == "calendar" and int(start.split("-")[-1]) != card.time.first_month:
+    first = card.time.first_month  # None: a schema 1.2 calendar card whose months come from dates
+    if card.time.alignment == "calendar" and first and int(start.split("-")[-1]) != first:
         raise InputError(f"model {card.name} needs series starting in month {card.time.first_month}, "
                          f"not {start}")
     extent = dict(zip(("west", "south", "east", "north"), bbox, strict=True), crs=crs)
