@@ -61,8 +61,8 @@ class InputPlan:
     inputs: list[RasterInput]
     origins: list[int]
     slots: dict[str, list[list[Slot]]]
+    time: TimeAxis
     warnings: list[str] = field(default_factory=list)
-    time: TimeAxis | None = None
 
     @property
     def used(self) -> list[int]:
@@ -203,7 +203,7 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
                         for n, r in enumerate(recognitions) if r.modality is None]
         extra = ("\nlayers not recognised: " + "; ".join(unrecognised)) if unrecognised else ""
         raise InputError(f"the layers do not match model '{card.name}':\n- " + "\n- ".join(problems) + extra)
-    plan = InputPlan(card, inputs, origins, slots, time=axis)
+    plan = InputPlan(card, inputs, origins, slots, axis)
     unused = [inputs[n].label for n in range(len(inputs)) if n not in plan.used]
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
@@ -235,7 +235,7 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
         return [(rec.band, t, start + t + 1) for t in range(steps)]  # time_index: first raster band used
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands:
         if len(rec.bands) != count:
-            problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
+            problems.append(_band_count_problem(inp, rec))
             return []
         if inp.time_index is None and steps > 1:
             problems.append(f"{label} holds one date: say which time step it is "
@@ -261,6 +261,9 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
     one_band = rec.layout == TimeLayout.BAND_PER_LAYER and rec.band
     one_date = rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count
     want = rec.count if one_band else 1
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and not one_date:
+        problems.append(_band_count_problem(inp, rec))
+        return []
     if not (one_band or one_date):
         problems.append(f"{label}: {rec.reason}" if rec.modality is None else
                         f"{label}: dates are for one-date layers (spectral bands as raster bands) or "
@@ -283,6 +286,10 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
     if one_band:
         return [(rec.band, t, k + 1) for t, k in inside]
     return [(b, inside[0][0], k + 1) for k, b in enumerate(rec.bands)]
+
+
+def _band_count_problem(inp: RasterInput, rec: Recognition) -> str:
+    return f"{inp.label} has {rec.count} raster bands but {len(rec.bands or ())} band names were given"
 
 
 def _wrong_steps(problems: list[str], label: str, got: float, steps: int, hint: str) -> list:
