@@ -247,3 +247,18 @@ def test_routes_without_dates_or_grid_refuse_computed_context(tmp_path, data_dir
     out = predict_block({"S2": physical}, session.card, session)  # a mask needs neither: Dask/openEO run it
     expected = np.tensordot(bits, available(data_dir), axes=1)
     np.testing.assert_allclose(out.prediction[out.valid], expected[out.valid], rtol=FLOAT32_INPUT_RTOL)
+
+
+def test_a_graph_whose_context_shape_differs_from_its_card_is_refused(tmp_path):
+    import onnx
+
+    from eo_missing_qgis.core.card import embed_card
+    from eo_missing_qgis.core.errors import ModelError
+
+    path = probe_onnx(tmp_path / "m.onnx", regression_card(month="index"), "month", [1.0] * 12)
+    model = onnx.load(str(path))
+    embed_card(model, card_from_dict(regression_card(month="sin_cos")))
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=r"context input 'month' is \['batch', 12\] in the graph, the card "
+                                         r"says \['batch', 12, 2\]"):
+        open_session(path)
