@@ -33,18 +33,20 @@ def regression_card(steps: int = 12, **kw) -> dict:
     return data
 
 
-def osr_latlon() -> tuple[np.ndarray, np.ndarray]:
-    """Latitude and longitude of the cube's pixel centres, (100, 100), computed here with osr."""
+def osr_latlon(epsg: int = 32631, left: float = CUBE_TRANSFORM.c, top: float = CUBE_TRANSFORM.f,
+               shape: tuple[int, int] = (100, 100)) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude of the centres of a 10 m grid (default: the cube's), computed here
+    with osr, point by point."""
     src, dst = osr.SpatialReference(), osr.SpatialReference()
-    src.ImportFromEPSG(32631)
+    src.ImportFromEPSG(epsg)
     dst.ImportFromEPSG(4326)
     dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    rows, cols = np.mgrid[0:100, 0:100] + 0.5
-    xs, ys = CUBE_TRANSFORM.c + 10 * cols, CUBE_TRANSFORM.f - 10 * rows
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
+    xs, ys = left + 10 * cols, top - 10 * rows
     points = osr.CoordinateTransformation(src, dst).TransformPoints(
         list(zip(xs.ravel(), ys.ravel(), strict=True)))
-    lonlat = np.asarray(points)[:, :2].reshape(100, 100, 2)
+    lonlat = np.asarray(points)[:, :2].reshape(*shape, 2)
     return lonlat[..., 1], lonlat[..., 0]
 
 
@@ -262,3 +264,19 @@ def test_a_graph_whose_context_shape_differs_from_its_card_is_refused(tmp_path):
     with pytest.raises(ModelError, match=r"context input 'month' is \['batch', 12\] in the graph, the card "
                                          r"says \['batch', 12, 2\]"):
         open_session(path)
+
+
+def test_latlon_is_transformed_per_pixel_where_interpolation_would_be_wrong():
+    """Across the antimeridian (UTM 60N near 180 degrees) longitudes jump from 180 to -180: the
+    interpolated nodes fail their check and every pixel is transformed."""
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    from eo_missing_qgis.core.raster_io import Grid
+
+    grid = Grid(CRS.from_epsg(32660), Affine(10, 0, 832000, 0, -10, 1000), 200, 50, (50, 200))
+    lat, lon = pixel_latlon(grid, Window(0, 0, 50, 200))
+    assert lon.max() > 179.99 and lon.min() < -179.99  # both sides of the antimeridian
+    exact_lat, exact_lon = osr_latlon(32660, 832000, 1000, (50, 200))
+    np.testing.assert_allclose(lon, exact_lon, rtol=0, atol=LATLON_ATOL_DEG)
+    np.testing.assert_allclose(lat, exact_lat, rtol=0, atol=LATLON_ATOL_DEG)
