@@ -30,7 +30,9 @@ REGRESSION_METRIC_RTOL = 1e-4
 RUNTIME_RTOL = 1e-4
 
 #: Latitude/longitude of a pixel centre from two PROJ builds (rasterio's wheel, QGIS's osr)
-#: agree to ~1e-9 degree; a wrong CRS, axis order or half-pixel offset (5 m ~ 4.5e-5 degree) fails.
+#: agree to ~1e-9 degree, and the engine's interpolation between PROJ nodes errs by at most 1e-7
+#: (``raster_io.LATLON_MAX_ERROR``); a wrong CRS, axis order or half-pixel offset (5 m ~ 4.5e-5
+#: degree) fails.
 LATLON_ATOL_DEG = 1e-6
 
 #: A context value after the float32 network input: one float32 rounding (2^-23 relative; a
