@@ -2,7 +2,7 @@
 ``python -m eo_missing_qgis.core diagnostics``: versions and execution providers, for bug reports.
 
 Each ``--input`` starts a layer; the options after it (``--modality``, ``--band``, ``--layout``,
-``--time-index``, ``--bands``, ``--encoding``) describe that layer. A netCDF file given whole
+``--time-index``, ``--bands``, ``--encoding``, ``--dates``) describe that layer. A netCDF file given whole
 stands for all its variables. User errors print one clear message and exit with status 2.
 """
 
@@ -16,7 +16,7 @@ from .definitions import DEVICES, MODALITIES, Device, TimeLayout
 from .errors import Cancelled, DependencyError
 from .raster_inputs import RasterInput
 
-_LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
+_LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding", "dates")
 
 
 class _NewInput(argparse.Action):
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the latest steps the model needs (Processing's first step 1 is index 0)")
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
     p.add_argument("--encoding", action=_InputField, help="encoding preset name, e.g. 'dB'")
+    p.add_argument("--dates", action=_InputField, type=_bands,
+                   help="the layer's date (YYYY-MM[-DD]), or one per raster band of a one-band layer, "
+                        "comma separated; places it on the model's months")
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
     p.add_argument("--reference", default="0", help="index of the input, or a raster path, whose grid "
                    "the outputs use (default: the first input)")

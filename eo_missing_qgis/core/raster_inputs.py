@@ -17,6 +17,7 @@ from .definitions import TimeLayout
 from .errors import InputError
 from .raster_io import Grid, read_header, subdatasets
 from .recognition import RasterInput, Recognition, normalise_band, recognise
+from .time_axis import TimeAxis, anchor, parse_month
 from .units import PRESETS, Encoding, preset
 
 
@@ -31,7 +32,7 @@ def expand(inputs: list[RasterInput]) -> tuple[list[RasterInput], list[int]]:
     for n, inp in enumerate(inputs):
         subs = [] if inp.header else subdatasets(inp.path)
         parts = [RasterInput(f'NETCDF:"{inp.path}":{sub.rsplit(":", 1)[-1]}', encoding=inp.encoding,
-                             time_index=inp.time_index) for sub in subs] or [inp]
+                             time_index=inp.time_index, dates=inp.dates) for sub in subs] or [inp]
         for part in parts:
             out.append(part if part.header else replace(part, header=read_header(part.path)))
             origins.append(n)
@@ -52,13 +53,15 @@ class InputPlan:
     """For every input tensor of the card: ``slots[modality][t][c]`` and the inputs they read.
 
     ``inputs`` are the layers after :func:`expand`, each with its header; ``origins[n]`` is the
-    number of the input (as given) that layer ``n`` came from.
+    number of the input (as given) that layer ``n`` came from. A step no layer gives (allowed down
+    to the card's ``min_steps``) has an empty row. ``time`` says which month each step is.
     """
 
     card: ModelCard
     inputs: list[RasterInput]
     origins: list[int]
     slots: dict[str, list[list[Slot]]]
+    time: TimeAxis
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -85,7 +88,7 @@ class InputPlan:
         for spec in self.card.inputs:
             rows = self.slots[spec.modality]
             for c, band in enumerate(spec.band_names):
-                srcs = sorted({self.inputs[rows[t][c].input].label for t in range(len(rows))})
+                srcs = sorted({self.inputs[row[c].input].label for row in rows if row})
                 lines.append(f"{spec.modality} {band}: {', '.join(srcs)}")
         return "\n".join(lines)
 
@@ -123,16 +126,31 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     return preset(unit)
 
 
+def layer_dates(inp: RasterInput) -> list[int] | None:
+    """The month counts of a layer's dates (:func:`.time_axis.parse_month`), None when unknown.
+
+    Today only the dates the user gives (``RasterInput.dates``); recognising them from what the
+    data carry (netCDF time, GDAL metadata, Sentinel file names: issue 10) belongs here.
+    """
+    return [parse_month(d, inp.label) for d in inp.dates] if inp.dates else None
+
+
 def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     """Assign every (modality, band, time step) the card needs to one input and raster band.
 
-    Every layer's header is read once here (:func:`expand`) and kept in the plan. Raises
-    :class:`InputError` listing everything missing, given twice or inconsistent.
+    Every layer's header is read once here (:func:`expand`) and kept in the plan. Layers with
+    dates are placed on the card's months by them. A card with ``min_steps`` runs without some of
+    its steps (every band of a modality missing at that step). Raises :class:`InputError` listing
+    everything missing, given twice or inconsistent.
     """
     if not inputs:
         raise InputError("no input layers given")
     inputs, origins = expand(list(inputs))
     steps = card.time.steps
+    dates = [layer_dates(inp) for inp in inputs]
+    known = [m for d in dates if d for m in d]
+    start = anchor(card, known) if known else None
+    flexible = card.time.required < steps
     needed = {spec.modality: {b: spec.bands[c].unit for c, b in enumerate(spec.band_names)}
               for spec in card.inputs}
     offer: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
@@ -144,7 +162,8 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         recognitions.append(rec)
         if not set(rec.modalities) & needed.keys():
             continue
-        for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes):
+        steps_of = [m - start for m in dates[n]] if start is not None and dates[n] else None
+        for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes, steps_of):
             if modality in needed:
                 offer.setdefault((modality, normalise_band(modality, band), t), []).append((n, index))
         skipped = [m for m in rec.modalities if m not in needed]
@@ -152,12 +171,19 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
             notes.append(f"{inp.label}: its {', '.join(skipped)} bands are not used by the model")
     slots: dict[str, list[list[Slot]]] = {}
     missing: list[str] = []
+    step_given = [False] * steps
     for spec in card.inputs:
         rows: list[list[Slot]] = [[] for _ in range(steps)]
+        offered = {t for t in range(steps) for b in spec.band_names
+                   if offer.get((spec.modality, normalise_band(spec.modality, b), t))}
+        # A flexible card may lack whole steps of a modality, but not part of a step's bands.
+        skip = set(range(steps)) - offered if flexible and offered else set()
+        for t in offered:
+            step_given[t] = True
         for c, band in enumerate(spec.band_names):
             key = normalise_band(spec.modality, band)
             absent = []
-            for t in range(steps):
+            for t in sorted(set(range(steps)) - skip):
                 given = offer.get((spec.modality, key, t), [])
                 if not given:
                     absent.append(t)
@@ -175,12 +201,17 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         slots[spec.modality] = rows
     if missing:
         problems.insert(0, "missing: " + "; ".join(missing))
+    axis = TimeAxis.build(card, start, step_given)
+    if flexible and not missing and len(axis.used) < card.time.required:
+        problems.insert(0, f"model '{card.name}' needs at least {card.time.required} of its {steps} monthly "
+                           f"steps, the layers give {axis.summary()}: add layers for "
+                           f"{card.time.required - len(axis.used)} more of the missing months")
     if problems:
         unrecognised = [f"{inputs[n].label}: {r.reason}"
                         for n, r in enumerate(recognitions) if not r.modalities]
         extra = ("\nlayers not recognised: " + "; ".join(unrecognised)) if unrecognised else ""
         raise InputError(f"the layers do not match model '{card.name}':\n- " + "\n- ".join(problems) + extra)
-    plan = InputPlan(card, inputs, origins, slots, notes)
+    plan = InputPlan(card, inputs, origins, slots, axis, notes)
     unused = [inputs[n].label for n in range(len(inputs)) if n not in plan.used]
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
@@ -193,14 +224,18 @@ def _steps(absent: list[int], steps: int) -> str:
     return "time step(s) " + ", ".join(str(t + 1) for t in absent)
 
 
-def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], notes: list[str]):
+def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], notes: list[str],
+                  steps_of: list[int] | None = None):
     """(modality, band, time step, 1-based raster band) tuples one input offers, per its layout.
 
     A layer holding more time steps than the model needs is read from its first step (``time_index``,
     0-based) or, when none is given, from the latest steps, said in ``notes``: the CLI, Processing
-    and the panel all count this way.
+    and the panel all count this way. ``steps_of``: the card step of each of the layer's dates,
+    when it has dates.
     """
     label, count, modality = inp.label, rec.count, rec.modality
+    if steps_of is not None:
+        return _dated_slots(inp, rec, steps, problems, steps_of)
     if rec.sensors:
         return _multi_sensor_slots(inp, rec, steps, problems, notes)
     if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
@@ -213,7 +248,7 @@ def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list
         return [] if start is None else [(modality, rec.band, t, start + t + 1) for t in range(steps)]
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands:
         if len(rec.bands) != count:
-            problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
+            problems.append(_band_count_problem(inp, rec))
             return []
         if _one_date_unplaced(inp, steps, problems):
             return []
@@ -274,7 +309,7 @@ def _one_date_unplaced(inp: RasterInput, steps: int, problems: list[str]) -> boo
     """Whether a layer holding one date lacks the time step it is (the problem is added)."""
     if inp.time_index is None and steps > 1:
         problems.append(f"{inp.label} holds one date: say which time step it is "
-                        f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1})")
+                        f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1}) or its date")
         return True
     return False
 
@@ -296,6 +331,44 @@ def _window(label: str, available: int, steps: int, first: int | None, problems:
         notes.append(f"{label}: using its latest {steps} of {available} time steps "
                      f"({start + 1}-{available}); set the first time step to choose others")
     return start
+
+
+def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], steps_of: list[int]):
+    """Slots of a layer with dates: a one-date layer (one date) or a one-band layer (a date per
+    raster band); dates outside the model's months are left out, two in one month refused."""
+    label = inp.label
+    one_band = rec.layout == TimeLayout.BAND_PER_LAYER and rec.band
+    one_date = rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count
+    want = rec.count if one_band else 1
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and not one_date:
+        problems.append(_band_count_problem(inp, rec))
+        return []
+    if not (one_band or one_date):
+        problems.append(f"{label}: {rec.reason}" if not rec.modalities else
+                        f"{label}: dates are for one-date layers (spectral bands as raster bands) or "
+                        "one-band layers (a date per raster band)")
+        return []
+    if len(steps_of) != want:
+        problems.append(f"{label} has {want} date(s) but {len(steps_of)} were given")
+        return []
+    if one_date and inp.time_index is not None and inp.time_index != steps_of[0]:
+        problems.append(f"{label}: its date is time step {steps_of[0]} but time_index says {inp.time_index}")
+        return []
+    inside = [(t, k) for k, t in enumerate(steps_of) if 0 <= t < steps]
+    if not inside:
+        problems.append(f"{label}: its date(s) fall outside the model's {steps} months")
+        return []
+    if len({t for t, _ in inside}) < len(inside):
+        problems.append(f"{label} holds two dates in one month; give one date per month "
+                        "(compositing several dates is not supported yet)")
+        return []
+    if one_band:
+        return [(rec.modality, rec.band, t, k + 1) for t, k in inside]
+    return [(rec.modality, b, inside[0][0], k + 1) for k, b in enumerate(rec.bands)]
+
+
+def _band_count_problem(inp: RasterInput, rec: Recognition) -> str:
+    return f"{inp.label} has {rec.count} raster bands but {len(rec.bands or ())} band names were given"
 
 
 def _wrong_steps(problems: list[str], label: str, got: int, steps: int, hint: str) -> list:

@@ -52,7 +52,9 @@ def normalise_band(modality: str, name: str) -> str:
 @dataclass
 class RasterInput:
     """One GDAL-readable layer and what it holds (``None``/``"auto"`` fields are recognised);
-    ``header`` is filled once, when a run first reads the layer (:func:`.raster_inputs.expand`)."""
+    ``header`` is filled once, when a run first reads the layer (:func:`.raster_inputs.expand`).
+    ``dates`` (``YYYY-MM[-DD]``): the date of a one-date layer, or one per raster band of a
+    one-band layer; they place the layer on the card's months (:mod:`.time_axis`)."""
 
     path: str
     modality: str | None = None
@@ -62,6 +64,7 @@ class RasterInput:
     bands: list[str] | None = None
     encoding: Encoding | str | None = None
     name: str | None = None
+    dates: list[str] | None = None
     header: RasterHeader | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
