@@ -10,10 +10,13 @@ from qgis.core import Qgis, QgsPalettedRasterRenderer, QgsProject, QgsRasterLaye
 from qgis.PyQt.QtWidgets import QApplication
 
 from eo_missing_qgis.core.definitions import BANDS, Modality
-from eo_missing_qgis.gui.panel import COL_DETAIL, COL_MODALITY, EoMissingPanel
+from eo_missing_qgis.core.prediction import LayerMapping
+from eo_missing_qgis.gui.panel import ALL, COL_BANDS, COL_DETAIL, COL_FIRST, COL_MODALITY, EoMissingPanel
 
+from .engine_data import s2_stack, write_tif
 from .qgis_interface import TestInterface
-from .tiny_models import card_dict, tiny_onnx
+from .stack_data import ee_stack
+from .tiny_models import S2_BANDS, card_dict, tiny_onnx
 
 S2_VARS = [f"S2-L2A-{b}" for b in BANDS[Modality.S2]]
 S1_VARS = ["S1-SIGMA0-VV", "S1-SIGMA0-VH"]
@@ -174,6 +177,38 @@ def test_copy_diagnostics_button_fills_the_clipboard(panel, qtbot):
     for section in ("== Python ==", "== numpy ==", "== onnxruntime ==", "== rasterio ==",
                     "== GDAL (osgeo) ==", "== Execution provider of the last model =="):
         assert section in text
+
+
+def test_multi_sensor_stack_gives_all_its_modalities(panel, project, data_dir, tmp_path):
+    """It used to be recognised as S1 from its first band description, then refused."""
+    stack = QgsRasterLayer(ee_stack(data_dir, tmp_path / "ee_export.tif"), "ee_export")
+    project.addMapLayer(stack)
+    assert _modalities(panel) == [ALL]
+    assert "multi-sensor stack" in panel.table.item(0, COL_DETAIL).text()
+    assert "Crop type from S1 + S2" in panel.choice.text() and panel.run_button.isEnabled()
+    panel.table.cellWidget(0, COL_MODALITY).setCurrentText("S1")
+    assert "Crop type from S1" in panel.choice.text() and panel.run_button.isEnabled()
+
+
+def test_bands_and_first_step_columns_say_what_a_layer_holds(panel, project, data_dir, tmp_path):
+    values = s2_stack(data_dir).reshape(108, 100, 100)
+    layer = QgsRasterLayer(write_tif(tmp_path / "export_2021.tif", values, nodata=65535), "export_2021")
+    project.addMapLayer(layer)
+    assert _modalities(panel) == ["ignore"] and not panel.run_button.isEnabled()
+    panel.table.cellWidget(0, COL_MODALITY).setCurrentText("S2")
+    assert "say which band(s) it holds" in panel.choice.text() and not panel.run_button.isEnabled()
+    panel.table.item(0, COL_BANDS).setText(",".join(S2_BANDS))
+    assert panel.run_button.isEnabled(), panel.choice.text()
+    panel.table.item(0, COL_FIRST).setText("2")
+    assert "export_2021 has 12 time steps but the model needs 12 (from step 2 on it has 11)" \
+        in panel.choice.text() and not panel.run_button.isEnabled()
+    panel.table.item(0, COL_FIRST).setText("first")
+    assert "first time step of export_2021 must be a whole number" in panel.choice.text()
+    panel.table.item(0, COL_FIRST).setText("1")
+    assert panel.run_button.isEnabled()
+    assert panel.request(panel.chosen).mapping[layer.source()] == LayerMapping(tuple(S2_BANDS), 1)
+    panel.refresh()  # typed texts survive a refresh
+    assert panel.table.item(0, COL_FIRST).text() == "1" and panel.run_button.isEnabled()
 
 
 def test_output_grid_is_the_finest_layer_or_the_one_chosen(panel, project, data_dir, qtbot, tmp_path):

@@ -92,3 +92,38 @@ def tiny_onnx(path: Path, card: ModelCard | dict, opset: int = 17) -> Path:
     embed_card(model, card)
     onnx.save(model, str(path))
     return Path(path)
+
+
+def context_card_dict(task: str = "classification", steps: int = 12, first_month: int | None = 11,
+                      month: str = "sin_cos", latlon: str = "lat_sin_cos_lon") -> dict:
+    """A schema 1.2 S2 card with a mask, month and latlon context, runnable from one step."""
+    data = card_dict(task, ("S2",), steps)
+    data["schema_version"] = "1.2"
+    data["time"].update(alignment="calendar", first_month=first_month, min_steps=1)
+    data["context"] = [
+        {"kind": "mask", "tensor": "s2_mask", "modality": "S2", "encoding": "binary"},
+        {"kind": "month", "tensor": "month", "encoding": month},
+        {"kind": "latlon", "tensor": "latlon", "encoding": latlon},
+    ]
+    return data
+
+
+def probe_onnx(path: Path, card: ModelCard | dict, tensor: str, weights: list[float]) -> Path:
+    """A regression graph declaring every input of ``card`` whose output is one of them, flattened
+    per pixel and weighted: ``sum_j weights[j] * tensor[:, j]``; it shows what the engine fed."""
+    card = card if isinstance(card, ModelCard) else card_from_dict(card)
+    shapes = {s.tensor: ["batch", card.time.steps, len(s.bands)] for s in card.inputs}
+    shapes.update({c.tensor: c.shape(card.time.steps) for c in card.context})
+    graph_inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+                    for name, shape in shapes.items()]
+    w = np.asarray(weights, dtype=np.float32).reshape(-1, 1)
+    nodes = [helper.make_node("Flatten", [tensor], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], [card.output.tensor])]
+    out = helper.make_tensor_value_info(card.output.tensor, TensorProto.FLOAT, ["batch", 1])
+    graph = helper.make_graph(nodes, card.name, graph_inputs, [out], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    embed_card(model, card)
+    onnx.save(model, str(path))
+    return Path(path)

@@ -29,6 +29,16 @@ REGRESSION_METRIC_RTOL = 1e-4
 #: graph) differ by ~1e-6 relative to the output scale; a misread graph or weights by >1e-2.
 RUNTIME_RTOL = 1e-4
 
+#: Latitude/longitude of a pixel centre from two PROJ builds (rasterio's wheel, QGIS's osr)
+#: agree to ~1e-9 degree, and the engine's interpolation between PROJ nodes errs by at most 1e-7
+#: (``raster_io.LATLON_MAX_ERROR``); a wrong CRS, axis order or half-pixel offset (5 m ~ 4.5e-5
+#: degree) fails.
+LATLON_ATOL_DEG = 1e-6
+
+#: A context value after the float32 network input: one float32 rounding (2^-23 relative; a
+#: latitude of 50.6 degrees to 3.8e-6 degree), float32 sums over 24 terms a few more.
+FLOAT32_INPUT_RTOL = 1e-6
+
 #: At most this many near-tie samples are enumerated when bounding a classification metric.
 _MAX_TIES = 12
 

@@ -24,6 +24,7 @@ from eo_missing_qgis.core.card import (
     OutputSpec,
     Provenance,
     TimeSpec,
+    card_from_dict,
     embed_card,
     read_card,
 )
@@ -99,6 +100,19 @@ def _stac_mlm(card: ModelCard) -> dict:
             ],
         }
         for s in card.inputs
+    ] + [
+        {
+            "name": c.tensor,
+            "bands": [],
+            "input": {
+                "shape": [-1 if d == "batch" else d for d in c.shape(card.time.steps)],
+                "dim_order": ["batch", "time", "values"][:len(c.shape(card.time.steps))]
+                if c.kind != "latlon" else ["batch", "values"],
+                "data_type": "float32",
+            },
+            "description": f"context input: {c.kind} encoded {c.encoding}, computed by the plugin",
+        }
+        for c in card.context
     ]
     if card.task == "classification":
         output = {
@@ -215,7 +229,12 @@ def restamp(path: Path) -> ModelCard:
 
 
 def build_card(run: dict, info: TaskInfo, name: str, title: str = "", description: str = "") -> ModelCard:
-    """The card of a run: its inputs and statistics, output, provenance and test metrics."""
+    """The card of a run: its inputs and statistics, output, provenance and test metrics.
+
+    A run whose network takes more than the sensor tensors says so in ``run["card"]``, in the
+    card's own JSON terms (schema 1.2): ``{"time": {"alignment": "calendar", "first_month": 11,
+    "min_steps": 1}, "context": [{"kind": "mask", "tensor": "s2_mask", "modality": "S2"}, ...]}``;
+    they are checked by the plugin's own parser, so a bad declaration fails here, not in QGIS."""
     cfg = run["config"]
     modalities = cfg["modalities"]
     specs = specs_from_dict({m: run["stats"][m] for m in modalities})
@@ -248,6 +267,12 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
             metrics=dict(run["metrics"]["test"]),
         ),
     )
+    declared = run.get("card", {})
+    if declared:
+        data = card.to_dict()
+        data["time"].update(declared.get("time", {}))
+        data["context"] = declared.get("context", [])
+        card = card_from_dict(data)
     return with_stac_mlm(card)
 
 

@@ -8,10 +8,16 @@ time steps and bands in the card's order; either physical values (NaN where miss
 values with one :class:`.units.Encoding` per band. Output: (height, width) maps and
 (classes, height, width) probabilities, with nodata (class 0, NaN) where a pixel is not valid.
 
-A pixel is valid when every band of every modality has a value at one time step at least; single
+A pixel is valid when every band of every modality has a value at one time step at least (and, for
+a card with ``min_steps``, some modality has all its bands at that many steps); single
 missing time steps are filled by :func:`.preprocessing.standardize` (the band mean), as training
 fills them. Per-pixel models (NTC) only see the valid pixels; spatial models (NTCHW) see the whole
 block, invalid pixels filled, as context for their neighbours.
+
+Context inputs (card schema 1.2, per-pixel cards): the availability mask of a modality comes from
+the values themselves (a step is available for a pixel when every band of the modality is finite
+there); the month of each step and each pixel's latitude/longitude come from the caller in a
+:class:`BlockContext` (the engine: the plan's dates and the grid's CRS).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .card import ModelCard
+from .card import ContextSpec, ModelCard
+from .definitions import ContextEncoding, ContextKind
 from .errors import InputError, ModelError
 from .preprocessing import decode, standardize
 from .preprocessing import valid_pixels as valid_samples
@@ -34,12 +41,24 @@ DEFAULT_BATCH = 4096
 
 @dataclass
 class Prepared:
-    """A block ready for the network: tensors by name, which pixels are valid (height, width)
-    and unit warnings (each band checked once per ``checked`` set)."""
+    """A block ready for the network: tensors by name, which pixels are valid (height, width),
+    unit warnings (each band checked once per ``checked`` set) and, per time step, whether any
+    valid pixel has every band of a modality there (so a run can say which months had data)."""
 
     tensors: dict[str, np.ndarray]
     valid: np.ndarray
     messages: list[str] = field(default_factory=list)
+    steps_seen: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    """What context inputs need besides the values: the calendar month (1-12) of each time step
+    and the latitude/longitude (degrees, WGS 84) of each pixel centre, each (height, width)."""
+
+    months: Sequence[int] | None = None
+    lat: np.ndarray | None = None
+    lon: np.ndarray | None = None
 
 
 @dataclass
@@ -124,6 +143,11 @@ def valid_pixels(physical: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.logical_and.reduce([valid_samples(p[None])[0] for p in physical.values()])
 
 
+def available_steps(physical: np.ndarray) -> np.ndarray:
+    """(time, height, width) of one modality's (time, bands, H, W) values: every band has a value."""
+    return np.isfinite(physical).all(axis=1)
+
+
 def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
     """Warn once per band whose decoded values are mostly outside the plausible range of its unit."""
     out = []
@@ -155,15 +179,46 @@ def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: 
     return out
 
 
+def context_tensor(spec: ContextSpec, card: ModelCard, physical: Mapping[str, np.ndarray],
+                   keep: np.ndarray, context: BlockContext | None) -> np.ndarray:
+    """One context input over the pixels ``keep`` (flat boolean), encoded as the card says
+    (:class:`.definitions.ContextEncoding`), float32 with the pixels first."""
+    n = int(keep.sum())
+    if spec.kind == ContextKind.MASK:
+        available = available_steps(physical[spec.modality])
+        return np.ascontiguousarray(available.reshape(len(available), -1).T[keep], dtype=np.float32)
+    if spec.kind == ContextKind.MONTH:
+        if context is None or context.months is None:
+            raise InputError(f"model {card.name} takes the month of each time step; this route was not "
+                             "given the layers' dates")
+        m = np.asarray(context.months, dtype=np.float64) - 1
+        if spec.encoding == ContextEncoding.SIN_COS:
+            m = np.stack([np.sin(2 * np.pi * m / 12), np.cos(2 * np.pi * m / 12)], axis=-1)
+        return np.ascontiguousarray(np.broadcast_to(m, (n, *m.shape)), dtype=np.float32)
+    if context is None or context.lat is None or context.lon is None:
+        raise InputError(f"model {card.name} takes each pixel's latitude/longitude; this route was not "
+                         "given the block's grid")
+    lat, lon = context.lat.ravel()[keep], context.lon.ravel()[keep]
+    if spec.encoding == ContextEncoding.DEGREES:
+        columns = [lat, lon]
+    else:
+        columns = [lat / 90, np.sin(np.radians(lon)), np.cos(np.radians(lon))]
+    return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
+
+
 def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
                   encodings: Mapping[str, Sequence[Encoding]] | None = None,
-                  checked: set | None = None) -> Prepared:
+                  checked: set | None = None, context: BlockContext | None = None) -> Prepared:
     """Decode, check units, mask and standardise a block into the network's tensors: (1, time,
-    bands, H, W) for a spatial card, (valid pixels, time, bands) for a per-pixel card. Kept apart
-    from :func:`run_block` so the engine can do it in its read-ahead thread. Units are checked
-    for the bands not yet in ``checked`` (added to it); not at all without ``checked``."""
+    bands, H, W) for a spatial card, (valid pixels, time, bands) for a per-pixel card, plus its
+    context inputs (:func:`context_tensor`). Kept apart from :func:`run_block` so the engine can
+    do it in its read-ahead thread. Units are checked for the bands not yet in ``checked``
+    (added to it); not at all without ``checked``."""
     physical = physical_block(arrays, card, encodings)
     valid = valid_pixels(physical)
+    by_step = np.logical_or.reduce([available_steps(p) for p in physical.values()])
+    if card.time.min_steps is not None:  # a pixel with fewer steps than the model accepts: nodata
+        valid &= by_step.sum(axis=0) >= card.time.min_steps
     messages = [] if checked is None else unit_warnings(physical, card, checked)
     tensors = {}
     for spec in card.inputs:
@@ -174,7 +229,9 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
             x = phys.reshape(*phys.shape[:2], -1).transpose(2, 0, 1)
             x = np.ascontiguousarray(x) if valid.all() else x[valid.ravel()]
         tensors[spec.tensor] = standardize(x, spec)[0]
-    return Prepared(tensors, valid, messages)
+    for c in card.context:
+        tensors[c.tensor] = context_tensor(c, card, physical, valid.ravel(), context)
+    return Prepared(tensors, valid, messages, by_step[:, valid].any(axis=1))
 
 
 def run_block(session: ModelSession, card: ModelCard, prepared: Prepared, batch: int = DEFAULT_BATCH,
@@ -240,15 +297,17 @@ def finish_block(card: ModelCard, values: np.ndarray, valid: np.ndarray,
 def predict_block(arrays: Mapping[str, np.ndarray], card: ModelCard, session: ModelSession, *,
                   encodings: Mapping[str, Sequence[Encoding]] | None = None, trim: int = 0,
                   batch: int = DEFAULT_BATCH, probabilities: bool = False, check_units: bool = True,
-                  check_cancel: Callable[[], None] | None = None) -> BlockOutputs:
+                  check_cancel: Callable[[], None] | None = None,
+                  context: BlockContext | None = None) -> BlockOutputs:
     """Predict one block (see the module docstring for the array convention).
 
     ``trim`` pixels are dropped on every side of the outputs: ``card.halo`` when the arrays carry
     context around the part wanted back. Wrappers whose framework trims the overlap itself (Dask's
     ``map_overlap``, openEO's ``apply_neighborhood``) pass 0. ``check_units`` False skips the
-    unit warnings (a median per band) for callers that checked another block already.
+    unit warnings (a median per band) for callers that checked another block already. ``context``:
+    months and latitude/longitude for a card with such context inputs.
     """
-    prepared = prepare_block(arrays, card, encodings, set() if check_units else None)
+    prepared = prepare_block(arrays, card, encodings, set() if check_units else None, context)
     values = run_block(session, card, prepared, batch, check_cancel)
     valid = prepared.valid
     if trim:

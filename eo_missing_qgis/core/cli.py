@@ -2,7 +2,7 @@
 ``python -m eo_missing_qgis.core diagnostics``: versions and execution providers, for bug reports.
 
 Each ``--input`` starts a layer; the options after it (``--modality``, ``--band``, ``--layout``,
-``--time-index``, ``--bands``, ``--encoding``) describe that layer. A netCDF file given whole
+``--time-index``, ``--bands``, ``--encoding``, ``--dates``) describe that layer. A netCDF file given whole
 stands for all its variables. User errors print one clear message and exit with status 2.
 """
 
@@ -18,7 +18,7 @@ from .errors import Cancelled, DependencyError
 from .raster_inputs import RasterInput
 
 FINEST = "finest"
-_LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding")
+_LAYER_FIELDS = ("modality", "band", "layout", "time_index", "bands", "encoding", "dates")
 
 
 class _NewInput(argparse.Action):
@@ -53,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", action=_InputField, help="the one spectral band the layer holds")
     p.add_argument("--layout", action=_InputField, choices=tuple(TimeLayout))
     p.add_argument("--time-index", dest="time_index", action=_InputField, type=int,
-                   help="time step of a one-date layer (0 = oldest), or first step to use")
+                   help="time step of a one-date layer (0 = oldest), or first step to use; default: "
+                        "the latest steps the model needs (Processing's first step 1 is index 0)")
     p.add_argument("--bands", action=_InputField, type=_bands, help="band order, comma separated")
     p.add_argument("--encoding", action=_InputField, help="encoding preset name, e.g. 'dB'")
+    p.add_argument("--dates", action=_InputField, type=_bands,
+                   help="the layer's date (YYYY-MM[-DD]), or one per raster band of a one-band layer, "
+                        "comma separated; places it on the model's months")
     p.add_argument("--out", required=True, help="output GeoTIFF (confidence goes next to it)")
     p.add_argument("--reference", default=FINEST, help="index of the input, or a raster path, whose grid "
                    "the outputs use (default: the input with the finest pixels)")

@@ -83,6 +83,59 @@ TIME_LAYOUT_LABELS: dict[TimeLayout, str] = {
 
 
 @unique
+class TimeAlignment(StrEnum):
+    """How a card's time steps are anchored: ``calendar`` months (step ``t`` is a fixed calendar
+    month when the card gives ``first_month``) or ``relative`` (the last step is the month before
+    the target date, e.g. an LFMC measurement)."""
+
+    RELATIVE = "relative"
+    CALENDAR = "calendar"
+
+
+@unique
+class ContextKind(StrEnum):
+    """Context inputs a model may take besides the sensor tensors (card schema 1.2), computed by
+    the plugin from the layers: availability of each step of one modality, calendar month of each
+    step, and the pixel's latitude/longitude."""
+
+    MASK = "mask"
+    MONTH = "month"
+    LATLON = "latlon"
+
+
+@unique
+class ContextEncoding(StrEnum):
+    """How a context input is written into its tensor (float32; ``batch`` is pixels):
+
+    - ``binary`` (mask): (batch, time), 1 where every band of the modality has a value, else 0;
+    - ``sin_cos`` (month): (batch, time, 2), sin and cos of 2 pi (month - 1) / 12, month 1-12;
+    - ``index`` (month): (batch, time), month - 1 (0-11, presto's ``month.npy`` convention);
+    - ``degrees`` (latlon): (batch, 2), latitude and longitude in degrees (WGS 84);
+    - ``lat_sin_cos_lon`` (latlon): (batch, 3), latitude / 90, sin and cos of the longitude.
+    """
+
+    BINARY = "binary"
+    SIN_COS = "sin_cos"
+    INDEX = "index"
+    DEGREES = "degrees"
+    LAT_SIN_COS_LON = "lat_sin_cos_lon"
+
+
+#: The encodings each context kind may use, the first one being the default.
+CONTEXT_ENCODINGS: dict[ContextKind, tuple[ContextEncoding, ...]] = {
+    ContextKind.MASK: (ContextEncoding.BINARY,),
+    ContextKind.MONTH: (ContextEncoding.SIN_COS, ContextEncoding.INDEX),
+    ContextKind.LATLON: (ContextEncoding.LAT_SIN_COS_LON, ContextEncoding.DEGREES),
+}
+
+#: Values per pixel and time step (mask, month) or per pixel (latlon) of each context encoding.
+CONTEXT_WIDTH: dict[ContextEncoding, int] = {
+    ContextEncoding.BINARY: 1, ContextEncoding.SIN_COS: 2, ContextEncoding.INDEX: 1,
+    ContextEncoding.DEGREES: 2, ContextEncoding.LAT_SIN_COS_LON: 3,
+}
+
+
+@unique
 class TensorLayout(StrEnum):
     """A network input's axes: per pixel (batch, time, bands) or spatial (..., height, width)."""
 

@@ -28,14 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from .blending import OverlapBlend
-from .block import BlockOutputs, Prepared, finish_block, prepare_block, run_block, values_per_pixel
+from .block import (
+    BlockContext,
+    BlockOutputs,
+    Prepared,
+    finish_block,
+    prepare_block,
+    run_block,
+    values_per_pixel,
+)
 from .card import ModelCard
-from .definitions import Device
+from .definitions import ContextKind, Device, OutputKind
 from .errors import Cancelled, InputError
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
-from .raster_io import GeoTiffOutput, check_destination
+from .raster_io import GeoTiffOutput, check_destination, pixel_latlon
 from .reader import WindowReader
 from .session import ModelSession, open_session
 from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, windows
@@ -113,6 +121,8 @@ def run_model(
     plan = match_inputs(card, inputs)
     for w in plan.warnings:
         say(w)
+    say(plan.time.summary())
+    step_months = plan.time.known_months(card.name) if card.context_of(ContextKind.MONTH) else None
     paths = output_paths(output, card, options.write_probabilities, options.confidence)
     for p in paths.values():  # every file given, used or not, is never written
         check_destination(p, [i.path for i in (*plan.inputs, *inputs)] + [session.path, *options.keep])
@@ -150,13 +160,18 @@ def run_model(
                 n = _predict_window(session, card, prepared, wins[i], outs, batch, check_cancel)
                 return n, wins[i].size
         checked: set = set()
+        seen = np.zeros(card.time.steps, dtype=bool)
+        latlon = bool(card.context_of(ContextKind.LATLON))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
-            pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked)
+            pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked, step_months,
+                                          latlon)
             for i in range(len(wins)):
                 prepared = pending.result()
                 if i + 1 < len(wins):
-                    pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked)
+                    pending = pool.submit(_network_inputs, reader, card, wins[i + 1], checked, step_months,
+                                          latlon)
                 check_cancel()
+                seen |= prepared.steps_seen
                 for msg in prepared.messages:
                     say(msg, warn=True)
                 n, written = predict(i, prepared)
@@ -167,6 +182,11 @@ def run_model(
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
+        months = plan.time.with_values(seen)
+        if months.used != plan.time.used:
+            empty = sorted(set(plan.time.used) - set(months.used), key=plan.time.labels.index)
+            say(f"no valid values in {', '.join(empty)} (nodata or clouds): {months.summary()}")
+        outs[OutputKind.PREDICTION].ds.update_tags(**months.tags())
         for stale in publish(outs):
             say(f"removed {stale}: an earlier run to {paths['prediction']} wrote it and this run does not")
     except BaseException:
@@ -181,10 +201,12 @@ def run_model(
                      session.provider_note)
 
 
-def _network_inputs(reader: WindowReader, card: ModelCard, win: Window, checked: set) -> Prepared:
-    """Read-ahead thread: read one window and prepare it (decode, check units, mask, standardise),
-    so the model thread only runs the model."""
-    return prepare_block(reader.read(win), card, checked=checked)
+def _network_inputs(reader: WindowReader, card: ModelCard, win: Window, checked: set,
+                    months: list[int] | None, latlon: bool) -> Prepared:
+    """Read-ahead thread: read one window and prepare it (decode, check units, mask, standardise,
+    context inputs), so the model thread only runs the model."""
+    lat, lon = pixel_latlon(reader.grid, win) if latlon else (None, None)
+    return prepare_block(reader.read(win), card, checked=checked, context=BlockContext(months, lat, lon))
 
 
 def _predict_window(session: ModelSession, card: ModelCard, prepared: Prepared, win: Window,

@@ -120,7 +120,21 @@ def transform_bounds(src: CRS, dst: CRS, left: float, bottom: float, right: floa
     return tuple(_call("transforming bounds", ct.TransformBounds, left, bottom, right, top, densify_pts))
 
 
-warp = SimpleNamespace(transform_bounds=transform_bounds)
+def transform(src_crs: CRS, dst_crs: CRS | str, xs: Any, ys: Any) -> tuple[list[float], list[float]]:
+    """rasterio.warp.transform: points from one CRS to another (x, y order, e.g. lon, lat)."""
+    dst = dst_crs if isinstance(dst_crs, CRS) else _crs_from_user_input(dst_crs)
+    ct = osr.CoordinateTransformation(src_crs.srs, dst.srs)
+    points = _call("transforming points", ct.TransformPoints, list(zip(xs, ys, strict=True)))
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _crs_from_user_input(text: str) -> CRS:
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(text)
+    return CRS(srs.ExportToWkt())
+
+
+warp = SimpleNamespace(transform_bounds=transform_bounds, transform=transform)
 
 
 class Dataset:

@@ -18,6 +18,66 @@ if TYPE_CHECKING:  # raster I/O loads only when a run or a recognition needs it
     from .raster_io import RasterHeader
 
 
+@dataclass(frozen=True)
+class LayerMapping:
+    """What a user says one layer holds: its bands in raster-band order (empty: recognised) and the
+    1-based time step it starts at (0: the latest steps the model needs, or a date layer's position)."""
+
+    bands: tuple[str, ...] = ()
+    first_step: int = 0
+
+    @classmethod
+    def from_text(cls, bands: str, first_step: str, where: str) -> LayerMapping:
+        """From the texts a user typed (bands comma separated, first step or blank); ``where``
+        names the layer in the error."""
+        from .errors import InputError
+
+        first = first_step.strip()
+        if first and (not first.isdigit() or int(first) < 1):
+            raise InputError(f"the first time step of {where} must be a whole number, 1 or more, "
+                             f"not '{first}'")
+        return cls(tuple(b.strip() for b in bands.split(",") if b.strip()), int(first) if first else 0)
+
+
+def parse_mapping(text: str) -> dict[str, LayerMapping]:
+    """The per-layer mapping of Processing's text parameter: one entry per line (or ';'),
+    ``LAYER: BANDS @ FIRST_STEP`` with LAYER a layer name, source or file name, BANDS comma
+    separated (may be empty), ``@ FIRST_STEP`` optional; e.g. ``s2_june.tif: B02,B03 @ 6``."""
+    from .errors import InputError
+
+    mapping: dict[str, LayerMapping] = {}
+    for entry in (e.strip() for e in text.replace(";", "\n").splitlines()):
+        if not entry:
+            continue
+        layer, sep, rest = entry.rpartition(":")
+        if not sep or not layer.strip():
+            raise InputError(f"cannot read the layer mapping '{entry}': write 'layer: B02,B03,... @ first "
+                             "step' (bands comma separated, first step 1 or more, both optional)")
+        bands, _, first = rest.partition("@")
+        mapping[layer.strip()] = LayerMapping.from_text(bands, first, f"'{layer.strip()}'")
+    return mapping
+
+
+def mapping_for_layers(mapping: dict[str, LayerMapping],
+                       layers: list[tuple[str, str]]) -> dict[str, LayerMapping]:
+    """``mapping`` keyed by the GDAL source of the layer each entry names (by layer name, source,
+    file name or file stem); an entry naming none of ``layers`` is refused, listing them."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .raster_io import file_of
+
+    out = {}
+    for key, value in mapping.items():
+        found = [source for source, name in layers
+                 if key in (name, source, Path(file_of(source)).name, Path(file_of(source)).stem)]
+        if not found:
+            given = ", ".join(name for _, name in layers) or "none"
+            raise InputError(f"the layer mapping names '{key}', which is none of the layers given ({given})")
+        out.update(dict.fromkeys(found, value))
+    return out
+
+
 @dataclass
 class PredictionRequest:
     """What the Processing algorithm or the panel asks for: model, layers, options; ``headers``
@@ -29,6 +89,7 @@ class PredictionRequest:
     units: dict[str, str | None] = field(default_factory=dict)  # modality -> preset name or None
     layout: TimeLayout = TimeLayout.AUTO
     first_step: int = 0  # 1-based first time step; 0 = the latest steps the model needs
+    mapping: dict[str, LayerMapping] = field(default_factory=dict)  # GDAL source -> what it holds
     confidence: str | None = None
     reference: str | None = None  # GDAL source whose grid the outputs use; None: the finest input's
     tile_size: int = 512
@@ -42,12 +103,11 @@ class PredictionRequest:
 def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
     """RasterInputs for the modalities the model uses (others, e.g. DEM, are left out).
 
-    The time window: ``first_step`` (1-based) where the model's steps start in the layers' time
-    axis (raster bands of a band-per-layer layer, or the order of date-per-layer layers); 0 takes
-    the latest steps. A layer whose raster band count decides the window has its header read here,
-    once: the plan keeps it.
+    The time window: a layer's own first step (``mapping``), else ``first_step`` (1-based), where
+    the model's steps start in the layer's time axis (raster bands of a band-per-layer layer, time
+    blocks of a stacked layer, or the order of date-per-layer layers); 0 takes the latest steps,
+    which the plan chooses and says, as for the CLI.
     """
-    from .raster_io import read_header
     from .recognition import RasterInput
 
     steps = card.time.steps
@@ -55,19 +115,21 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
     for modality in card.modalities:
         layers = request.layers.get(modality, [])
         for position, (source, name) in enumerate(layers):
+            own = request.mapping.get(source, LayerMapping())
+            first = own.first_step or request.first_step
             inp = RasterInput(path=source, modality=modality, layout=request.layout, name=name,
-                              encoding=request.units.get(modality), header=request.headers.get(source))
+                              bands=list(own.bands) or None, encoding=request.units.get(modality),
+                              header=request.headers.get(source))
             if request.layout == TimeLayout.DATE_PER_LAYER:
-                start = request.first_step - 1 if request.first_step else max(len(layers) - steps, 0)
-                if not start <= position < start + steps:
-                    continue  # a date outside the model's time window
-                inp.time_index = position - start
-            elif request.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
-                inp.header = inp.header or read_header(source)
-                if request.first_step:
-                    inp.time_index = request.first_step - 1
-                elif inp.header.count > steps:
-                    inp.time_index = inp.header.count - steps
+                if own.first_step:  # the date this layer holds, said by the user
+                    inp.time_index = own.first_step - 1
+                else:
+                    start = first - 1 if first else max(len(layers) - steps, 0)
+                    if not start <= position < start + steps:
+                        continue  # a date outside the model's time window
+                    inp.time_index = position - start
+            elif first:
+                inp.time_index = first - 1
             inputs.append(inp)
     return inputs
 

@@ -17,6 +17,7 @@ from .definitions import TimeLayout
 from .errors import InputError
 from .raster_io import Grid, pixel_area, read_header, subdatasets
 from .recognition import RasterInput, Recognition, normalise_band, recognise
+from .time_axis import TimeAxis, anchor, parse_month
 from .units import PRESETS, Encoding, preset
 
 
@@ -31,7 +32,7 @@ def expand(inputs: list[RasterInput]) -> tuple[list[RasterInput], list[int]]:
     for n, inp in enumerate(inputs):
         subs = [] if inp.header else subdatasets(inp.path)
         parts = [RasterInput(f'NETCDF:"{inp.path}":{sub.rsplit(":", 1)[-1]}', encoding=inp.encoding,
-                             time_index=inp.time_index) for sub in subs] or [inp]
+                             time_index=inp.time_index, dates=inp.dates) for sub in subs] or [inp]
         for part in parts:
             out.append(part if part.header else replace(part, header=read_header(part.path)))
             origins.append(n)
@@ -52,13 +53,15 @@ class InputPlan:
     """For every input tensor of the card: ``slots[modality][t][c]`` and the inputs they read.
 
     ``inputs`` are the layers after :func:`expand`, each with its header; ``origins[n]`` is the
-    number of the input (as given) that layer ``n`` came from.
+    number of the input (as given) that layer ``n`` came from. A step no layer gives (allowed down
+    to the card's ``min_steps``) has an empty row. ``time`` says which month each step is.
     """
 
     card: ModelCard
     inputs: list[RasterInput]
     origins: list[int]
     slots: dict[str, list[list[Slot]]]
+    time: TimeAxis
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -88,7 +91,7 @@ class InputPlan:
         for spec in self.card.inputs:
             rows = self.slots[spec.modality]
             for c, band in enumerate(spec.band_names):
-                srcs = sorted({self.inputs[rows[t][c].input].label for t in range(len(rows))})
+                srcs = sorted({self.inputs[row[c].input].label for row in rows if row})
                 lines.append(f"{spec.modality} {band}: {', '.join(srcs)}")
         return "\n".join(lines)
 
@@ -104,7 +107,11 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     if isinstance(enc, Encoding):
         return enc
     if isinstance(enc, str):
-        for choices in PRESETS.values():
+        for of_unit, choices in PRESETS.items():
+            if enc in choices and of_unit != unit:  # e.g. one encoding for a multi-sensor stack
+                raise InputError(f"encoding {enc!r} of {label} is for values in {of_unit}, but the model "
+                                 f"reads values in {unit} from it; give the layer once per modality, each "
+                                 "with its own encoding")
             if enc in choices:
                 return choices[enc]
         known = "; ".join(n for c in PRESETS.values() for n in c)
@@ -122,37 +129,64 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     return preset(unit)
 
 
+def layer_dates(inp: RasterInput) -> list[int] | None:
+    """The month counts of a layer's dates (:func:`.time_axis.parse_month`), None when unknown.
+
+    Today only the dates the user gives (``RasterInput.dates``); recognising them from what the
+    data carry (netCDF time, GDAL metadata, Sentinel file names: issue 10) belongs here.
+    """
+    return [parse_month(d, inp.label) for d in inp.dates] if inp.dates else None
+
+
 def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     """Assign every (modality, band, time step) the card needs to one input and raster band.
 
-    Every layer's header is read once here (:func:`expand`) and kept in the plan. Raises
-    :class:`InputError` listing everything missing, given twice or inconsistent.
+    Every layer's header is read once here (:func:`expand`) and kept in the plan. Layers with
+    dates are placed on the card's months by them. A card with ``min_steps`` runs without some of
+    its steps (every band of a modality missing at that step). Raises :class:`InputError` listing
+    everything missing, given twice or inconsistent.
     """
     if not inputs:
         raise InputError("no input layers given")
     inputs, origins = expand(list(inputs))
     steps = card.time.steps
+    dates = [layer_dates(inp) for inp in inputs]
+    known = [m for d in dates if d for m in d]
+    start = anchor(card, known) if known else None
+    flexible = card.time.required < steps
     needed = {spec.modality: {b: spec.bands[c].unit for c, b in enumerate(spec.band_names)}
               for spec in card.inputs}
     offer: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
     problems: list[str] = []
     recognitions: list[Recognition] = []
+    notes: list[str] = []
     for n, inp in enumerate(inputs):
         rec = recognise(inp, inp.header)
         recognitions.append(rec)
-        if rec.modality not in needed:
+        if not set(rec.modalities) & needed.keys():
             continue
-        for (band, t, index) in _layout_slots(inp, rec, steps, problems):
-            key = normalise_band(rec.modality, band)
-            offer.setdefault((rec.modality, key, t), []).append((n, index))
+        steps_of = [m - start for m in dates[n]] if start is not None and dates[n] else None
+        for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes, steps_of):
+            if modality in needed:
+                offer.setdefault((modality, normalise_band(modality, band), t), []).append((n, index))
+        skipped = [m for m in rec.modalities if m not in needed]
+        if rec.sensors and skipped:
+            notes.append(f"{inp.label}: its {', '.join(skipped)} bands are not used by the model")
     slots: dict[str, list[list[Slot]]] = {}
     missing: list[str] = []
+    step_given = [False] * steps
     for spec in card.inputs:
         rows: list[list[Slot]] = [[] for _ in range(steps)]
+        offered = {t for t in range(steps) for b in spec.band_names
+                   if offer.get((spec.modality, normalise_band(spec.modality, b), t))}
+        # A flexible card may lack whole steps of a modality, but not part of a step's bands.
+        skip = set(range(steps)) - offered if flexible and offered else set()
+        for t in offered:
+            step_given[t] = True
         for c, band in enumerate(spec.band_names):
             key = normalise_band(spec.modality, band)
             absent = []
-            for t in range(steps):
+            for t in sorted(set(range(steps)) - skip):
                 given = offer.get((spec.modality, key, t), [])
                 if not given:
                     absent.append(t)
@@ -170,12 +204,17 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         slots[spec.modality] = rows
     if missing:
         problems.insert(0, "missing: " + "; ".join(missing))
+    axis = TimeAxis.build(card, start, step_given)
+    if flexible and not missing and len(axis.used) < card.time.required:
+        problems.insert(0, f"model '{card.name}' needs at least {card.time.required} of its {steps} monthly "
+                           f"steps, the layers give {axis.summary()}: add layers for "
+                           f"{card.time.required - len(axis.used)} more of the missing months")
     if problems:
         unrecognised = [f"{inputs[n].label}: {r.reason}"
-                        for n, r in enumerate(recognitions) if r.modality is None]
+                        for n, r in enumerate(recognitions) if not r.modalities]
         extra = ("\nlayers not recognised: " + "; ".join(unrecognised)) if unrecognised else ""
         raise InputError(f"the layers do not match model '{card.name}':\n- " + "\n- ".join(problems) + extra)
-    plan = InputPlan(card, inputs, origins, slots)
+    plan = InputPlan(card, inputs, origins, slots, axis, notes)
     unused = [inputs[n].label for n in range(len(inputs)) if n not in plan.used]
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
@@ -188,42 +227,154 @@ def _steps(absent: list[int], steps: int) -> str:
     return "time step(s) " + ", ".join(str(t + 1) for t in absent)
 
 
-def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str]):
-    """(band, time step, 1-based raster band) triples one input offers, per its layout."""
-    label, count = inp.label, rec.count
+def _layout_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], notes: list[str],
+                  steps_of: list[int] | None = None):
+    """(modality, band, time step, 1-based raster band) tuples one input offers, per its layout.
+
+    A layer holding more time steps than the model needs is read from its first step (``time_index``,
+    0-based) or, when none is given, from the latest steps, said in ``notes``: the CLI, Processing
+    and the panel all count this way. ``steps_of``: the card step of each of the layer's dates,
+    when it has dates.
+    """
+    label, count, modality = inp.label, rec.count, rec.modality
+    if steps_of is not None:
+        return _dated_slots(inp, rec, steps, problems, steps_of)
+    if rec.sensors:
+        return _multi_sensor_slots(inp, rec, steps, problems, notes)
     if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
-        start = inp.time_index or 0
         if count == 1:
-            return [(rec.band, start, 1)] if inp.time_index is not None or steps == 1 else \
-                _wrong_steps(problems, label, count, steps, "one layer per band needs a raster band per "
-                             "time step, or give its time_index")
-        if count - start < steps or (count != steps and inp.time_index is None):
-            return _wrong_steps(problems, label, count - start, steps,
-                                "set time_index to the first step to use" if count > steps else "")
-        return [(rec.band, t, start + t + 1) for t in range(steps)]  # time_index: first raster band used
+            if inp.time_index is not None or steps == 1:
+                return [(modality, rec.band, inp.time_index or 0, 1)]
+            return _wrong_steps(problems, label, count, steps, "one layer per band needs a raster band per "
+                                "time step, or give the time step it holds")
+        start = _window(label, count, steps, inp.time_index, problems, notes)
+        return [] if start is None else [(modality, rec.band, t, start + t + 1) for t in range(steps)]
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands:
         if len(rec.bands) != count:
-            problems.append(f"{label} has {count} raster bands but {len(rec.bands)} band names were given")
+            problems.append(_band_count_problem(inp, rec))
             return []
-        if inp.time_index is None and steps > 1:
-            problems.append(f"{label} holds one date: say which time step it is "
-                            f"(time_index 0-{steps - 1}, 0 = oldest)")
+        if _one_date_unplaced(inp, steps, problems):
             return []
-        return [(b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
+        return [(modality, b, inp.time_index or 0, k + 1) for k, b in enumerate(rec.bands)]
     if rec.layout == TimeLayout.STACKED and rec.bands:
         nb = len(rec.bands)
-        if count % nb or count // nb != steps:
-            return _wrong_steps(problems, label, count / nb, steps,
-                                f"a stacked layer holds time x bands ({steps} x {nb} = "
-                                f"{steps * nb} raster bands), not {count}")
-        return [(b, t, t * nb + k + 1) for t in range(steps) for k, b in enumerate(rec.bands)]
-    problems.append(f"{label}: {rec.reason}" if rec.modality is None or rec.layout == TimeLayout.AUTO else
+        if count % nb:
+            problems.append(f"{label} has {count} raster bands, which is not a whole number of time steps "
+                            f"of {nb} bands ({', '.join(rec.bands)}); say which band each raster band holds")
+            return []
+        start = _window(label, count // nb, steps, inp.time_index, problems, notes,
+                        f"a stacked layer holds time x bands ({steps} x {nb} = {steps * nb} raster bands), "
+                        f"not {count}")
+        return [] if start is None else [(modality, b, t, (start + t) * nb + k + 1)
+                                         for t in range(steps) for k, b in enumerate(rec.bands)]
+    said = rec.band or rec.bands
+    problems.append(f"{label}: {rec.reason}" if not said or rec.layout == TimeLayout.AUTO else
                     f"{label} has layout {rec.layout} but does not say which band(s) it holds")
     return []
 
 
-def _wrong_steps(problems: list[str], label: str, got: float, steps: int, hint: str) -> list:
-    got_text = f"{got:g}" if isinstance(got, float) else str(got)
-    problems.append(f"{label} has {got_text} time steps but the model needs {steps}"
+def _multi_sensor_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str],
+                        notes: list[str]) -> list[tuple[str, str, int, int]]:
+    """Slots of a multi-sensor stack: the n-th raster band named (modality, band) is its n-th time
+    step; a band named once among time series is static and serves every time step."""
+    occurrences: dict[tuple[str, str], list[int]] = {}
+    for k, (modality, band) in enumerate(zip(rec.sensors, rec.bands, strict=True)):
+        if modality in rec.modalities:
+            occurrences.setdefault((modality, normalise_band(modality, band)), []).append(k + 1)
+    if not occurrences:
+        problems.append(f"{inp.label}: {rec.reason}")
+        return []
+    months = max(len(found) for found in occurrences.values())
+    uneven = [f"{m} {b} ({len(found)})" for (m, b), found in occurrences.items()
+              if len(found) not in (1, months)]
+    if uneven:
+        problems.append(f"{inp.label} holds {months} time steps of most bands but not of "
+                        f"{', '.join(uneven)}; say which band each raster band holds")
+        return []
+    if months == 1:  # one date of every band
+        if _one_date_unplaced(inp, steps, problems):
+            return []
+        return [(modality, band, inp.time_index or 0, found[0])
+                for (modality, band), found in occurrences.items()]
+    start = _window(inp.label, months, steps, inp.time_index, problems, notes)
+    if start is None:
+        return []
+    slots = []
+    for (modality, band), found in occurrences.items():
+        if len(found) == 1:  # static (elevation, slope): the same band every step
+            slots += [(modality, band, t, found[0]) for t in range(steps)]
+        else:
+            slots += [(modality, band, t, found[start + t]) for t in range(min(steps, len(found)))]
+    return slots
+
+
+def _one_date_unplaced(inp: RasterInput, steps: int, problems: list[str]) -> bool:
+    """Whether a layer holding one date lacks the time step it is (the problem is added)."""
+    if inp.time_index is None and steps > 1:
+        problems.append(f"{inp.label} holds one date: say which time step it is "
+                        f"(1-{steps}, 1 = oldest; CLI --time-index 0-{steps - 1}) or its date")
+        return True
+    return False
+
+
+def _window(label: str, available: int, steps: int, first: int | None, problems: list[str],
+            notes: list[str], hint: str = "") -> int | None:
+    """The 0-based first of ``steps`` time steps to read out of ``available``: ``first`` when
+    given, else the latest steps (said in ``notes``); None, with the problem, when they do not fit."""
+    if first is not None and not 0 <= first < available:
+        problems.append(f"{label} has {available} time steps: its first step must be 1-{available} "
+                        f"(CLI --time-index 0-{available - 1}), not {first + 1}")
+        return None
+    start = max(available - steps, 0) if first is None else first
+    if available - start < steps:
+        hint = f"from step {start + 1} on it has {available - start}" if start else hint
+        _wrong_steps(problems, label, available, steps, hint)
+        return None
+    if first is None and available > steps:
+        notes.append(f"{label}: using its latest {steps} of {available} time steps "
+                     f"({start + 1}-{available}); set the first time step to choose others")
+    return start
+
+
+def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], steps_of: list[int]):
+    """Slots of a layer with dates: a one-date layer (one date) or a one-band layer (a date per
+    raster band); dates outside the model's months are left out, two in one month refused."""
+    label = inp.label
+    one_band = rec.layout == TimeLayout.BAND_PER_LAYER and rec.band
+    one_date = rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count
+    want = rec.count if one_band else 1
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and not one_date:
+        problems.append(_band_count_problem(inp, rec))
+        return []
+    if not (one_band or one_date):
+        problems.append(f"{label}: {rec.reason}" if not rec.modalities else
+                        f"{label}: dates are for one-date layers (spectral bands as raster bands) or "
+                        "one-band layers (a date per raster band)")
+        return []
+    if len(steps_of) != want:
+        problems.append(f"{label} has {want} date(s) but {len(steps_of)} were given")
+        return []
+    if one_date and inp.time_index is not None and inp.time_index != steps_of[0]:
+        problems.append(f"{label}: its date is time step {steps_of[0]} but time_index says {inp.time_index}")
+        return []
+    inside = [(t, k) for k, t in enumerate(steps_of) if 0 <= t < steps]
+    if not inside:
+        problems.append(f"{label}: its date(s) fall outside the model's {steps} months")
+        return []
+    if len({t for t, _ in inside}) < len(inside):
+        problems.append(f"{label} holds two dates in one month; give one date per month "
+                        "(compositing several dates is not supported yet)")
+        return []
+    if one_band:
+        return [(rec.modality, rec.band, t, k + 1) for t, k in inside]
+    return [(rec.modality, b, inside[0][0], k + 1) for k, b in enumerate(rec.bands)]
+
+
+def _band_count_problem(inp: RasterInput, rec: Recognition) -> str:
+    return f"{inp.label} has {rec.count} raster bands but {len(rec.bands or ())} band names were given"
+
+
+def _wrong_steps(problems: list[str], label: str, got: int, steps: int, hint: str) -> list:
+    problems.append(f"{label} has {got} time steps but the model needs {steps}"
                     + (f" ({hint})" if hint else ""))
     return []

@@ -20,6 +20,7 @@ class WindowReader:
 
     def __init__(self, plan: InputPlan, grid: Grid, resampling: str):
         self.plan = plan
+        self.grid = grid
         self.sources: dict[int, Source] = {}
         try:
             for n in plan.used:
@@ -55,7 +56,8 @@ class WindowReader:
         out = {}
         for spec in self.plan.card.inputs:
             rows = self.plan.slots[spec.modality]
-            phys = np.empty((len(rows), len(spec.bands), win.height, win.width), dtype=np.float32)
+            # NaN where a step no layer gives (a card's min_steps allows it) stays missing
+            phys = np.full((len(rows), len(spec.bands), win.height, win.width), np.nan, dtype=np.float32)
             for t, row in enumerate(rows):
                 for c, slot in enumerate(row):
                     data, missing, where = raw[slot.input]

@@ -29,6 +29,11 @@ _ALIASES: dict[str, tuple[str, str]] = {
 }
 
 
+#: Where a user says which bands a layer holds and its first time step, in every front end.
+SAY_BANDS = ("CLI --bands/--band and --time-index; Processing 'Bands and first time step per layer'; "
+             "the panel's Bands and First step columns")
+
+
 def normalise_band(modality: str, name: str) -> str:
     """Canonical band spelling: ``B4``/``b04`` -> ``B04``, ``vv`` -> ``VV``, ``temperature_2m`` ->
     ``temperature`` (weather/DEM aliases), others lower-case."""
@@ -47,7 +52,9 @@ def normalise_band(modality: str, name: str) -> str:
 @dataclass
 class RasterInput:
     """One GDAL-readable layer and what it holds (``None``/``"auto"`` fields are recognised);
-    ``header`` is filled once, when a run first reads the layer (:func:`.raster_inputs.expand`)."""
+    ``header`` is filled once, when a run first reads the layer (:func:`.raster_inputs.expand`).
+    ``dates`` (``YYYY-MM[-DD]``): the date of a one-date layer, or one per raster band of a
+    one-band layer; they place the layer on the card's months (:mod:`.time_axis`)."""
 
     path: str
     modality: str | None = None
@@ -57,6 +64,7 @@ class RasterInput:
     bands: list[str] | None = None
     encoding: Encoding | str | None = None
     name: str | None = None
+    dates: list[str] | None = None
     header: RasterHeader | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,6 +88,17 @@ class Recognition:
     reason: str
     bands: tuple[str, ...] = ()
     count: int = 0
+    #: A multi-sensor stack: the modality of each raster band ('' where none is named); ``bands``
+    #: then names each raster band too.
+    sensors: tuple[str, ...] = ()
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Every modality the layer offers (several for a multi-sensor stack)."""
+        if self.sensors:
+            found = tuple(dict.fromkeys(m for m in self.sensors if m))
+            return found if self.modality is None else tuple(m for m in found if m == self.modality)
+        return (self.modality,) if self.modality else ()
 
 
 def identify(text: str) -> tuple[str, str] | None:
@@ -118,6 +137,10 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
         layout = inp.layout if inp.layout != TimeLayout.AUTO else (
             TimeLayout.DATE_PER_LAYER if len(explicit_bands) == count else TimeLayout.STACKED)
         return Recognition(inp.modality, None, layout, "bands given explicitly", explicit_bands, count)
+    named = [found for found in per_band if found]
+    if count > 1 and inp.layout != TimeLayout.BAND_PER_LAYER and len(named) * 2 > count \
+            and len({m for m, _ in named}) > 1:
+        return _multi_sensor(inp, per_band)
     if count > 1 and all(per_band):
         modalities = {m for m, _ in per_band}
         names = tuple(b for _, b in per_band)
@@ -130,6 +153,12 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
                 names = tuple(dict.fromkeys(names))
             return Recognition(inp.modality or modality, None, layout,
                                f"band descriptions name {', '.join(dict.fromkeys(names))}", names, count)
+    several = dict.fromkeys(f"{m} {b}" for m, b in named)
+    if len(several) > 1 and inp.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
+        return Recognition(inp.modality, None, inp.layout, "its band descriptions name several bands ("
+                           + ", ".join(list(several)[:6]) + (", ..." if len(several) > 6 else "")
+                           + "), so it does not hold one band; say which band each raster band holds "
+                           f"({SAY_BANDS})", count=count)
     sources = [("netCDF variable", subdataset_name(inp.path) or ""), ("layer name", inp.name or ""),
                ("file name", Path(file_of(inp.path)).stem), ("band description", descriptions[0])]
     for what, text in sources:
@@ -139,4 +168,26 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
             return Recognition(found[0], found[1], layout, f"{what} '{text}' names {found[0]} {found[1]}",
                                count=count)
     return Recognition(inp.modality, None, inp.layout, "nothing in its name or band descriptions "
-                       "identifies a band; say which band(s) it holds", count=count)
+                       f"identifies a band; say which band(s) it holds ({SAY_BANDS})", count=count)
+
+
+def _multi_sensor(inp: RasterInput, per_band: list[tuple[str, str] | None]) -> Recognition:
+    """A stack whose band descriptions name several modalities (an Earth Engine / CropHarvest
+    export: per month VV, VH, B1 ... B12, temperature_2m, total_precipitation, then elevation,
+    slope): every raster band is taken from its own description. A declared modality restricts
+    the layer to that modality's bands."""
+    sensors = tuple(found[0] if found else "" for found in per_band)
+    bands = tuple(found[1] if found else "" for found in per_band)
+    pairs = list(zip(sensors, bands, strict=True))
+    summary = "; ".join(f"{m} " + ", ".join(dict.fromkeys(b for s, b in pairs if s == m))
+                        for m in dict.fromkeys(s for s in sensors if s))
+    unknown = sensors.count("")
+    reason = (f"multi-sensor stack, band descriptions name {summary}"
+              + (f"; {unknown} raster band(s) name nothing known and are skipped" if unknown else ""))
+    if inp.modality:
+        if inp.modality not in sensors:
+            reason += f"; none of its bands is {inp.modality}"
+        else:
+            reason += f"; given as {inp.modality}, only its {inp.modality} bands are used"
+    layout = TimeLayout.STACKED if inp.layout == TimeLayout.AUTO else inp.layout
+    return Recognition(inp.modality, None, layout, reason, bands, len(sensors), sensors)

@@ -93,7 +93,15 @@ def check_graph(card: ModelCard, session, name: str) -> None:
             if isinstance(shape[axis], int) and shape[axis] != expected[axis]:
                 problems.append(f"input '{spec.tensor}' has {shape[axis]} {what} in the graph but "
                                 f"{expected[axis]} in the card")
-    extra = sorted(set(graph_in) - {s.tensor for s in card.inputs})
+    for c in card.context:
+        shape = graph_in.get(c.tensor)
+        want = c.shape(card.time.steps)
+        if shape is None:
+            problems.append(f"the card's context input '{c.tensor}' is not an input of the graph")
+        elif len(shape) != len(want) or any(isinstance(g, int) and isinstance(w, int) and g != w
+                                            for g, w in zip(shape, want, strict=True)):
+            problems.append(f"context input '{c.tensor}' is {shape} in the graph, the card says {want}")
+    extra = sorted(set(graph_in) - {s.tensor for s in card.inputs} - {c.tensor for c in card.context})
     if extra:
         problems.append(f"the graph needs inputs the card does not describe: {', '.join(extra)}")
     out = card.output.tensor

@@ -29,14 +29,23 @@ from ..core.card import ModelCard, read_card
 from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, input_problems, recognise_layer, run_prediction
+from ..core.prediction import (
+    LayerMapping,
+    PredictionRequest,
+    input_problems,
+    recognise_layer,
+    run_prediction,
+)
 from ..core.raster_io import RasterHeader
+from ..core.recognition import Recognition
 from ..map_layers import style_layer
 from .diagnostics import copy_diagnostics
 
 IGNORE = "ignore"
-MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, IGNORE)
-COL_LAYER, COL_MODALITY, COL_DETAIL = range(3)
+ALL = "all in the file"  # a multi-sensor stack gives each modality its own bands
+MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, ALL, IGNORE)
+COL_LAYER, COL_MODALITY, COL_BANDS, COL_FIRST, COL_DETAIL = range(5)
+EDITABLE = {COL_BANDS: 0, COL_FIRST: 1}  # column -> place in the texts kept per layer
 
 
 def tr(text: str) -> str:
@@ -77,6 +86,8 @@ class EoMissingPanel(QDockWidget):
         self.models = load_index(models_dir) if models_dir else load_index()
         self.task: PredictionTask | None = None
         self.overrides: dict[str, str] = {}
+        self.typed: dict[str, list[str]] = {}  # layer id -> [bands, first step] as typed
+        self.recognitions: dict[str, Recognition] = {}  # layer id -> what it looks like it holds
         self.chosen = None
         self.cards: dict[Path, ModelCard] = {}
         self.headers: dict[str, RasterHeader] = {}  # of the listed layers, reused by every request
@@ -88,8 +99,13 @@ class EoMissingPanel(QDockWidget):
             self.task_combo.addItem(title, task_id)
         layout.addWidget(QLabel(tr("Task")))
         layout.addWidget(self.task_combo)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Recognised as")])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Bands"), tr("First step"),
+                                              tr("Recognised as")])
+        self.table.horizontalHeaderItem(COL_BANDS).setToolTip(
+            tr("The layer's bands in raster-band order, comma separated, when its names do not say them"))
+        self.table.horizontalHeaderItem(COL_FIRST).setToolTip(
+            tr("1-based time step the model's months start at (blank: the latest months)"))
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
@@ -134,6 +150,7 @@ class EoMissingPanel(QDockWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.diagnostics_button.clicked.connect(self.copy_diagnostics)
         self.task_combo.currentIndexChanged.connect(self.update_choice)
+        self.table.itemChanged.connect(self.set_typed)
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
         project.layersRemoved.connect(self.refresh)
@@ -148,16 +165,19 @@ class EoMissingPanel(QDockWidget):
         layers = self.raster_layers()
         sources = {layer.source() for layer in layers}  # a new layer's header is read once, below
         self.headers = {s: h for s, h in self.headers.items() if s in sources}
+        self.table.blockSignals(True)  # the typed columns are filled here, not typed
         self.table.setRowCount(len(layers))
         for row, layer in enumerate(layers):
             guess = recognise_layer(layer.source(), layer.name(), self.headers)
+            self.recognitions[layer.id()] = guess
             item = QTableWidgetItem(layer.name())
             item.setData(Qt.ItemDataRole.UserRole, layer.id())
             item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_LAYER, item)
             combo = QComboBox()
             combo.addItems(MODALITY_CHOICES)
-            modality = self.overrides.get(layer.id(), guess.modality or IGNORE)
+            recognised = ALL if len(guess.modalities) > 1 else guess.modality or IGNORE
+            modality = self.overrides.get(layer.id(), recognised)
             combo.setCurrentText(modality)
             combo.currentTextChanged.connect(partial(self.set_modality, layer.id()))
             self.table.setCellWidget(row, COL_MODALITY, combo)
@@ -166,7 +186,18 @@ class EoMissingPanel(QDockWidget):
             item.setToolTip(layer.source())
             detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
+            for col, text in zip(EDITABLE, self.typed.get(layer.id(), ["", ""]), strict=True):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.blockSignals(False)
         self.list_grids(layers)
+        self.update_choice()
+
+    def set_typed(self, item: QTableWidgetItem) -> None:
+        """The user types a layer's bands or first step; kept across refreshes."""
+        if item.column() not in EDITABLE:
+            return
+        layer_id = self.table.item(item.row(), COL_LAYER).data(Qt.ItemDataRole.UserRole)
+        self.typed.setdefault(layer_id, ["", ""])[EDITABLE[item.column()]] = item.text()
         self.update_choice()
 
     def list_grids(self, layers: list[QgsRasterLayer]) -> None:
@@ -189,8 +220,10 @@ class EoMissingPanel(QDockWidget):
         for row in range(self.table.rowCount()):
             modality = self.table.cellWidget(row, COL_MODALITY).currentText()
             layer = project.mapLayer(self.table.item(row, COL_LAYER).data(Qt.ItemDataRole.UserRole))
-            if layer is not None and modality != IGNORE:
-                by_modality.setdefault(modality, []).append(layer)
+            if layer is None or modality == IGNORE:
+                continue
+            for m in self.recognitions[layer.id()].modalities if modality == ALL else (modality,):
+                by_modality.setdefault(m, []).append(layer)
         return by_modality
 
     def update_choice(self, *_args) -> None:
@@ -208,7 +241,10 @@ class EoMissingPanel(QDockWidget):
             self.run_button.setEnabled(False)
             return
         self.chosen = model
-        problems = input_problems(self.request(model), self.card_of(model))
+        try:
+            problems = input_problems(self.request(model), self.card_of(model))
+        except ValueError as exc:  # a first step that is not a number
+            problems = str(exc)
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
 
@@ -237,7 +273,18 @@ class EoMissingPanel(QDockWidget):
             output=str(Path(self.output_dir.filePath()) / f"{stem}.tif"),
             reference=self.grid_combo.currentData(),
             headers=self.headers,
+            mapping=self.mapping(),
         )
+
+    def mapping(self) -> dict[str, LayerMapping]:
+        """The bands and first steps typed in the table, by GDAL source."""
+        project = QgsProject.instance()
+        out = {}
+        for layer_id, (bands, first) in self.typed.items():
+            layer = project.mapLayer(layer_id)
+            if layer is not None:
+                out[layer.source()] = LayerMapping.from_text(bands, first, layer.name())
+        return out
 
     def run(self) -> None:
         model = self.chosen

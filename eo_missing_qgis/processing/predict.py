@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterLayer,
 )
@@ -26,7 +27,7 @@ from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, run_prediction
+from ..core.prediction import PredictionRequest, mapping_for_layers, parse_mapping, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -68,7 +69,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
     )
     TASK, MODEL = "TASK", "MODEL"
     S1, S2, DEM = Modality.S1.value, Modality.S2.value, Modality.DEM.value
-    LAYOUT, FIRST_STEP = "LAYOUT", "FIRST_STEP"
+    LAYOUT, FIRST_STEP, LAYER_BANDS = "LAYOUT", "FIRST_STEP", "LAYER_BANDS"
     S1_UNITS, S2_UNITS = "S1_UNITS", "S2_UNITS"
     TILE_SIZE, BATCH_MB, DEVICE, THREADS, PROBABILITIES = (
         "TILE_SIZE", "BATCH_MB", "DEVICE", "THREADS", "PROBABILITIES")
@@ -99,6 +100,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
             QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.LAYER_BANDS, self.tr("Bands and first time step per layer"), multiLine=True, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
             defaultValue=0))
@@ -131,7 +134,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.S1: self.tr("Sentinel-1 rasters (VV, VH). Bands are recognised from band "
                              "descriptions, netCDF variable names or layer names (S1-SIGMA0-VV, VV)."),
             self.S2: self.tr("Sentinel-2 rasters (B02-B08, B11, B12), recognised like the Sentinel-1 "
-                             "layers (S2-L2A-B04, B4, B04)."),
+                             "layers (S2-L2A-B04, B4, B04). A multi-sensor stack (band descriptions "
+                             "VV, VH, B1 ... B12, ...) may be given in both lists: each list takes "
+                             "its own bands from it."),
             self.DEM: self.tr("Accepted for future models; the bundled models do not use it."),
             self.REFERENCE: self.tr("The layer whose grid (CRS, pixel size, extent) the outputs use; "
                                     "by default the input with the finest pixels, so 10 m Sentinel-2 "
@@ -141,6 +146,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
                                  "order), or one stacked layer (month-major)."),
             self.FIRST_STEP: self.tr("1-based month (raster band, or layer) where the model's time "
                                      "window starts; 0 takes the latest months the model needs."),
+            self.LAYER_BANDS: self.tr("What a layer holds when its names do not say it: one line (or "
+                                      "';') per layer, 'layer: bands @ first step', the layer by its "
+                                      "name or file name, bands comma separated in raster-band order, "
+                                      "the first step 1-based; either may be left out. E.g. "
+                                      "'june.tif: B02,B03,B04,B05,B06,B07,B08,B11,B12 @ 6' or "
+                                      "'export.tif: @ 3'."),
             self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
                                    "and otherwise assumes dB."),
             self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
@@ -171,7 +182,17 @@ class PredictAlgorithm(EoMissingAlgorithm):
             for value in _as_list(parameters.get(key)):
                 if raster_source(value, context) is None:
                     return False, self.tr("Cannot open {} as a raster layer.").format(value)
+        try:  # a mapping that cannot be read, or names no layer given, is said before running
+            self._mapping(parameters, context, [raster_source(v, context) for key in (self.S1, self.S2)
+                                                for v in _as_list(parameters.get(key))])
+        except ValueError as exc:
+            return False, str(exc)
         return True, ""
+
+    def _mapping(self, parameters, context, layers: list[tuple[str, str]]) -> dict:
+        """The per-layer bands and first steps typed, by GDAL source."""
+        text = self.parameterAsString(parameters, self.LAYER_BANDS, context) or ""
+        return mapping_for_layers(parse_mapping(text), layers)
 
     def _model(self, parameters, context, modalities: set[str], feedback) -> str:
         """The custom ONNX file when one is given, else the bundled model that fits the layers."""
@@ -204,6 +225,10 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
         model_path = self._model(parameters, context, modalities, feedback)
+        try:
+            mapping = self._mapping(parameters, context, [lyr for found in layers.values() for lyr in found])
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
         units = {
             Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
             Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
@@ -214,6 +239,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             units=units,
             layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             first_step=self.parameterAsInt(parameters, self.FIRST_STEP, context),
+            mapping=mapping,
             output=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             confidence=self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None,
             reference=reference[0][0] if reference else None,

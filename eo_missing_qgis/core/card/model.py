@@ -7,7 +7,9 @@ colours, or a regression unit and range) and where it came from. Everything the 
 a model is driven by its card, so what a model saw in training is what it sees in QGIS.
 
 Inputs are per pixel (layout NTC, ``halo`` 0) or image patches (layout NTCHW, schema 1.1): a
-spatial model needs ``halo`` pixels of context around every pixel it predicts.
+spatial model needs ``halo`` pixels of context around every pixel it predicts. Schema 1.2 adds the
+time axis's ``min_steps`` and optional context inputs (availability mask, month, latitude/
+longitude; per-pixel cards only), which the plugin computes from the layers' values, dates and CRS.
 
 Parsing and validation live in :mod:`.parse`, the ONNX metadata in :mod:`.onnx_io`, the
 human-readable views in :mod:`.report`.
@@ -19,14 +21,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..definitions import Task, TensorLayout
+from ..definitions import CONTEXT_WIDTH, ContextEncoding, ContextKind, Task, TensorLayout, TimeAlignment
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 CARD_KEY = "eo_missing_model_card"
 
-ALIGNMENTS = ("relative", "calendar")
+ALIGNMENTS = tuple(TimeAlignment)
 SCALINGS = ("standardize",)
 
 
@@ -69,13 +71,41 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class TimeSpec:
-    """``steps`` consecutive months, oldest first. ``relative``: any start month;
-    ``calendar``: the first step must be ``first_month`` (1-12)."""
+    """``steps`` consecutive months, oldest first. ``relative``: the last step is the month before
+    the target date, any start month; ``calendar``: calendar months, the first step being
+    ``first_month`` (1-12) when the model fixes it (schema 1.2 allows none: the months then come
+    from the layers' dates). ``min_steps`` (1.2): how many steps the layers must give at least;
+    the others are missing data, filled and flagged in the mask. None = every step."""
 
     steps: int
     step: str = "month"
-    alignment: str = "relative"
+    alignment: str = TimeAlignment.RELATIVE
     first_month: int | None = None
+    min_steps: int | None = None
+
+    @property
+    def required(self) -> int:
+        """The number of steps the layers must give."""
+        return self.steps if self.min_steps is None else self.min_steps
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """A context input (schema 1.2): ``kind`` of :class:`.ContextKind` written with ``encoding``
+    into tensor ``tensor``; a mask belongs to one ``modality``. Fed as computed (no scaling):
+    the graph scales them itself."""
+
+    kind: ContextKind
+    tensor: str
+    encoding: ContextEncoding
+    modality: str | None = None
+
+    def shape(self, steps: int) -> list[int | str]:
+        """The tensor's shape, ``batch`` being the pixels."""
+        width = CONTEXT_WIDTH[self.encoding]
+        if self.kind == ContextKind.LATLON:
+            return ["batch", width]
+        return ["batch", steps] if width == 1 else ["batch", steps, width]
 
 
 @dataclass(frozen=True)
@@ -133,6 +163,11 @@ class ModelCard:
     tile_size: int = 256
     stac_mlm: dict[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    context: tuple[ContextSpec, ...] = ()
+
+    def context_of(self, kind: ContextKind) -> list[ContextSpec]:
+        """The context inputs of ``kind``, in the card's order."""
+        return [c for c in self.context if c.kind == kind]
 
     @property
     def modalities(self) -> list[str]:
@@ -154,6 +189,16 @@ class ModelCard:
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The card as the JSON object :func:`.parse.card_from_dict` reads back."""
+        time: dict[str, Any] = {
+            "steps": self.time.steps,
+            "step": self.time.step,
+            "alignment": self.time.alignment,
+            "first_month": self.time.first_month,
+        }
+        # Fields of schema 1.2 only where the card is 1.2 or later, so an old card reads back.
+        newer = int(self.schema_version.split(".")[1]) >= 2
+        if newer and self.time.min_steps is not None:
+            time["min_steps"] = self.time.min_steps
         out: dict[str, Any] = {
             "schema_version": self.schema_version,
             "name": self.name,
@@ -171,12 +216,7 @@ class ModelCard:
                 }
                 for i in self.inputs
             ],
-            "time": {
-                "steps": self.time.steps,
-                "step": self.time.step,
-                "alignment": self.time.alignment,
-                "first_month": self.time.first_month,
-            },
+            "time": time,
             "halo": self.halo,
             "tile_size": self.tile_size,
             "output": _output_to_dict(self.output, self.task),
@@ -190,6 +230,12 @@ class ModelCard:
                 "metrics": dict(self.provenance.metrics),
             },
         }
+        if newer and self.context:
+            out["context"] = [
+                {"kind": c.kind, "tensor": c.tensor, "encoding": c.encoding,
+                 **({"modality": c.modality} if c.modality else {}), "shape": c.shape(self.time.steps)}
+                for c in self.context
+            ]
         if self.stac_mlm:
             out["stac_mlm"] = self.stac_mlm
         return out

@@ -11,7 +11,15 @@ import math
 import re
 from typing import Any
 
-from ..definitions import MODALITIES, Task, TensorLayout
+from ..definitions import (
+    CONTEXT_ENCODINGS,
+    MODALITIES,
+    ContextEncoding,
+    ContextKind,
+    Task,
+    TensorLayout,
+    TimeAlignment,
+)
 from ..units import UNITS
 from .model import (
     ALIGNMENTS,
@@ -20,6 +28,7 @@ from .model import (
     SCHEMA_MINOR,
     Band,
     ClassInfo,
+    ContextSpec,
     InputSpec,
     ModelCard,
     ModelCardError,
@@ -30,6 +39,9 @@ from .model import (
 
 #: The first minor version of schema 1 that knows each tensor layout.
 _LAYOUT_SINCE = {TensorLayout.NTC: 0, TensorLayout.NTCHW: 1}
+#: The first minor version of schema 1 with context inputs, ``time.min_steps`` and calendar cards
+#: without a fixed first month.
+_CONTEXT_SINCE = 2
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
@@ -149,16 +161,7 @@ def card_from_dict(data: Any) -> ModelCard:
     _unique([i.modality for i in inputs], "inputs", "modality")
     _unique([i.tensor for i in inputs], "inputs", "tensor")
 
-    t = root.child("time")
-    time = TimeSpec(
-        steps=t.integer("steps", lo=1, hi=1000),
-        step=t.text("step", "month", choices=("month",)),
-        alignment=t.text("alignment", "relative", choices=ALIGNMENTS),
-        first_month=t.integer("first_month", None, lo=1, hi=12, allow_none=True),
-    )
-    t.done()
-    if time.alignment == "calendar" and time.first_month is None:
-        raise ModelCardError("time.first_month", "is required when time.alignment is 'calendar'")
+    time = _time_from(root.child("time"), minor)
 
     output = _output_from(root.child("output"), task)
     p = root.child("provenance")
@@ -181,6 +184,7 @@ def card_from_dict(data: Any) -> ModelCard:
         raise ModelCardError("name", "must be an identifier (letters, digits, _ . : -)")
     halo = root.integer("halo", 0, lo=0, hi=4096)
     _check_layouts(inputs, halo, minor)
+    context = _context_from(root, inputs, time.steps, minor)
     card = ModelCard(
         name=name,
         title=root.text("title"),
@@ -194,9 +198,74 @@ def card_from_dict(data: Any) -> ModelCard:
         tile_size=root.integer("tile_size", 256, lo=1, hi=65536),
         stac_mlm=root.get("stac_mlm", dict, {}),
         schema_version=data["schema_version"],
+        context=context,
     )
     root.done()
     return card
+
+
+def _time_from(t: _Obj, minor: int) -> TimeSpec:
+    """The time axis; ``min_steps`` and a calendar axis without ``first_month`` need schema 1.2."""
+    steps = t.integer("steps", lo=1, hi=1000)
+    newer = minor >= _CONTEXT_SINCE
+    if "min_steps" in t.data and not newer:
+        raise ModelCardError(t.at("min_steps"),
+                             f"needs schema_version {SCHEMA_MAJOR}.{_CONTEXT_SINCE} or later")
+    time = TimeSpec(
+        steps=steps,
+        step=t.text("step", "month", choices=("month",)),
+        alignment=t.text("alignment", TimeAlignment.RELATIVE, choices=ALIGNMENTS),
+        first_month=t.integer("first_month", None, lo=1, hi=12, allow_none=True),
+        min_steps=t.integer("min_steps", None, lo=1, hi=steps, allow_none=True),
+    )
+    t.done()
+    if time.alignment == TimeAlignment.CALENDAR and time.first_month is None and not newer:
+        raise ModelCardError("time.first_month", "is required when time.alignment is 'calendar' "
+                                                 f"(before schema_version {SCHEMA_MAJOR}.{_CONTEXT_SINCE})")
+    return time
+
+
+def _context_from(root: _Obj, inputs: list[InputSpec], steps: int, minor: int) -> tuple[ContextSpec, ...]:
+    """The optional context inputs: per-pixel cards of schema 1.2 or later; a mask names one of
+    the card's modalities (one mask each), month and latlon appear once; tensor names are unique
+    among all inputs; a declared ``shape`` must be the one the encoding gives."""
+    if "context" not in root.data:
+        return ()
+    if minor < _CONTEXT_SINCE:
+        raise ModelCardError("context", f"needs schema_version {SCHEMA_MAJOR}.{_CONTEXT_SINCE} or later")
+    if inputs[0].layout != TensorLayout.NTC:
+        raise ModelCardError("context", f"is for per-pixel models (layout NTC); schema "
+                                        f"{SCHEMA_MAJOR}.{_CONTEXT_SINCE} has no context inputs for spatial "
+                                        f"models (layout {inputs[0].layout})")
+    modalities = [i.modality for i in inputs]
+    out: list[ContextSpec] = []
+    for path, raw in root.items("context", min_len=0):
+        c = _Obj(raw, path, root.strict)
+        kind = ContextKind(c.text("kind", choices=tuple(ContextKind)))
+        choices = CONTEXT_ENCODINGS[kind]
+        spec = ContextSpec(
+            kind=kind,
+            tensor=c.text("tensor"),
+            encoding=ContextEncoding(c.text("encoding", choices[0], choices=tuple(choices))),
+            modality=c.text("modality", choices=tuple(modalities)) if kind == ContextKind.MASK else None,
+        )
+        if kind != ContextKind.MASK and "modality" in c.data:
+            raise ModelCardError(c.at("modality"), f"is for masks only; a {kind} input serves every modality")
+        shape = c.get("shape", list, None)
+        if shape is not None and [-1 if d == "batch" else d for d in shape] != \
+                [-1 if d == "batch" else d for d in spec.shape(steps)]:
+            raise ModelCardError(c.at("shape"), f"must be {spec.shape(steps)} for a {kind} input encoded "
+                                                f"{spec.encoding} with {steps} time steps, not {shape}")
+        c.done()
+        out.append(spec)
+    _unique([c.modality if c.kind == ContextKind.MASK else c.kind for c in out], "context", "kind")
+    names = [i.tensor for i in inputs]
+    for n, c in enumerate(out):
+        if c.tensor in names:
+            raise ModelCardError(f"context[{n}].tensor",
+                                 f"duplicates {c.tensor!r}, already an input's tensor")
+        names.append(c.tensor)
+    return tuple(out)
 
 
 def _check_layouts(inputs: list[InputSpec], halo: int, minor: int) -> None:

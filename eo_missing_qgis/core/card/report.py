@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from html import escape
 
-from ..definitions import Task
+from ..definitions import ContextKind, Task, TimeAlignment
 from .model import ModelCard
 
 
 def _months(card: ModelCard) -> str:
     t = card.time
-    if t.alignment == "calendar":
-        return f"{t.steps} consecutive months starting in month {t.first_month}"
-    return f"{t.steps} consecutive months, oldest first (any start month)"
+    if t.alignment == TimeAlignment.CALENDAR:
+        text = (f"{t.steps} consecutive calendar months starting in month {t.first_month}" if t.first_month
+                else f"{t.steps} consecutive calendar months, months from the layers' dates")
+    else:
+        text = f"{t.steps} consecutive months before the target date, oldest first (any start month)"
+    return text + (f"; runs on {t.min_steps} of them at least" if t.required < t.steps else "")
+
+
+def _context_inputs(card: ModelCard) -> list[str]:
+    what = {ContextKind.MASK: "availability of each step of {m}", ContextKind.MONTH: "month of each step",
+            ContextKind.LATLON: "pixel latitude/longitude"}
+    return [f"{what[c.kind].format(m=c.modality)}, tensor '{c.tensor}' {c.shape(card.time.steps)}, "
+            f"encoded {c.encoding}" for c in card.context]
 
 
 def _context(card: ModelCard) -> str:
@@ -36,6 +46,7 @@ def card_to_text(card: ModelCard) -> str:
     for spec in card.inputs:
         bands = ", ".join(f"{b.name} ({b.unit})" for b in spec.bands)
         lines.append(f"Input {spec.modality} ({spec.sensor}), tensor '{spec.tensor}': {bands}")
+    lines += [f"Context input: {line}" for line in _context_inputs(card)]
     lines += [f"Output: {line}" for line in _outputs(card)]
     p = card.provenance
     lines.append(f"Trained on {p.dataset} with method {p.method}, version {p.version}"
@@ -71,6 +82,7 @@ def card_to_html(card: ModelCard) -> str:
         f"<h3>Inputs</h3><p>{e(_months(card))}; {e(_context(card))}.</p>"
         "<table border='1' cellpadding='3'><tr><th>Modality</th><th>Sensor</th><th>Tensor</th>"
         f"<th>Bands (in order)</th><th>Units</th></tr>{rows}</table>"
+        + "".join(f"<p>Context input: {e(line)}</p>" for line in _context_inputs(card)) +
         f"<h3>Output</h3>{outputs}"
         f"<h3>Provenance</h3><p>Dataset {e(p.dataset)}, method {e(p.method)}, version "
         f"{e(p.version)}{', seed ' + str(p.seed) if p.seed is not None else ''}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..block import output_names
 from ..card import ModelCard, read_card
+from ..definitions import ContextKind
 from ..errors import InputError, missing_dependency
 
 #: openEO collection of each modality the graph can load, and the encoding its values come in.
@@ -49,7 +50,12 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     if unsupported:
         raise InputError(f"model {card.name} needs {', '.join(unsupported)}; the openEO graph can load "
                          f"{', '.join(COLLECTIONS)} only")
-    if card.time.alignment == "calendar" and int(start.split("-")[-1]) != card.time.first_month:
+    computed = [c.kind.value for c in card.context if c.kind != ContextKind.MASK]
+    if computed:
+        raise InputError(f"model {card.name} takes {' and '.join(computed)} inputs, which the openEO UDF "
+                         "does not compute yet; run it with the local engine (QGIS or the CLI)")
+    first = card.time.first_month  # None: a schema 1.2 calendar card whose months come from dates
+    if card.time.alignment == "calendar" and first and int(start.split("-")[-1]) != first:
         raise InputError(f"model {card.name} needs series starting in month {card.time.first_month}, "
                          f"not {start}")
     extent = dict(zip(("west", "south", "east", "north"), bbox, strict=True), crs=crs)
