@@ -1,0 +1,114 @@
+"""Check every layer's encoding against a sample of its values before anything is written.
+
+A wrong encoding gives a plausible-looking wrong map (float reflectance x 10000 read as 0-1, S1
+linear power read as dB), so values that prove it wrong stop the run: an encoding the user
+declared is refused, naming the one to declare; an inferred one is replaced when exactly one known
+encoding fits the values, and the log says so. The Sentinel-2 offset of baseline 04.00+ cannot be
+told from values: it comes from product metadata (:func:`.units.product_offset`) or is declared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .errors import InputError
+from .preprocessing import decode
+from .raster_inputs import InputPlan
+from .raster_io import Source
+from .tiling import Window
+from .units import BOA_OFFSET_PRESET, PRESETS, Encoding, encoding_name, judge, product_offset
+
+#: Side of the sample windows and the most values judged per layer and unit.
+SAMPLE_PX, MAX_VALUES = 128, 200_000
+
+
+def sample_windows(height: int, width: int, size: int = SAMPLE_PX) -> list[Window]:
+    """The whole grid when small, else five windows (centre and the quarters' centres), so a scene
+    with an empty middle is still sampled."""
+    if height <= 2 * size and width <= 2 * size:
+        return [Window(0, 0, height, width)]
+    h, w = min(size, height), min(size, width)
+    centres = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))
+    return [Window(min(int(height * fy) - h // 2, height - h), min(int(width * fx) - w // 2, width - w), h, w)
+            for fy, fx in centres]
+
+
+def _stored_values(source: Source, bands: list[int], wins: list[Window]) -> list[np.ndarray]:
+    """Valid stored values of each of ``bands`` over ``wins``, at most :data:`MAX_VALUES` in all."""
+    parts: list[list[np.ndarray]] = [[] for _ in bands]
+    for win in wins:
+        data, missing = source.read(bands, win)
+        for k in range(len(bands)):
+            v = data[k][~missing[k]]
+            parts[k].append(v[np.isfinite(v)] if v.dtype.kind == "f" else v)
+    values = [np.concatenate(p) for p in parts]
+    step = max(1, sum(v.size for v in values) // MAX_VALUES)
+    return [v[::step] for v in values]
+
+
+def _judge(stored: list[np.ndarray], enc: Encoding, unit: str) -> bool | None:
+    """:func:`.units.judge` raster band by raster band: wrong when one band proves it, fits when
+    every band with a valid value fits (bands all nodata once decoded are not judged)."""
+    decoded = (decode(v, enc) for v in stored)
+    verdicts = [judge(d, unit) for d in decoded if np.isfinite(d).any()]
+    return False if False in verdicts else (True if verdicts and all(verdicts) else None)
+
+
+def _slots(plan: InputPlan):
+    """(modality, unit, row, column) of every slot of the plan; ``row[column]`` is the slot."""
+    for spec in plan.card.inputs:
+        for row in plan.slots[spec.modality]:
+            for c in range(len(row)):
+                yield spec.modality, spec.bands[c].unit, row, c
+
+
+def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, width: int) -> list[str]:
+    """Judge the encoding of every (layer, unit) the plan reads on a sample of its values; replace
+    inferred encodings the values prove wrong when exactly one preset fits (in ``plan.slots``).
+
+    Returns what to tell the user; raises :class:`InputError` listing every layer whose values
+    prove its encoding wrong with no single replacement.
+    """
+    groups: dict[tuple[int, str], tuple[str, Encoding, list[int]]] = {}
+    for modality, unit, row, c in _slots(plan):
+        slot = row[c]
+        entry = groups.setdefault((slot.input, unit), (modality, slot.encoding, []))
+        if slot.band_index not in entry[2]:
+            entry[2].append(slot.band_index)
+    wins = sample_windows(height, width)
+    notes: dict[str, list[str]] = {}
+    problems: list[str] = []
+    switched: dict[tuple[int, str], Encoding] = {}
+    for (n, unit), (modality, enc, bands) in groups.items():
+        inp = plan.inputs[n]
+        stored = _stored_values(sources[n], bands, wins)
+        name = encoding_name(unit, enc)
+        stated = product_offset(inp.header.metadata) if unit == "reflectance" else None
+        verdict = _judge(stored, enc, unit)
+        if verdict is not False:
+            if inp.encoding is None and stated:
+                notes.setdefault(f"{modality} decoded as '{name}' (product metadata: {stated[1]})",
+                                 []).append(inp.label)
+            continue
+        fitting = [k for k, e in PRESETS[unit].items() if k != BOA_OFFSET_PRESET and _judge(stored, e, unit)]
+        median = float(np.median(np.concatenate(stored)))
+        seen = f"{inp.label}: its {modality} values (median {median:.4g} as stored) are not {unit} as '{name}'"
+        if inp.encoding is None and len(fitting) == 1:
+            switched[(n, unit)] = PRESETS[unit][fitting[0]]
+            why = f" although its metadata says {stated[1]}" if stated else ""
+            notes.setdefault(f"{modality} values are not {unit} as '{name}'{why}: they fit only "
+                             f"'{fitting[0]}', which is used (declare the layer's encoding to choose another)",
+                             []).append(inp.label)
+        elif fitting:
+            problems.append(f"{seen}; declare {' or '.join(repr(f) for f in fitting)}")
+        else:
+            problems.append(f"{seen}, nor any known encoding ({'; '.join(PRESETS[unit])}); convert the "
+                            "layer to one of them")
+    if problems:
+        raise InputError("the layers' values prove their encoding wrong:\n- " + "\n- ".join(problems))
+    for _modality, unit, row, c in _slots(plan):
+        if (row[c].input, unit) in switched:
+            row[c] = replace(row[c], encoding=switched[(row[c].input, unit)])
+    return [f"{', '.join(labels)}: {what}" for what, labels in notes.items()]
