@@ -35,22 +35,24 @@ def sample_windows(height: int, width: int, size: int = SAMPLE_PX) -> list[Windo
             for fy, fx in centres]
 
 
-def _stored_values(source: Source, bands: list[int], wins: list[Window]) -> list[np.ndarray]:
-    """Valid stored values of each of ``bands`` over ``wins``, at most :data:`MAX_VALUES` in all."""
-    parts: list[list[np.ndarray]] = [[] for _ in bands]
+def _stored_values(source: Source, bands: dict[int, list[int]], wins: list[Window]) -> list[np.ndarray]:
+    """Valid stored values of each card band (its raster bands, i.e. its time steps, pooled) over
+    ``wins``, at most :data:`MAX_VALUES` in all; ``bands`` maps card band -> 1-based raster bands."""
+    indexes = sorted({b for group in bands.values() for b in group})
+    parts: dict[int, list[np.ndarray]] = {b: [] for b in indexes}
     for win in wins:
-        data, missing = source.read(bands, win)
-        for k in range(len(bands)):
+        data, missing = source.read(indexes, win)
+        for k, b in enumerate(indexes):
             v = data[k][~missing[k]]
-            parts[k].append(v[np.isfinite(v)] if v.dtype.kind == "f" else v)
-    values = [np.concatenate(p) for p in parts]
+            parts[b].append(v[np.isfinite(v)] if v.dtype.kind == "f" else v)
+    values = [np.concatenate([p for b in group for p in parts[b]]) for group in bands.values()]
     step = max(1, sum(v.size for v in values) // MAX_VALUES)
     return [v[::step] for v in values]
 
 
 def _judge(stored: list[np.ndarray], enc: Encoding, unit: str) -> bool | None:
-    """:func:`.units.judge` raster band by raster band: wrong when one band proves it, fits when
-    every band with a valid value fits (bands all nodata once decoded are not judged)."""
+    """:func:`.units.judge` band by band (all time steps of a band pooled, so one empty month does
+    not decide): wrong when one band proves it, fits when every band with a valid value fits."""
     decoded = (decode(v, enc) for v in stored)
     verdicts = [judge(d, unit) for d in decoded if np.isfinite(d).any()]
     return False if False in verdicts else (True if verdicts and all(verdicts) else None)
@@ -71,12 +73,11 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
     Returns what to tell the user; raises :class:`InputError` listing every layer whose values
     prove its encoding wrong with no single replacement.
     """
-    groups: dict[tuple[int, str], tuple[str, Encoding, list[int]]] = {}
+    groups: dict[tuple[int, str], tuple[str, Encoding, dict[int, list[int]]]] = {}
     for modality, unit, row, c in _slots(plan):
         slot = row[c]
-        entry = groups.setdefault((slot.input, unit), (modality, slot.encoding, []))
-        if slot.band_index not in entry[2]:
-            entry[2].append(slot.band_index)
+        entry = groups.setdefault((slot.input, unit), (modality, slot.encoding, {}))
+        entry[2].setdefault(c, []).append(slot.band_index)
     wins = sample_windows(height, width)
     notes: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -94,12 +95,14 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
             continue
         fitting = [k for k, e in PRESETS[unit].items() if k != BOA_OFFSET_PRESET and _judge(stored, e, unit)]
         median = float(np.median(np.concatenate(stored)))
-        seen = f"{inp.label}: its {modality} values (median {median:.4g} as stored) are not {unit} as '{name}'"
+        seen = (f"{inp.label}: its {modality} values (median {median:.4g} as stored) are not {unit} "
+                f"as '{name}'")
         if inp.encoding is None and len(fitting) == 1:
             switched[(n, unit)] = PRESETS[unit][fitting[0]]
             why = f" although its metadata says {stated[1]}" if stated else ""
             notes.setdefault(f"{modality} values are not {unit} as '{name}'{why}: they fit only "
-                             f"'{fitting[0]}', which is used (declare the layer's encoding to choose another)",
+                             f"'{fitting[0]}', which is used (declare the layer's encoding to choose "
+                             "another)",
                              []).append(inp.label)
         elif fitting:
             problems.append(f"{seen}; declare {' or '.join(repr(f) for f in fitting)}")
