@@ -103,6 +103,17 @@ def test_missing_bands_are_listed_before_running(panel, project, data_dir):
     assert not panel.run_button.isEnabled()
 
 
+def test_incomplete_s2_gives_way_to_the_complete_s1_model(panel, project, data_dir):
+    """Issue 11: complete S1 and four S2 bands: the S1 model is chosen and can run, the text says
+    what S2 lacked; adding the other S2 bands brings the S1 + S2 model back."""
+    add_cube_layers(project, data_dir, S1_VARS + S2_VARS[:4])
+    text = panel.choice.text()
+    assert "Chosen: 'Crop type from S1'" in text and panel.run_button.isEnabled()
+    assert "not 'Crop type from S1 + S2': its Sentinel-2 layers are incomplete (missing: S2 B06" in text
+    add_cube_layers(project, data_dir, S2_VARS[4:])
+    assert "Chosen: 'Crop type from S1 + S2'" in panel.choice.text() and panel.run_button.isEnabled()
+
+
 def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path):
     add_cube_layers(project, data_dir, S2_VARS)
     blocker = tmp_path / "not_a_folder"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsTask
@@ -184,14 +184,15 @@ class EoMissingPanel(QDockWidget):
             self.run_button.setEnabled(False)
             return
         available = set(self.selected_layers())
-        try:
-            model, reason = select_model(self.models, self.task_combo.currentData(), available)
+        problems_of = cache(lambda m: input_problems(self.request(m), self.card_of(m)))
+        try:  # among the models whose inputs are complete
+            model, reason = select_model(self.models, self.task_combo.currentData(), available, problems_of)
         except NoModelError as exc:
             self.choice.setText(str(exc))
             self.run_button.setEnabled(False)
             return
         self.chosen = model
-        problems = input_problems(self.request(model), self.card_of(model))
+        problems = problems_of(model)
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
 

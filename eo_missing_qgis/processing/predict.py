@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from qgis.core import (
@@ -20,10 +21,11 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
+from ..core.card import read_card
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, run_prediction
+from ..core.prediction import PredictionRequest, input_problems, run_prediction
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -146,8 +148,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
                     return False, self.tr("Cannot open {} as a raster layer.").format(value)
         return True, ""
 
-    def _model(self, parameters, context, modalities: set[str], feedback) -> str:
-        """The custom ONNX file when one is given, else the bundled model that fits the layers."""
+    def _model(self, parameters, context, modalities: set[str], feedback, request: PredictionRequest) -> str:
+        """The custom ONNX file when one is given, else the bundled model that fits the layers
+        (among those whose inputs ``request`` holds completely)."""
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
             feedback.pushInfo(self.tr("Model: the custom ONNX file {}.").format(path))
@@ -156,7 +159,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
         try:
-            model, reason = select_model(self.models, self.task_ids[task], modalities)
+            model, reason = select_model(
+                self.models, self.task_ids[task], modalities,
+                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)))
         except NoModelError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(self.tr("Model: {} ({}).").format(model.title, model.file.name))
@@ -175,13 +180,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
         modalities = {key for key, found in layers.items() if found} | ({Modality.DEM} if dem else set())
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
-        model_path = self._model(parameters, context, modalities, feedback)
         units = {
             Modality.S1: self._units(parameters, self.S1_UNITS, context, "dB"),
             Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
         }
         request = PredictionRequest(
-            model_path=model_path,
+            model_path="",
             layers=layers,
             units=units,
             layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
@@ -194,6 +198,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             probabilities=self.parameterAsBool(parameters, self.PROBABILITIES, context),
         )
+        request.model_path = self._model(parameters, context, modalities, feedback, request)
         try:
             result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
                                     is_canceled=feedback.isCanceled, log=feedback.pushInfo)
