@@ -145,6 +145,21 @@ def test_baseline_04_offset_is_read_from_product_metadata(tmp_path, data_dir, re
     assert_same_classes(classes, reference["S2"][0], reference["S2"][1])
 
 
+def test_offset_without_metadata_is_pointed_out(tmp_path, data_dir, reference):
+    """DN + 1000 without metadata cannot be proven from values, but no band has dark pixels: the
+    log says so and names the encoding to declare; declared, the map is the cube's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    path = s2_float_stack(tmp_path, data_dir, dn_offset=1000, dtype=np.uint16)
+    _maps, log = run(S2_MODEL, [RasterInput(path)], out)
+    assert "the darkest 1 % of every band is reflectance 0.1 or more" in log
+    assert f"declare '{BOA_OFFSET_PRESET}'" in log
+    (out / "pred.tif").unlink()
+    (classes, _), log = run(S2_MODEL, [RasterInput(path, encoding=BOA_OFFSET_PRESET)], out)
+    assert "darkest" not in log
+    assert_same_classes(classes, reference["S2"][0], reference["S2"][1])
+
+
 def test_offset_already_removed_despite_metadata_is_switched(tmp_path, data_dir, reference):
     out = tmp_path / "out"
     out.mkdir()

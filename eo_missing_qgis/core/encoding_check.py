@@ -23,6 +23,9 @@ from .units import BOA_OFFSET_PRESET, PRESETS, Encoding, encoding_name, judge, p
 #: Side of the sample windows and the most values judged per layer and unit.
 SAMPLE_PX, MAX_VALUES = 128, 200_000
 
+#: Reflectance the darkest 1 % of every band reaches only when DN still carry the +1000 offset.
+DARK_FLOOR = 0.1
+
 
 def sample_windows(height: int, width: int, size: int = SAMPLE_PX) -> list[Window]:
     """The whole grid when small, else five windows (centre and the quarters' centres), so a scene
@@ -56,6 +59,16 @@ def _judge(stored: list[np.ndarray], enc: Encoding, unit: str) -> bool | None:
     decoded = (decode(v, enc) for v in stored)
     verdicts = [judge(d, unit) for d in decoded if np.isfinite(d).any()]
     return False if False in verdicts else (True if verdicts and all(verdicts) else None)
+
+
+def _offset_left_in(stored: list[np.ndarray], enc: Encoding) -> bool:
+    """Whether DN decoded without an offset look like baseline 04.00+ DN (+1000): no band, not
+    even blue, has dark pixels, which real scenes (water, shadow, dense vegetation) always have."""
+    if enc.kind != "scaled" or enc.scale != 1e-4 or enc.offset != 0:
+        return False
+    decoded = [d[np.isfinite(d)] for d in (decode(v, enc) for v in stored)]
+    decoded = [d for d in decoded if d.size]
+    return bool(decoded) and all(np.percentile(d, 1) >= DARK_FLOOR for d in decoded)
 
 
 def _slots(plan: InputPlan):
@@ -92,6 +105,12 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
             if inp.encoding is None and stated:
                 notes.setdefault(f"{modality} decoded as '{name}' (product metadata: {stated[1]})",
                                  []).append(inp.label)
+            elif not stated and unit == "reflectance" and _offset_left_in(stored, enc):
+                hint = (f"{modality} decoded as '{name}', but the darkest 1 % of every band is "
+                        f"reflectance {DARK_FLOOR:g} or more, as in Sentinel-2 baseline 04.00+ DN that "
+                        "still carry the +1000 offset (BOA_ADD_OFFSET) and no metadata saying so; "
+                        f"if they do, declare '{BOA_OFFSET_PRESET}'")
+                notes.setdefault(hint, []).append(inp.label)
             continue
         fitting = [k for k, e in PRESETS[unit].items() if k != BOA_OFFSET_PRESET and _judge(stored, e, unit)]
         median = float(np.median(np.concatenate(stored)))
