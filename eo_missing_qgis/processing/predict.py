@@ -117,9 +117,13 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.FIRST_STEP: self.tr("1-based month (raster band, or layer) where the model's time "
                                      "window starts; 0 takes the latest months the model needs."),
             self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
-                                   "and otherwise assumes dB."),
-            self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
-                                   "reflectance x 10000 and floats as reflectance 0-1."),
+                                   "and otherwise assumes dB, switching to the one encoding the values "
+                                   "fit when they prove it wrong (the log says so)."),
+            self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' reads the baseline 04.00 "
+                                   "offset (BOA_ADD_OFFSET) from product metadata, else takes integers "
+                                   "as reflectance x 10000 and floats as reflectance 0-1, switching when "
+                                   "the values prove that wrong. A declared encoding the values prove "
+                                   "wrong is refused, naming the one to declare."),
             self.TILE_SIZE: self.tr("Side of the windows read at a time, rounded to whole blocks."),
             self.BATCH_MB: self.tr("Memory one batch of pixels may take; lower it on small machines."),
             self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
