@@ -66,10 +66,13 @@ def test_lfmc_window_takes_latest_months_or_first_step(plugin, data_dir, tmp_pat
 @pytest.mark.parametrize(("params", "message"), [
     ({}, "Give Sentinel-1 layers, Sentinel-2 layers, or both"),
     ({"S2": "S2_4"}, "missing: S2 B06"),
+    ({"S2": "S2_ALL", "S2_UNITS": 1}, r"as 'reflectance \(0-1\)'; declare 'reflectance x 10000"),
 ])
 def test_clear_errors(plugin, data_dir, crop_s2_model, tmp_path, params, message):
     if params.get("S2") == "S2_4":
         params = {"S2": cube_sources(data_dir, S2_VARS[:4])}
+    if params.get("S2") == "S2_ALL":  # DN declared as reflectance 0-1 (issue 11)
+        params = {**params, "S2": cube_sources(data_dir, S2_VARS)}
     with pytest.raises(QgsProcessingException, match=message):
         processing.run("eomissing:predict", {"MODEL": str(crop_s2_model), **params,
                                              "OUTPUT": str(tmp_path / "x.tif")})
