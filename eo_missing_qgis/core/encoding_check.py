@@ -61,11 +61,15 @@ def _judge(stored: list[np.ndarray], enc: Encoding, unit: str) -> bool | None:
     return False if False in verdicts else (True if verdicts and all(verdicts) else None)
 
 
+def _plain_dn(enc: Encoding, unit: str) -> bool:
+    """Whether ``enc`` is reflectance x 10000 DN without an offset (a preset)."""
+    return unit == "reflectance" and enc.kind == "scaled" and enc.scale == 1e-4 and enc.offset == 0 \
+        and encoding_name(unit, enc) in PRESETS[unit]
+
+
 def _offset_left_in(stored: list[np.ndarray], enc: Encoding) -> bool:
-    """Whether DN decoded without an offset look like baseline 04.00+ DN (+1000): no band, not
-    even blue, has dark pixels, which real scenes (water, shadow, dense vegetation) always have."""
-    if enc.kind != "scaled" or enc.scale != 1e-4 or enc.offset != 0:
-        return False
+    """Whether DN decoded without an offset look like baseline 04.00+ DN (+1000): no band of the
+    modality, not even blue, has dark pixels, which real scenes (water, shadow, vegetation) have."""
     decoded = [d[np.isfinite(d)] for d in (decode(v, enc) for v in stored)]
     decoded = [d for d in decoded if d.size]
     return bool(decoded) and all(np.percentile(d, 1) >= DARK_FLOOR for d in decoded)
@@ -95,6 +99,7 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
     notes: dict[str, list[str]] = {}
     problems: list[str] = []
     switched: dict[tuple[int, str], Encoding] = {}
+    plain_dn: dict[tuple[str, str], tuple[list[str], dict[int, list[np.ndarray]]]] = {}
     for (n, unit), (modality, enc, bands) in groups.items():
         inp = plan.inputs[n]
         stored = _stored_values(sources[n], bands, wins)
@@ -105,12 +110,11 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
             if inp.encoding is None and stated:
                 notes.setdefault(f"{modality} decoded as '{name}' (product metadata: {stated[1]})",
                                  []).append(inp.label)
-            elif not stated and unit == "reflectance" and _offset_left_in(stored, enc):
-                hint = (f"{modality} decoded as '{name}', but the darkest 1 % of every band is "
-                        f"reflectance {DARK_FLOOR:g} or more, as in Sentinel-2 baseline 04.00+ DN that "
-                        "still carry the +1000 offset (BOA_ADD_OFFSET) and no metadata saying so; "
-                        f"if they do, declare '{BOA_OFFSET_PRESET}'")
-                notes.setdefault(hint, []).append(inp.label)
+            elif not stated and _plain_dn(enc, unit):
+                dn = plain_dn.setdefault((modality, name), ([], {}))
+                dn[0].append(inp.label)
+                for c, values in zip(bands, stored, strict=True):
+                    dn[1].setdefault(c, []).append(values)
             continue
         fitting = [k for k, e in PRESETS[unit].items() if k != BOA_OFFSET_PRESET and _judge(stored, e, unit)]
         median = float(np.median(np.concatenate(stored)))
@@ -128,6 +132,12 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
         else:
             problems.append(f"{seen}, nor any known encoding ({'; '.join(PRESETS[unit])}); convert the "
                             "layer to one of them")
+    for (modality, name), (labels, by_band) in plain_dn.items():
+        if _offset_left_in([np.concatenate(v) for v in by_band.values()], PRESETS["reflectance"][name]):
+            notes[f"{modality} decoded as '{name}', but the darkest 1 % of every band is reflectance "
+                  f"{DARK_FLOOR:g} or more, as in Sentinel-2 baseline 04.00+ DN that still carry the "
+                  "+1000 offset (BOA_ADD_OFFSET) and no metadata saying so; if they do, declare "
+                  f"'{BOA_OFFSET_PRESET}'"] = labels
     if problems:
         raise InputError("the layers' values prove their encoding wrong:\n- " + "\n- ".join(problems))
     for _modality, unit, row, c in _slots(plan):

@@ -82,12 +82,14 @@ def select_model(models: list[BundledModel], task: str, available: set[str],
             f"No {candidates[0].task_title} model can run on {given}. Add layers of: {options}."
         )
     best, incomplete = fitting[0], []
-    if problems is not None:
-        found = [(m, problems(m)) for m in fitting]
-        complete = [m for m, p in found if not p]
-        if complete:
-            best = complete[0]
-            incomplete = [(m, p) for m, p in found if p and len(m.modalities) > len(best.modalities)]
+    for m in fitting if problems is not None else ():  # richest first; each card read only if needed
+        lacks = problems(m)
+        if not lacks:
+            best = m
+            break
+        incomplete.append((m, lacks))
+    else:
+        incomplete = []  # none complete (or not checked): the richest, whose problems the caller shows
     reason = (f"Layers given: {_names(sorted(available))}. "
               f"Chosen: '{best.title}', which needs {_names(best.modalities)}")
     for m, p in incomplete:
