@@ -172,7 +172,8 @@ def test_offset_already_removed_despite_metadata_is_switched(tmp_path, data_dir,
 
 @pytest.mark.parametrize(("metadata", "offset"), [
     ({"PROCESSING_BASELINE": "N0400"}, -1000.0), ({"PROCESSING_BASELINE": "03.01"}, 0.0),
-    ({"boa_add_offset_b12": "-1000"}, -1000.0), ({"AREA_OR_POINT": "Area"}, None),
+    ({"boa_add_offset_b12": "-1000"}, -1000.0), ({"BOA_ADD_OFFSET": "1000"}, -1000.0),
+    ({"PROCESSING_BASELINE": "4.00"}, -1000.0), ({"AREA_OR_POINT": "Area"}, None),
 ])
 def test_product_offset_from_metadata(metadata, offset):
     found = product_offset(metadata)

@@ -149,13 +149,14 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 def product_offset(metadata: Mapping[str, str]) -> tuple[float, str] | None:
     """The Sentinel-2 L2A DN offset (e.g. -1000) product metadata states, and the item saying so:
-    ``BOA_ADD_OFFSET*`` (as in MTD_MSIL2A.xml, GDAL's SENTINEL2 driver and copies of its bands), else
-    ``PROCESSING_BASELINE`` (04.00 or later: -1000, earlier: 0). None when neither is present."""
+    ``BOA_ADD_OFFSET*`` (named as in MTD_MSIL2A.xml; always subtracted, as some exports write
+    1000 for -1000), else ``PROCESSING_BASELINE`` (04.00 or later: -1000, earlier: 0). None when
+    neither is present."""
     items = {k.upper(): str(v) for k, v in metadata.items()}
     for key, value in sorted(items.items()):
         found = _NUMBER.search(value)
         if "BOA_ADD_OFFSET" in key and found:
-            return float(found.group()), f"{key}={value}"
+            return -abs(float(found.group())), f"{key}={value}"
     baseline = items.get("PROCESSING_BASELINE", "")
     found = _NUMBER.search(baseline.lstrip("Nn"))
     if found:
