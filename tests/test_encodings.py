@@ -96,6 +96,37 @@ def test_float_reflectance_x10000_is_switched_and_said(tmp_path, data_dir, refer
     assert_same_classes(classes, reference["S2"][0], reference["S2"][1])
 
 
+def test_earth_engine_stack_in_epsg4326_is_switched_on_the_reference_grid(tmp_path, data_dir, reference):
+    """The float x 10000 stack in EPSG:4326 (as Earth Engine exports it) with the cube's grid as
+    reference: sampled through the resampling view, switched, and the map is the one the declared
+    encoding gives."""
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform, reproject
+
+    with rasterio.open(s2_float_stack(tmp_path, data_dir)) as src:
+        crs = CRS.from_epsg(4326)
+        transform, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        data = np.full((src.count, h, w), np.nan, np.float32)
+        reproject(src.read(), data, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                  dst_crs=crs, src_nodata=np.nan, dst_nodata=np.nan)
+        descriptions = list(src.descriptions)
+    path = write_tif(tmp_path / "ee_s2_4326.tif", data, crs=crs, transform=transform, nodata=np.nan,
+                     descriptions=descriptions)
+    grid = variable(data_dir, S2_VARS["B02"])
+    maps = {}
+    for encoding in (None, X10000):
+        out = tmp_path / f"out_{encoding is None}"
+        out.mkdir()
+        logs: list[str] = []
+        result = run_model(S2_MODEL, [RasterInput(path, encoding=encoding)], out / "pred.tif",
+                           options=RunOptions(write_probabilities=True, reference=grid), log=logs.append)
+        maps[encoding] = read_maps(result.outputs)
+        assert ("they fit only 'reflectance x 10000 (L2A DN)', which is used" in "\n".join(logs)) \
+            == (encoding is None)
+    assert_same_classes(maps[None][0], maps[X10000][0], maps[X10000][1])
+    assert maps[None][0].shape == reference["S2"][0].shape
+
+
 def test_dn_declared_as_0_1_is_refused_with_the_encoding_to_declare(tmp_path, data_dir):
     out = tmp_path / "out"
     out.mkdir()
