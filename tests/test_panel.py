@@ -114,6 +114,20 @@ def test_incomplete_s2_gives_way_to_the_complete_s1_model(panel, project, data_d
     assert "Chosen: 'Crop type from S1 + S2'" in panel.choice.text() and panel.run_button.isEnabled()
 
 
+def test_encoding_switch_is_shown_with_the_result(panel, project, data_dir, qtbot, tmp_path):
+    """Issue 11: a float reflectance x 10000 stack is read as x 10000, and the message bar says so."""
+    from .test_encodings import s2_float_stack
+
+    layer = QgsRasterLayer(s2_float_stack(tmp_path, data_dir), "ee_s2")
+    project.addMapLayer(layer)
+    assert "Crop type from S2" in panel.choice.text() and panel.run_button.isEnabled()
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+    message, level = signal.args
+    assert level == Qgis.MessageLevel.Warning, message
+    assert "done in" in message and "they fit only 'reflectance x 10000 (L2A DN)', which is used" in message
+
+
 def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path):
     add_cube_layers(project, data_dir, S2_VARS)
     blocker = tmp_path / "not_a_folder"

@@ -257,7 +257,9 @@ class EoMissingPanel(QDockWidget):
         message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
         if task.result.provider_note:
             message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
-        self.report(message, Qgis.MessageLevel.Success)
+        for warning in task.result.warnings:  # e.g. an encoding the values proved wrong, replaced
+            message += " " + warning + "."
+        self.report(message, Qgis.MessageLevel.Warning if task.result.warnings else Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()
