@@ -117,21 +117,19 @@ def test_unknown_layout():
 
 
 # -- units ---------------------------------------------------------------------------------------------
-def test_reflectance_x10000_declared_as_0_1_warns(tmp_path, data_dir, model, out):
+def test_reflectance_x10000_declared_as_0_1_is_refused(tmp_path, data_dir, model, out):
     layer = stacked(tmp_path / "s.tif", s2_stack(data_dir).astype(np.float32))
     layer.encoding = "reflectance (0-1)"
-    logs: list[str] = []
-    result = run_model(model, [layer], out / "pred.tif", log=logs.append)
-    hint = "look like reflectance x 10000, not 0-1"
-    assert any("values of S2 B04" in w and hint in w for w in result.warnings)
-    assert any(m.startswith("Warning: values of S2 B02") for m in logs)
+    refused(InputError, "s.tif: its S2 values (median 1828 as stored) are not reflectance as "
+            "'reflectance (0-1)'; declare 'reflectance x 10000 (L2A DN)'", model, [layer], out)
 
 
-def test_reflectance_given_where_db_expected_warns(tmp_path, data_dir, s1s2, out):
+def test_reflectance_given_where_db_expected_is_read_as_linear_power_and_said(tmp_path, data_dir, s1s2, out):
     refl = (s2_stack(data_dir)[:, :2].astype(np.float32) / 10000)
     s1 = [RasterInput(write_tif(tmp_path / f"S1_{p}.tif", refl[:, k])) for k, p in enumerate(("VV", "VH"))]
     result = run_model(s1s2, [*s2_inputs(data_dir), *s1], out / "pred.tif")
-    assert any("S1 VV" in w and "not dB" in w for w in result.warnings)
+    assert any("S1_VV.tif" in w and "S1 values are not dB as 'dB': they fit only 'linear power'" in w
+               for w in result.warnings)
 
 
 # -- geometry --------------------------------------------------------------------------------------------

@@ -47,3 +47,19 @@ def test_missing_index_and_bad_version(tmp_path):
     (tmp_path / "index.json").write_text('{"version": 9, "models": []}')
     with pytest.raises(ValueError, match="unsupported index version"):
         load_index(tmp_path)
+
+
+def test_incomplete_richer_model_gives_way_and_says_what_it_lacked(models):
+    """Issue 11: all S1 but only some S2 bands: the S1 model runs, the reason names what S2 lacked;
+    with the S2 bands added the S1 + S2 model is chosen again."""
+    lacking = "the layers do not match model 'lfmc_S1+S2':\n- missing: S2 B06 (all 3 time steps)"
+    model, reason = select_model(models, "lfmc", {"S1", "S2"},
+                                 lambda m: lacking if "S2" in m.modalities else "")
+    assert model.modalities == ("S1",)
+    assert ("not 'LFMC from S1+S2': its Sentinel-2 layers are incomplete (missing: S2 B06 (all 3 time "
+            "steps)); add what they lack to use it") in reason
+    assert "would also need" not in reason and "not used by this model" not in reason
+    model, reason = select_model(models, "lfmc", {"S1", "S2"}, lambda m: "")
+    assert model.modalities == ("S1", "S2") and "incomplete" not in reason
+    model, _ = select_model(models, "lfmc", {"S1", "S2"}, lambda m: lacking)  # none complete
+    assert model.modalities == ("S1", "S2")

@@ -106,6 +106,31 @@ def test_missing_bands_are_listed_before_running(panel, project, data_dir):
     assert not panel.run_button.isEnabled()
 
 
+def test_incomplete_s2_gives_way_to_the_complete_s1_model(panel, project, data_dir):
+    """Issue 11: complete S1 and four S2 bands: the S1 model is chosen and can run, the text says
+    what S2 lacked; adding the other S2 bands brings the S1 + S2 model back."""
+    add_cube_layers(project, data_dir, S1_VARS + S2_VARS[:4])
+    text = panel.choice.text()
+    assert "Chosen: 'Crop type from S1'" in text and panel.run_button.isEnabled()
+    assert "not 'Crop type from S1 + S2': its Sentinel-2 layers are incomplete (missing: S2 B06" in text
+    add_cube_layers(project, data_dir, S2_VARS[4:])
+    assert "Chosen: 'Crop type from S1 + S2'" in panel.choice.text() and panel.run_button.isEnabled()
+
+
+def test_encoding_switch_is_shown_with_the_result(panel, project, data_dir, qtbot, tmp_path):
+    """Issue 11: a float reflectance x 10000 stack is read as x 10000, and the message bar says so."""
+    from .test_encodings import s2_float_stack
+
+    layer = QgsRasterLayer(s2_float_stack(tmp_path, data_dir), "ee_s2")
+    project.addMapLayer(layer)
+    assert "Crop type from S2" in panel.choice.text() and panel.run_button.isEnabled()
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+    message, level = signal.args
+    assert level == Qgis.MessageLevel.Warning, message
+    assert "done in" in message and "they fit only 'reflectance x 10000 (L2A DN)', which is used" in message
+
+
 def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path):
     add_cube_layers(project, data_dir, S2_VARS)
     blocker = tmp_path / "not_a_folder"
@@ -157,11 +182,13 @@ def test_combo_changes_and_run_reuse_headers_and_card(panel, project, data_dir, 
         if modality == "S1":
             panel.table.cellWidget(row, COL_MODALITY).setCurrentText("ignore")
     assert "Crop type from S2" in panel.choice.text()
-    assert sum(opens.cards.values()) == 2  # the S2 model's card, read for the first time
+    # Each card is read once at most: on the way (VV ignored, VH not yet) the incomplete S1 + S2
+    # and S1 models gave way to the S2 model, whose card was read then.
+    assert max(opens.cards.values()) == 1 and len(opens.cards) == 3
     with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
         panel.run_button.click()
     assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
-    assert sum(opens.cards.values()) == 3  # once more by the run itself, styling reuses it
+    assert sum(opens.cards.values()) == 4  # once more by the run itself, styling reuses it
     for layer in layers:
         expected = {"header": 1, "pixels": 1} if "S2-L2A" in layer.source() else {"header": 1}
         assert opens.of(layer.source()) == expected, layer.source()

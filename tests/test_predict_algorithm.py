@@ -66,10 +66,13 @@ def test_lfmc_window_takes_latest_months_or_first_step(plugin, data_dir, tmp_pat
 @pytest.mark.parametrize(("params", "message"), [
     ({}, "Give Sentinel-1 layers, Sentinel-2 layers, or both"),
     ({"S2": "S2_4"}, "missing: S2 B06"),
+    ({"S2": "S2_ALL", "S2_UNITS": 1}, r"as 'reflectance \(0-1\)'; declare 'reflectance x 10000"),
 ])
 def test_clear_errors(plugin, data_dir, crop_s2_model, tmp_path, params, message):
     if params.get("S2") == "S2_4":
         params = {"S2": cube_sources(data_dir, S2_VARS[:4])}
+    if params.get("S2") == "S2_ALL":  # DN declared as reflectance 0-1 (issue 11)
+        params = {**params, "S2": cube_sources(data_dir, S2_VARS)}
     with pytest.raises(QgsProcessingException, match=message):
         processing.run("eomissing:predict", {"MODEL": str(crop_s2_model), **params,
                                              "OUTPUT": str(tmp_path / "x.tif")})
@@ -101,3 +104,13 @@ def test_bundled_model_is_chosen_for_each_combination(plugin, data_dir, tmp_path
     assert results["MODEL_NAME"] == f"{task}_{'_'.join(combo).lower()}"
     assert "Chosen:" in feedback.textLog() and "CPUExecutionProvider" in feedback.textLog()
     assert gdal.Open(results["OUTPUT"]).RasterXSize == 100
+
+
+def test_incomplete_s2_runs_the_bundled_s1_model_and_says_why(plugin, data_dir, tmp_path):
+    """Issue 11: complete S1 and four S2 bands: the S1 student runs instead of a refusal."""
+    params = {"TASK": "Crop type", "S1": cube_sources(data_dir, S1_VARS),
+              "S2": cube_sources(data_dir, S2_VARS[:4]), "OUTPUT": str(tmp_path / "out.tif")}
+    feedback = QgsProcessingFeedback()
+    results = processing.run("eomissing:predict", params, feedback=feedback)
+    assert results["MODEL_NAME"] == "crop_type_s1"
+    assert "its Sentinel-2 layers are incomplete (missing: S2 B06 (all 12 time steps)" in feedback.textLog()

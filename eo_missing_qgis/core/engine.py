@@ -39,6 +39,7 @@ from .block import (
 )
 from .card import ModelCard
 from .definitions import ContextKind, Device, OutputKind
+from .encoding_check import check_encodings
 from .errors import Cancelled, InputError
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
@@ -139,6 +140,8 @@ def run_model(
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
+        for msg in check_encodings(plan, reader.sources, grid.height, grid.width):
+            say(msg, warn=True)  # before any output exists: a refusal leaves nothing behind
         outs = create_outputs(paths, card, grid)
         if card.spatial:
             say(f"tiles of {tile[0]} x {tile[1]} px, read with {2 * card.halo} px of context on each "

@@ -10,6 +10,7 @@ reference grid.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .card import ModelCard
@@ -18,7 +19,7 @@ from .errors import InputError
 from .raster_io import Grid, pixel_area, read_header, subdatasets
 from .recognition import RasterInput, Recognition, normalise_band, recognise
 from .time_axis import TimeAxis, anchor, parse_month
-from .units import PRESETS, Encoding, preset
+from .units import BOA_OFFSET_PRESET, PRESETS, Encoding, preset, product_offset
 
 
 def expand(inputs: list[RasterInput]) -> tuple[list[RasterInput], list[int]]:
@@ -97,13 +98,17 @@ class InputPlan:
 
 
 def resolve_encoding(inp: RasterInput, unit: str) -> Encoding:
-    """The declared encoding, or one inferred from the data type and name, else the identity."""
-    return encoding_for(inp.encoding, unit, inp.header.dtype, f"{inp.path} {inp.name or ''}", inp.label)
+    """The declared encoding, or one inferred from product metadata, the data type and name, else
+    the identity."""
+    return encoding_for(inp.encoding, unit, inp.header.dtype, f"{inp.path} {inp.name or ''}", inp.label,
+                        inp.header.metadata)
 
 
-def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, label: str) -> Encoding:
-    """``enc`` as an :class:`.Encoding`; when None, inferred from the data type and the name
-    ``text`` (of a layer or an array); ``label`` names the data in errors."""
+def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, label: str,
+                 metadata: Mapping[str, str] | None = None) -> Encoding:
+    """``enc`` as an :class:`.Encoding`; when None, inferred from the product ``metadata`` (the
+    Sentinel-2 L2A offset), the data type and the name ``text`` (of a layer or an array); ``label``
+    names the data in errors."""
     if isinstance(enc, Encoding):
         return enc
     if isinstance(enc, str):
@@ -116,6 +121,12 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
                 return choices[enc]
         known = "; ".join(n for c in PRESETS.values() for n in c)
         raise InputError(f"unknown encoding {enc!r} for {label}; known: {known}")
+    stated = product_offset(metadata or {}) if unit == "reflectance" else None
+    if stated:
+        dn = stated[0]
+        return preset(unit, BOA_OFFSET_PRESET) if dn == -1000 else \
+            preset(unit, "reflectance x 10000 (L2A DN)") if dn == 0 else \
+            Encoding(scale=1e-4, offset=dn * 1e-4, nodata=0)
     integer = dtype.startswith(("uint", "int"))
     text = text.upper()
     if unit == "dB" and dtype == "uint16" and "SIGMA0" in text:

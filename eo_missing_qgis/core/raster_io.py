@@ -15,7 +15,7 @@ import os
 import re
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,8 @@ class RasterHeader:
     """What a run needs to know of an input raster before reading pixels, read once per run.
 
     ``descriptions`` are the band descriptions, or for a one-band netCDF variable its
-    ``long_name``; ``nodata`` is the first band's nodata value.
+    ``long_name``; ``nodata`` is the first band's nodata value; ``metadata`` the dataset's and the
+    first band's metadata items (e.g. a Sentinel-2 product's ``BOA_ADD_OFFSET``).
     """
 
     path: str
@@ -129,6 +130,7 @@ class RasterHeader:
     height: int
     block: tuple[int, int]
     bounds: tuple[float, float, float, float]
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def grid(self) -> Grid:
@@ -149,7 +151,7 @@ def read_header(path: str) -> RasterHeader:
         block = ds.block_shapes[0] if ds.block_shapes else (256, 256)
         return RasterHeader(path, ds.count, ds.dtypes[0], tuple(descriptions), ds.nodata, ds.crs,
                             ds.transform, ds.width, ds.height, (int(block[0]), int(block[1])),
-                            tuple(ds.bounds))
+                            tuple(ds.bounds), {**ds.tags(), **ds.tags(1)})
 
 
 def subdatasets(path: str) -> list[str]:

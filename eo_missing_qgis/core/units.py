@@ -7,6 +7,8 @@ and run on physical units; an :class:`Encoding` says how to get there from store
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,19 @@ UNITS: dict[str, tuple[float, float]] = {
     "m": (-500.0, 9000.0),
     "degree": (0.0, 90.0),
 }
+
+#: Medians a band's decoded values have over any real scene: outside them an encoding is wrong even
+#: when every value lies in the plausible range (linear power read as dB is positive; reflectance
+#: 0-1 read as x 10000 is about 0; an offset applied twice makes reflectance negative).
+TYPICAL_MEDIAN: dict[str, tuple[float, float]] = {
+    "dB": (-45.0, 0.0),
+    "reflectance": (0.001, 1.0),
+    "K": (200.0, 330.0),
+}
+
+#: Share of decoded values outside their unit's plausible range that proves an encoding wrong,
+#: and the share below which an encoding fits the values.
+WRONG_SHARE, FIT_SHARE = 0.5, 0.05
 
 ENCODING_KINDS = ("scaled", "power_db", "amplitude_db")
 
@@ -48,6 +63,11 @@ class Encoding:
             raise ValueError(f"encoding offset must be finite, not {self.offset!r}")
 
 
+#: Sentinel-2 L2A of processing baseline 04.00 or later (every product since January 2022): DN
+#: carry BOA_ADD_OFFSET = -1000. Values alone cannot tell it from plain x 10000 DN, so it is taken
+#: from product metadata (:func:`product_offset`) or declared, never guessed from values.
+BOA_OFFSET_PRESET = "L2A DN with offset -1000 (baseline 04.00+)"
+
 #: Named encodings a user can pick for a layer, keyed by the physical unit they decode to.
 #: The first entry of each unit is that unit itself (no conversion).
 PRESETS: dict[str, dict[str, Encoding]] = {
@@ -62,9 +82,7 @@ PRESETS: dict[str, dict[str, Encoding]] = {
     "reflectance": {
         "reflectance (0-1)": Encoding(),
         "reflectance x 10000 (L2A DN)": Encoding(scale=1e-4, nodata=65535),
-        "L2A DN with offset -1000 (baseline 04.00+)": Encoding(
-            scale=1e-4, offset=-0.1, nodata=0
-        ),
+        BOA_OFFSET_PRESET: Encoding(scale=1e-4, offset=-0.1, nodata=0),
     },
     "K": {
         "K": Encoding(),
@@ -102,3 +120,47 @@ def implausible_fraction(physical: np.ndarray, unit: str) -> float:
         return 0.0
     v = physical[valid]
     return float(((v < lo) | (v > hi)).sum()) / n
+
+
+def judge(physical: np.ndarray, unit: str) -> bool | None:
+    """Whether decoded values fit ``unit``: True (they fit), False (they prove the encoding wrong:
+    mostly implausible, or a median no real scene has), None (in between, or no valid value)."""
+    valid = physical[np.isfinite(physical)]
+    if valid.size == 0:
+        return None
+    share = implausible_fraction(valid, unit)
+    lo, hi = TYPICAL_MEDIAN.get(unit, (-np.inf, np.inf))
+    median = float(np.median(valid))
+    if share >= WRONG_SHARE or not lo <= median <= hi:
+        return False
+    return True if share <= FIT_SHARE else None
+
+
+def encoding_name(unit: str, enc: Encoding) -> str:
+    """The preset name of ``enc`` for ``unit``, else its formula (a custom encoding)."""
+    for name, known in PRESETS.get(unit, {}).items():
+        if known == enc:
+            return name
+    return f"{enc.kind} x {enc.scale:g} + {enc.offset:g}"
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def product_offset(metadata: Mapping[str, str]) -> tuple[float, str] | None:
+    """The Sentinel-2 L2A DN offset (e.g. -1000) product metadata states, and the item saying so:
+    ``BOA_ADD_OFFSET*`` (named as in MTD_MSIL2A.xml; always subtracted, as some exports write
+    1000 for -1000), else ``PROCESSING_BASELINE`` (04.00 or later: -1000, earlier: 0). None when
+    neither is present."""
+    items = {k.upper(): str(v) for k, v in metadata.items()}
+    for key, value in sorted(items.items()):
+        found = _NUMBER.search(value)
+        if "BOA_ADD_OFFSET" in key and found:
+            return -abs(float(found.group())), f"{key}={value}"
+    baseline = items.get("PROCESSING_BASELINE", "")
+    found = _NUMBER.search(baseline.lstrip("Nn"))
+    if found:
+        number = float(found.group())
+        version = number / 100 if "." not in found.group() else number  # N0400 -> 4.0
+        return (-1000.0 if version >= 4.0 else 0.0), f"PROCESSING_BASELINE={baseline}"
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsTask
@@ -234,17 +234,22 @@ class EoMissingPanel(QDockWidget):
             self.run_button.setEnabled(False)
             return
         available = set(self.selected_layers())
-        try:
-            model, reason = select_model(self.models, self.task_combo.currentData(), available)
+
+        def problems_in(m) -> str:
+            try:
+                return input_problems(self.request(m), self.card_of(m))
+            except ValueError as exc:  # a first step that is not a number
+                return str(exc)
+
+        problems_of = cache(problems_in)
+        try:  # among the models whose inputs are complete
+            model, reason = select_model(self.models, self.task_combo.currentData(), available, problems_of)
         except NoModelError as exc:
             self.choice.setText(str(exc))
             self.run_button.setEnabled(False)
             return
         self.chosen = model
-        try:
-            problems = input_problems(self.request(model), self.card_of(model))
-        except ValueError as exc:  # a first step that is not a number
-            problems = str(exc)
+        problems = problems_of(model)
         self.choice.setText(reason + ("\n" + problems if problems else ""))
         self.run_button.setEnabled(self.task is None and not problems)
 
@@ -321,7 +326,9 @@ class EoMissingPanel(QDockWidget):
         message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
         if task.result.provider_note:
             message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
-        self.report(message, Qgis.MessageLevel.Success)
+        for warning in task.result.warnings:  # e.g. an encoding the values proved wrong, replaced
+            message += " " + warning + "."
+        self.report(message, Qgis.MessageLevel.Warning if task.result.warnings else Qgis.MessageLevel.Success)
 
     def on_terminated(self) -> None:
         task = self._done()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from qgis.core import (
@@ -23,11 +24,18 @@ from qgis.core import (
 )
 
 from ..core import gdal_backend
+from ..core.card import read_card
 from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
 from ..core.dependencies import install_hint, missing_packages
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
-from ..core.prediction import PredictionRequest, mapping_for_layers, parse_mapping, run_prediction
+from ..core.prediction import (
+    PredictionRequest,
+    input_problems,
+    mapping_for_layers,
+    parse_mapping,
+    run_prediction,
+)
 from ..core.units import PRESETS
 from ..map_layers import StyleOnLoad
 from .base import EoMissingAlgorithm
@@ -153,9 +161,13 @@ class PredictAlgorithm(EoMissingAlgorithm):
                                       "'june.tif: B02,B03,B04,B05,B06,B07,B08,B11,B12 @ 6' or "
                                       "'export.tif: @ 3'."),
             self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
-                                   "and otherwise assumes dB."),
-            self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
-                                   "reflectance x 10000 and floats as reflectance 0-1."),
+                                   "and otherwise assumes dB, switching to the one encoding the values "
+                                   "fit when they prove it wrong (the log says so)."),
+            self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' reads the baseline 04.00 "
+                                   "offset (BOA_ADD_OFFSET) from product metadata, else takes integers "
+                                   "as reflectance x 10000 and floats as reflectance 0-1, switching when "
+                                   "the values prove that wrong. A declared encoding the values prove "
+                                   "wrong is refused, naming the one to declare."),
             self.TILE_SIZE: self.tr("Side of the windows read at a time, rounded to whole blocks."),
             self.BATCH_MB: self.tr("Memory one batch of pixels may take; lower it on small machines."),
             self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
@@ -194,8 +206,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
         text = self.parameterAsString(parameters, self.LAYER_BANDS, context) or ""
         return mapping_for_layers(parse_mapping(text), layers)
 
-    def _model(self, parameters, context, modalities: set[str], feedback) -> str:
-        """The custom ONNX file when one is given, else the bundled model that fits the layers."""
+    def _model(self, parameters, context, modalities: set[str], feedback, request: PredictionRequest) -> str:
+        """The custom ONNX file when one is given, else the bundled model that fits the layers
+        (among those whose inputs ``request`` holds completely)."""
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
             feedback.pushInfo(self.tr("Model: the custom ONNX file {}.").format(path))
@@ -204,7 +217,9 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
         try:
-            model, reason = select_model(self.models, self.task_ids[task], modalities)
+            model, reason = select_model(
+                self.models, self.task_ids[task], modalities,
+                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)))
         except NoModelError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(self.tr("Model: {} ({}).").format(model.title, model.file.name))
@@ -224,7 +239,6 @@ class PredictAlgorithm(EoMissingAlgorithm):
         modalities = {key for key, found in layers.items() if found}
         if not modalities & {Modality.S1, Modality.S2}:
             raise QgsProcessingException(self.tr("Give Sentinel-1 layers, Sentinel-2 layers, or both."))
-        model_path = self._model(parameters, context, modalities, feedback)
         try:
             mapping = self._mapping(parameters, context, [lyr for found in layers.values() for lyr in found])
         except ValueError as exc:
@@ -234,7 +248,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             Modality.S2: self._units(parameters, self.S2_UNITS, context, "reflectance"),
         }
         request = PredictionRequest(
-            model_path=model_path,
+            model_path="",
             layers=layers,
             units=units,
             layout=list(TimeLayout)[self.parameterAsEnum(parameters, self.LAYOUT, context)],
@@ -249,6 +263,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             threads=self.parameterAsInt(parameters, self.THREADS, context) or None,
             probabilities=self.parameterAsBool(parameters, self.PROBABILITIES, context),
         )
+        request.model_path = self._model(parameters, context, modalities, feedback, request)
         # qgis_process: SIGTERM cancels like the Cancel button (Ctrl-C already does, via feedback).
         with cancel_on_signals(feedback.isCanceled, (signal.SIGTERM,)) as cancel:
             try:

@@ -61,8 +61,9 @@ def _time_first(layer: Any, name: str, card: ModelCard) -> Any:
 
 def _encoding(name: str, layer: Any, unit: str,
               given: Encoding | str | None) -> Encoding:
-    """As for a raster layer; a fill value the data declare is nodata unless the encoding has one."""
-    enc = encoding_for(given, unit, str(layer.dtype), name, name)
+    """As for a raster layer (its attributes as product metadata); a fill value the data declare is
+    nodata unless the encoding has one."""
+    enc = encoding_for(given, unit, str(layer.dtype), name, name, {k: str(v) for k, v in layer.attrs.items()})
     fill = layer.attrs.get("_FillValue", layer.attrs.get("nodata", layer.encoding.get("_FillValue")))
     if enc.nodata is None and fill is not None and np.isfinite(fill):
         enc = dataclasses.replace(enc, nodata=float(fill))
