@@ -53,7 +53,7 @@ def _trainer_args(pairs: list[str]) -> dict:
 def cmd_fit(args) -> None:
     cfg = load_config(args.config, args.set)
     data = load_dataset(cfg.dataset, _data_dir(args.data_dir))
-    prep = split_data(data, cfg.seed, cfg.val_fraction)
+    prep = split_data(data, cfg.seed, cfg.val_fraction, cfg.split)
     out = Path(args.out)
     if cfg.method == "rf":
         from .methods.rf import evaluate_rf, fit_rf
@@ -89,7 +89,7 @@ def _run_and_data(args):
     module, run = load_run(Path(args.run))
     cfg = run["config"]
     data = load_dataset(cfg["dataset"], _data_dir(args.data_dir))
-    prep = split_data(data, cfg["seed"], cfg["val_fraction"])
+    prep = split_data(data, cfg["seed"], cfg["val_fraction"], cfg.get("split", "random"))
     return module, run, prep
 
 

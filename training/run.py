@@ -19,7 +19,7 @@ from eo_missing_qgis.core.card import InputSpec
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from .datasets import EODataset
-from .datasets.base import input_spec
+from .datasets.base import SPLITS, input_spec
 from .datasets.modalities import check_modalities
 from .methods import METHODS, MethodModule
 from .models import Predictor
@@ -41,6 +41,9 @@ class RunConfig:
     max_epochs: int = 60
     patience: int = 8
     val_fraction: float = 0.2
+    #: ``grouped`` (by site or location cluster) or ``random`` (the leaky earlier splits, kept only
+    #: to report the leak's effect): see :data:`training.datasets.base.SPLITS`.
+    split: str = "grouped"
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -49,6 +52,8 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         cfg = cls(**data)
+        if cfg.split not in SPLITS:
+            raise ValueError(f"unknown split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
         if cfg.method not in (*METHODS, "rf"):
             raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}, rf")
         cfg.modalities = list(MODALITIES if cfg.method == "teacher" else check_modalities(cfg.modalities))
@@ -67,8 +72,8 @@ class SplitData:
     target_std: float
 
 
-def split_data(data: EODataset, seed: int, val_fraction: float = 0.2) -> SplitData:
-    splits = data.splits(seed, val_fraction)
+def split_data(data: EODataset, seed: int, val_fraction: float = 0.2, split: str = "grouped") -> SplitData:
+    splits = data.splits(seed, val_fraction, split)
     specs = data.input_specs(splits["train"])
     arrays = {name: data.arrays(idx, specs) for name, idx in splits.items()}
     y = data.target[splits["train"]].astype(np.float64)
