@@ -165,7 +165,7 @@ def fit(
     """Train ``cfg`` on ``prep`` (seeded, deterministic); returns the module with its best weights."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, prep)
-    if hasattr(module, "load_teacher"):
+    if module.needs_teacher:
         if teacher_state is None:
             raise ValueError(f"method {cfg.method} needs a trained teacher (fit one with method 'teacher')")
         module.load_teacher(teacher_state)
@@ -204,7 +204,9 @@ def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, floa
         return {"rmse": float(np.sqrt(mean_squared_error(target, pred))), "r2": float(r2_score(target, pred))}
     pred = output.argmax(1)
     return {
-        "macro_f1": float(f1_score(target, pred, average="macro")),
+        "macro_f1": float(  # over every class of the dataset, present in this split or not
+            f1_score(target, pred, labels=range(output.shape[1]), average="macro", zero_division=0)
+        ),
         "accuracy": float(accuracy_score(target, pred)),
     }
 
