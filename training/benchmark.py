@@ -174,11 +174,14 @@ def summarise(rows: list[dict], split: str = "test") -> dict:
 
 
 def best_guided(rows: list[dict], dataset: str, modality: str) -> str:
-    """The guided method with the best mean *validation* headline metric (test never used)."""
+    """The guided method with the best mean *validation* headline metric (test never used);
+    "none" when the table has no guided method."""
     summary = summarise([r for r in rows if r["dataset"] == dataset], "val")[dataset]
     key = "rmse" if "rmse" in summary["single"][modality] else "macro_f1"
     sign = 1 if key == "rmse" else -1
-    return min((m for m in GUIDED if m in summary), key=lambda m: sign * summary[m][modality][key][0])
+    return min(
+        (m for m in GUIDED if m in summary), key=lambda m: sign * summary[m][modality][key][0], default="none"
+    )
 
 
 def guided_labels(spec: dict) -> list[str]:
