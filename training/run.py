@@ -137,12 +137,13 @@ class KeepBest(L.Callback):
 
 def build_module(cfg: RunConfig, prep: SplitData) -> MethodModule:
     info = prep.data.info
+    # plain strings, not vocabulary enums: checkpoints load with torch's weights-only unpickler
     return METHODS[cfg.method](
-        task=info.task,
+        task=str(info.task),
         n_outputs=info.n_outputs,
         steps=prep.data.steps,
-        channels={m: len(s.bands) for m, s in prep.specs.items()},
-        modalities=cfg.modalities,
+        channels={str(m): len(s.bands) for m, s in prep.specs.items()},
+        modalities=[str(m) for m in cfg.modalities],
         net=cfg.net,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
