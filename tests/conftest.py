@@ -62,9 +62,8 @@ def data_dir() -> Path:
     return path
 
 
-def make_qgis_process(
-    plugin_path: Path, profile: Path, with_venv: bool = True
-) -> Callable[..., subprocess.CompletedProcess]:
+def make_qgis_process(plugin_path: Path, profile: Path, with_venv: bool = True
+                      ) -> Callable[..., subprocess.CompletedProcess]:
     """A runner for ``qgis_process.bin ARGS`` with the plugin at ``plugin_path`` enabled."""
     env = qgis_process_env(plugin_path, profile, with_venv)
 

@@ -32,24 +32,14 @@ def read_variable(data_dir: Path, name: str) -> tuple[np.ndarray, dict]:
         return ds.read(), {"crs": ds.crs, "transform": ds.transform, "nodata": ds.nodata}
 
 
-def write_tif(
-    path: Path, data: np.ndarray, crs=None, transform=None, nodata=None, descriptions: list[str] | None = None
-) -> str:
+def write_tif(path: Path, data: np.ndarray, crs=None, transform=None, nodata=None,
+              descriptions: list[str] | None = None) -> str:
     data = data if data.ndim == 3 else data[None]
     crs = crs if crs is not None else CRS.from_epsg(32631)
     transform = transform if transform is not None else CUBE_TRANSFORM
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=data.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as ds:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                       count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
+                       nodata=nodata) as ds:
         ds.write(data)
         for k, d in enumerate(descriptions or []):
             ds.set_band_description(k + 1, d)

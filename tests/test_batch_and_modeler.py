@@ -19,9 +19,8 @@ MODEL3 = Path(__file__).parent / "data" / "predict_and_count.model3"
 
 
 def test_batch_of_several_inputs_runs(plugin, data_dir, tmp_path, qtbot):
-    models = {
-        m: tiny_onnx(tmp_path / f"{m}.onnx", card_dict("classification", (m,), 12)) for m in ("S1", "S2")
-    }
+    models = {m: tiny_onnx(tmp_path / f"{m}.onnx", card_dict("classification", (m,), 12))
+              for m in ("S1", "S2")}
     rows = [("S1", cube_sources(data_dir, S1_VARS)), ("S2", cube_sources(data_dir, S2_VARS))]
     alg = QgsApplication.processingRegistry().algorithmById("eomissing:predict")
     dialog = BatchAlgorithmDialog(alg.create())
@@ -57,15 +56,10 @@ def test_modeler_model_chains_predict_into_a_class_count(plugin, data_dir, tmp_p
     layers = [QgsRasterLayer(source, source.rsplit(":", 1)[-1]) for source in cube_sources(data_dir, S2_VARS)]
     QgsProject.instance().addMapLayers(layers)
     try:
-        results = processing.run(
-            model,
-            {
-                "s2": [layer.id() for layer in layers],
-                "model": str(onnx_path),
-                "predict:classes": str(tmp_path / "classes.tif"),
-                "count:counts": str(tmp_path / "counts.csv"),
-            },
-        )
+        results = processing.run(model, {
+            "s2": [layer.id() for layer in layers], "model": str(onnx_path),
+            "predict:classes": str(tmp_path / "classes.tif"), "count:counts": str(tmp_path / "counts.csv"),
+        })
     finally:
         QgsProject.instance().removeAllMapLayers()
     assert Path(results["predict:classes"]).is_file()

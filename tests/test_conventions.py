@@ -7,21 +7,9 @@ from pathlib import Path
 
 PLUGIN = Path(__file__).resolve().parent.parent / "eo_missing_qgis"
 #: Calls whose string arguments a user reads: they must be wrapped in tr().
-USER_VISIBLE = {
-    "QLabel",
-    "QPushButton",
-    "QAction",
-    "QDockWidget",
-    "setText",
-    "setToolTip",
-    "setWindowTitle",
-    "pushInfo",
-    "pushWarning",
-    "reportError",
-    "pushMessage",
-    "QgsProcessingException",
-    "setHorizontalHeaderLabels",
-}
+USER_VISIBLE = {"QLabel", "QPushButton", "QAction", "QDockWidget", "setText", "setToolTip",
+                "setWindowTitle", "pushInfo", "pushWarning", "reportError", "pushMessage",
+                "QgsProcessingException", "setHorizontalHeaderLabels"}
 
 
 def _name(func: ast.expr) -> str:
@@ -35,8 +23,7 @@ def test_user_visible_strings_go_through_tr():
             if isinstance(node, ast.Call) and _name(node.func) in USER_VISIBLE:
                 for arg in node.args:
                     literal = isinstance(arg, ast.JoinedStr) or (
-                        isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.strip()
-                    )
+                        isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.strip())
                     if literal:
                         offenders.append(f"{path.relative_to(PLUGIN)}:{node.lineno}")
     assert offenders == []

@@ -59,12 +59,8 @@ def s2_inputs(data_dir, skip=()) -> list[RasterInput]:
 
 
 def stacked(path, values, **kw) -> RasterInput:
-    return RasterInput(
-        write_tif(path, values.reshape(-1, *values.shape[-2:]), **kw),
-        modality="S2",
-        layout="stacked",
-        bands=S2_BANDS,
-    )
+    return RasterInput(write_tif(path, values.reshape(-1, *values.shape[-2:]), **kw), modality="S2",
+                       layout="stacked", bands=S2_BANDS)
 
 
 # -- inputs that do not provide what the card needs ------------------------------------------------
@@ -84,13 +80,8 @@ def test_extra_ambiguous_band(tmp_path, data_dir, model, out):
 
 def test_wrong_number_of_time_steps(tmp_path, data_dir, model, out):
     short = RasterInput(write_tif(tmp_path / "S2_B04.tif", s2_stack(data_dir)[:10, 2]))
-    refused(
-        InputError,
-        "S2_B04.tif has 10 time steps but the model needs 12",
-        model,
-        [*s2_inputs(data_dir, ["B04"]), short],
-        out,
-    )
+    refused(InputError, "S2_B04.tif has 10 time steps but the model needs 12", model,
+            [*s2_inputs(data_dir, ["B04"]), short], out)
 
 
 def test_stacked_layer_with_wrong_band_count(tmp_path, data_dir, model, out):
@@ -104,25 +95,15 @@ def test_one_date_layer_without_time_index(tmp_path, data_dir, model, out):
 
 
 def test_band_names_do_not_match_band_count(tmp_path, data_dir, model, out):
-    layer = RasterInput(
-        write_tif(tmp_path / "d.tif", s2_stack(data_dir)[0]),
-        modality="S2",
-        layout="date_per_layer",
-        bands=S2_BANDS[:5],
-        time_index=0,
-    )
+    layer = RasterInput(write_tif(tmp_path / "d.tif", s2_stack(data_dir)[0]), modality="S2",
+                        layout="date_per_layer", bands=S2_BANDS[:5], time_index=0)
     refused(InputError, "has 9 raster bands but 5 band names were given", model, [layer], out)
 
 
 def test_unrecognised_layer_is_named(tmp_path, data_dir, model, out):
     layer = RasterInput(write_tif(tmp_path / "mystery.tif", s2_stack(data_dir)[:, 2]))
-    refused(
-        InputError,
-        "mystery.tif: nothing in its name or band descriptions identifies a band",
-        model,
-        [*s2_inputs(data_dir, ["B04"]), layer],
-        out,
-    )
+    refused(InputError, "mystery.tif: nothing in its name or band descriptions identifies a band", model,
+            [*s2_inputs(data_dir, ["B04"]), layer], out)
 
 
 def test_unknown_encoding_name(data_dir, model, out):
@@ -147,7 +128,7 @@ def test_reflectance_x10000_declared_as_0_1_warns(tmp_path, data_dir, model, out
 
 
 def test_reflectance_given_where_db_expected_warns(tmp_path, data_dir, s1s2, out):
-    refl = s2_stack(data_dir)[:, :2].astype(np.float32) / 10000
+    refl = (s2_stack(data_dir)[:, :2].astype(np.float32) / 10000)
     s1 = [RasterInput(write_tif(tmp_path / f"S1_{p}.tif", refl[:, k])) for k, p in enumerate(("VV", "VH"))]
     result = run_model(s1s2, [*s2_inputs(data_dir), *s1], out / "pred.tif")
     assert any("S1 VV" in w and "not dB" in w for w in result.warnings)
@@ -156,13 +137,9 @@ def test_reflectance_given_where_db_expected_warns(tmp_path, data_dir, s1s2, out
 # -- geometry --------------------------------------------------------------------------------------------
 def test_layers_that_do_not_overlap(tmp_path, data_dir, s1s2, out):
     far = Affine(10, 0, 700000, 0, -10, 5612120)
-    s1 = [
-        RasterInput(
-            write_tif(tmp_path / f"S1_{p}.tif", np.full((12, 100, 100), 2000, np.uint16), transform=far),
-            encoding="WorldCereal DN (20 log10 DN - 83, nodata 65535)",
-        )
-        for p in ("VV", "VH")
-    ]
+    s1 = [RasterInput(write_tif(tmp_path / f"S1_{p}.tif", np.full((12, 100, 100), 2000, np.uint16),
+                                transform=far), encoding="WorldCereal DN (20 log10 DN - 83, nodata 65535)")
+          for p in ("VV", "VH")]
     refused(InputError, "does not overlap the reference grid", s1s2, [*s2_inputs(data_dir), *s1], out)
 
 
@@ -170,29 +147,15 @@ def _warp(path: Path, src_path: str, crs: CRS) -> str:
     with rasterio.open(src_path) as src:
         transform, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
         data = np.full((src.count, h, w), 65535, np.uint16)
-        reproject(
-            src.read(),
-            data,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=transform,
-            dst_crs=crs,
-            src_nodata=65535,
-            dst_nodata=65535,
-        )
+        reproject(src.read(), data, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                  dst_crs=crs, src_nodata=65535, dst_nodata=65535)
     return write_tif(path, data, crs=crs, transform=transform, nodata=65535)
 
 
 def test_different_crs_is_resampled_onto_the_reference(tmp_path, data_dir, s1s2, out):
-    s1 = [
-        RasterInput(
-            _warp(tmp_path / f"S1_{p}_3857.tif", variable(data_dir, v), CRS.from_epsg(3857)),
-            modality="S1",
-            band=p,
-            encoding="WorldCereal DN (20 log10 DN - 83, nodata 65535)",
-        )
-        for p, v in S1_VARS.items()
-    ]
+    s1 = [RasterInput(_warp(tmp_path / f"S1_{p}_3857.tif", variable(data_dir, v), CRS.from_epsg(3857)),
+                      modality="S1", band=p, encoding="WorldCereal DN (20 log10 DN - 83, nodata 65535)")
+          for p, v in S1_VARS.items()]
     logs: list[str] = []
     result = run_model(s1s2, [*s2_inputs(data_dir), *s1], out / "pred.tif", log=logs.append)
     assert any("resampled onto the reference grid" in m and "S1_VV_3857.tif" in m for m in logs)
@@ -202,13 +165,8 @@ def test_different_crs_is_resampled_onto_the_reference(tmp_path, data_dir, s1s2,
 
 
 def test_degree_crs_reference_grid(tmp_path, data_dir, model, out):
-    layers = [
-        RasterInput(
-            _warp(tmp_path / f"{b}_4326.tif", variable(data_dir, v), CRS.from_epsg(4326)),
-            encoding="reflectance x 10000 (L2A DN)",
-        )
-        for b, v in S2_VARS.items()
-    ]
+    layers = [RasterInput(_warp(tmp_path / f"{b}_4326.tif", variable(data_dir, v), CRS.from_epsg(4326)),
+                          encoding="reflectance x 10000 (L2A DN)") for b, v in S2_VARS.items()]
     result = run_model(model, layers, out / "pred.tif")
     with rasterio.open(result.outputs["prediction"]) as ds, rasterio.open(layers[0].path) as ref:
         assert ds.crs.is_geographic and ds.crs.to_epsg() == 4326 and ds.transform == ref.transform
@@ -226,14 +184,8 @@ def test_not_georeferenced(tmp_path, data_dir, model, out):
 
 
 def test_reference_index_out_of_range(data_dir, model, out):
-    refused(
-        InputError,
-        "reference input 20 does not exist",
-        model,
-        s2_inputs(data_dir),
-        out,
-        options=RunOptions(reference=20),
-    )
+    refused(InputError, "reference input 20 does not exist", model, s2_inputs(data_dir), out,
+            options=RunOptions(reference=20))
 
 
 # -- missing data ------------------------------------------------------------------------------------------
@@ -255,14 +207,8 @@ def test_empty_raster(tmp_path, model, out):
 
 
 def test_container_without_bands_as_reference(data_dir, model, out):
-    refused(
-        InputError,
-        "holds no raster bands (empty raster); it holds subdatasets",
-        model,
-        s2_inputs(data_dir),
-        out,
-        options=RunOptions(reference=cube_path(data_dir)),
-    )
+    refused(InputError, "holds no raster bands (empty raster); it holds subdatasets", model,
+            s2_inputs(data_dir), out, options=RunOptions(reference=cube_path(data_dir)))
 
 
 def test_unreadable_file(tmp_path, model, out):
@@ -286,13 +232,8 @@ def test_onnx_graph_that_runtime_refuses(tmp_path, model, data_dir, out):
     m = onnx.load(model)
     m.graph.node[0].op_type = "NoSuchOperator"
     onnx.save(m, tmp_path / "bad.onnx")
-    refused(
-        ModelError,
-        "bad.onnx cannot be loaded by ONNX Runtime",
-        str(tmp_path / "bad.onnx"),
-        s2_inputs(data_dir),
-        out,
-    )
+    refused(ModelError, "bad.onnx cannot be loaded by ONNX Runtime", str(tmp_path / "bad.onnx"),
+            s2_inputs(data_dir), out)
 
 
 def test_onnx_without_card(tmp_path, model, data_dir, out):
@@ -369,31 +310,10 @@ def test_disk_full_while_writing(tmp_path, data_dir, model, out):
     values = np.random.default_rng(0).integers(1, 5000, size=(12, 9, 256, 256), dtype=np.uint16)
     layer = write_tif(tmp_path / "big.tif", values.reshape(108, 256, 256))
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eo_missing_qgis.core",
-            "predict",
-            "--model",
-            model,
-            "--input",
-            layer,
-            "--modality",
-            "S2",
-            "--layout",
-            "stacked",
-            "--bands",
-            ",".join(S2_BANDS),
-            "--out",
-            str(out / "p.tif"),
-            "--probabilities",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        preexec_fn=_limit_file_size,
+        [sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", model, "--input", layer,
+         "--modality", "S2", "--layout", "stacked", "--bands", ",".join(S2_BANDS),
+         "--out", str(out / "p.tif"), "--probabilities", "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=_limit_file_size,
         env={**os.environ, "GDAL_CACHEMAX": "1"},
     )
     assert proc.returncode == 2, proc.stderr
@@ -403,23 +323,8 @@ def test_disk_full_while_writing(tmp_path, data_dir, model, out):
 
 
 def test_cli_user_error_has_no_traceback(tmp_path, data_dir, model):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eo_missing_qgis.core",
-            "predict",
-            "--model",
-            model,
-            "--input",
-            variable(data_dir, "S2-L2A-B04"),
-            "--out",
-            str(tmp_path / "o.tif"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", model,
+                           "--input", variable(data_dir, "S2-L2A-B04"), "--out", str(tmp_path / "o.tif")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "error: the layers do not match" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.tif").exists()

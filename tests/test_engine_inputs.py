@@ -16,24 +16,14 @@ from tests.engine_data import S1_VARS, S2_VARS, cube_path, s2_stack, variable, w
 from tests.tiny_models import S2_BANDS, card_dict
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("S2-L2A-B04", ("S2", "B04")),
-        ("B4", ("S2", "B04")),
-        ("b04", ("S2", "B04")),
-        ("sentinel2_B8A_2021", ("S2", "B8A")),
-        ("T31UFS_20210601_B11_20m", ("S2", "B11")),
-        ("S1-SIGMA0-VV", ("S1", "VV")),
-        ("sigma0_vh", ("S1", "VH")),
-        ("VV", ("S1", "VV")),
-        ("s1_vv_db", ("S1", "VV")),
-        ("elevation", ("DEM", "elevation")),
-        ("AGERA5-TMEAN", ("weather", "temperature")),
-        ("my_layer", None),
-        ("", None),
-    ],
-)
+@pytest.mark.parametrize("text, expected", [
+    ("S2-L2A-B04", ("S2", "B04")), ("B4", ("S2", "B04")), ("b04", ("S2", "B04")),
+    ("sentinel2_B8A_2021", ("S2", "B8A")), ("T31UFS_20210601_B11_20m", ("S2", "B11")),
+    ("S1-SIGMA0-VV", ("S1", "VV")), ("sigma0_vh", ("S1", "VH")), ("VV", ("S1", "VV")),
+    ("s1_vv_db", ("S1", "VV")), ("elevation", ("DEM", "elevation")),
+    ("AGERA5-TMEAN", ("weather", "temperature")),
+    ("my_layer", None), ("", None),
+])
 def test_identify_common_spellings(text, expected):
     assert identify(text) == expected
 
@@ -66,11 +56,8 @@ def test_recognise_layer_name_and_descriptions(tmp_path):
     dated = write_tif(tmp_path / "date.tif", np.ones((9, 4, 4), np.uint16), descriptions=S2_BANDS)
     rec = recognised(dated)
     assert (rec.modality, rec.layout, rec.bands) == ("S2", "date_per_layer", tuple(S2_BANDS))
-    stacked = write_tif(
-        tmp_path / "stack.tif",
-        np.ones((18, 4, 4), np.uint16),
-        descriptions=[f"{b}_t{t}" for t in range(9) for b in ("VV", "VH")],
-    )
+    stacked = write_tif(tmp_path / "stack.tif", np.ones((18, 4, 4), np.uint16),
+                        descriptions=[f"{b}_t{t}" for t in range(9) for b in ("VV", "VH")])
     rec = recognised(stacked)
     assert (rec.modality, rec.layout, rec.bands) == ("S1", "stacked", ("VV", "VH"))
 
@@ -89,16 +76,8 @@ def test_cube_file_maps_every_slot(data_dir):
 def test_date_per_layer_and_stacked_layouts(tmp_path, data_dir):
     card = card_from_dict(card_dict(steps=12))
     values = s2_stack(data_dir)
-    dates = [
-        RasterInput(
-            write_tif(tmp_path / f"month{t}.tif", values[t]),
-            modality="S2",
-            layout="date_per_layer",
-            bands=S2_BANDS,
-            time_index=t,
-        )
-        for t in range(12)
-    ]
+    dates = [RasterInput(write_tif(tmp_path / f"month{t}.tif", values[t]), modality="S2",
+                         layout="date_per_layer", bands=S2_BANDS, time_index=t) for t in range(12)]
     plan = match_inputs(card, dates)
     assert plan.slots["S2"][7][3].input == 7 and plan.slots["S2"][7][3].band_index == 4
     stack = write_tif(tmp_path / "stack.tif", values.reshape(12 * 9, 100, 100))
@@ -112,14 +91,8 @@ def test_explicit_mapping_overrides_names(tmp_path, data_dir):
     inputs = []
     for b in S2_BANDS:  # files named band_0..8: nothing identifies them, the caller says
         arr = s2_stack(data_dir)[:, S2_BANDS.index(b)]
-        inputs.append(
-            RasterInput(
-                write_tif(tmp_path / f"band_{S2_BANDS.index(b)}.tif", arr),
-                modality="S2",
-                band=b.replace("B0", "B"),
-                encoding=Encoding(scale=1e-4),
-            )
-        )
+        inputs.append(RasterInput(write_tif(tmp_path / f"band_{S2_BANDS.index(b)}.tif", arr),
+                                  modality="S2", band=b.replace("B0", "B"), encoding=Encoding(scale=1e-4)))
     plan = match_inputs(card, inputs)
     assert plan.slots["S2"][0][0].encoding == Encoding(scale=1e-4)
     assert "S2 B02" in plan.describe()

@@ -66,14 +66,9 @@ def expected_classes(model: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
 def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
     messages, fractions = [], []
     out = tmp_path / "crop.tif"
-    result = run_model(
-        models["s1s2"],
-        [RasterInput(cube_path(data_dir))],
-        out,
-        options=RunOptions(tile_size=64, write_probabilities=True),
-        progress=fractions.append,
-        log=messages.append,
-    )
+    result = run_model(models["s1s2"], [RasterInput(cube_path(data_dir))], out,
+                       options=RunOptions(tile_size=64, write_probabilities=True),
+                       progress=fractions.append, log=messages.append)
     assert result.provider == "CPUExecutionProvider"
     assert set(result.outputs) == {"prediction", "confidence", "probabilities"}
     assert result.pixels_predicted == 10000 and result.pixels_nodata == 0
@@ -87,10 +82,8 @@ def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
         assert ds.colormap(1)[2] == (0xF1, 0x71, 0x05, 255) and ds.tags(1)["CLASS_2"] == "maize"
         classes = ds.read(1)
     assert_same_classes(classes, *expected_classes(models["s1s2"], data_dir))
-    with (
-        rasterio.open(result.outputs["probabilities"]) as p,
-        rasterio.open(result.outputs["confidence"]) as c,
-    ):
+    with rasterio.open(result.outputs["probabilities"]) as p, \
+            rasterio.open(result.outputs["confidence"]) as c:
         probs, conf = p.read(), c.read(1)
         assert p.descriptions[1] == "probability maize"
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, rtol=1e-5)
@@ -100,28 +93,12 @@ def test_real_cube_prediction_has_the_cube_grid(tmp_path, data_dir, models):
 
 def test_layouts_give_identical_predictions(tmp_path, data_dir, models):
     values = s2_stack(data_dir)
-    ref = run_model(
-        models["s2"],
-        [RasterInput(cube_path(data_dir))],
-        tmp_path / "cube.tif",
-        options=RunOptions(write_probabilities=True),
-    )
-    dates = [
-        RasterInput(
-            write_tif(tmp_path / f"m{t}.tif", values[t], nodata=65535),
-            layout="date_per_layer",
-            modality="S2",
-            bands=S2_BANDS,
-            time_index=t,
-        )
-        for t in range(12)
-    ]
-    stack = RasterInput(
-        write_tif(tmp_path / "stack.tif", values.reshape(108, 100, 100), nodata=65535),
-        modality="S2",
-        layout="stacked",
-        bands=S2_BANDS,
-    )
+    ref = run_model(models["s2"], [RasterInput(cube_path(data_dir))], tmp_path / "cube.tif",
+                    options=RunOptions(write_probabilities=True))
+    dates = [RasterInput(write_tif(tmp_path / f"m{t}.tif", values[t], nodata=65535), layout="date_per_layer",
+                         modality="S2", bands=S2_BANDS, time_index=t) for t in range(12)]
+    stack = RasterInput(write_tif(tmp_path / "stack.tif", values.reshape(108, 100, 100), nodata=65535),
+                        modality="S2", layout="stacked", bands=S2_BANDS)
     run_model(models["s2"], dates, tmp_path / "dates.tif")
     run_model(models["s2"], [stack], tmp_path / "stack_out.tif")
     with rasterio.open(ref.outputs["prediction"]) as a, rasterio.open(ref.outputs["probabilities"]) as p:
@@ -133,8 +110,8 @@ def test_layouts_give_identical_predictions(tmp_path, data_dir, models):
 
 def test_nodata_preserved_and_never_sent(tmp_path, data_dir, models):
     values = s2_stack(data_dir).astype(np.float32) / 10000
-    values[:, :, 10:20, 30:60] = np.nan  # every date missing: nodata
-    values[:6, 4, 50:60, 50:60] = np.nan  # some dates missing: filled like training
+    values[:, :, 10:20, 30:60] = np.nan              # every date missing: nodata
+    values[:6, 4, 50:60, 50:60] = np.nan             # some dates missing: filled like training
     layer = write_tif(tmp_path / "s2.tif", values.reshape(108, 100, 100))
     out = tmp_path / "pred.tif"
     layer = RasterInput(layer, modality="S2", layout="stacked", bands=S2_BANDS)
@@ -161,20 +138,12 @@ def test_reference_grid_can_be_another_raster(tmp_path, data_dir, models):
     onto it, and the pixels outside the cube are nodata."""
     from affine import Affine
 
-    ref = write_tif(
-        tmp_path / "grid.tif",
-        np.zeros((1, 25, 20), np.uint8),
-        transform=Affine(40, 0, 664100, 0, -40, 5612020),
-    )
+    ref = write_tif(tmp_path / "grid.tif", np.zeros((1, 25, 20), np.uint8),
+                    transform=Affine(40, 0, 664100, 0, -40, 5612020))
     out = tmp_path / "coarse.tif"
     logs = []
-    result = run_model(
-        models["s2"],
-        [RasterInput(cube_path(data_dir))],
-        out,
-        options=RunOptions(reference=ref),
-        log=logs.append,
-    )
+    result = run_model(models["s2"], [RasterInput(cube_path(data_dir))], out,
+                       options=RunOptions(reference=ref), log=logs.append)
     with rasterio.open(out) as ds:
         assert (ds.width, ds.height) == (20, 25) and ds.transform == Affine(40, 0, 664100, 0, -40, 5612020)
         cls = ds.read(1)
@@ -188,13 +157,8 @@ def test_cancel_mid_run_stops_within_one_batch_and_leaves_nothing(tmp_path, data
 
     token = CancelAfter(20)
     with pytest.raises(Cancelled):
-        run_model(
-            models["s2"],
-            [RasterInput(cube_path(data_dir))],
-            tmp_path / "x.tif",
-            options=RunOptions(batch_size=100),
-            cancel=token,
-        )
+        run_model(models["s2"], [RasterInput(cube_path(data_dir))], tmp_path / "x.tif",
+                  options=RunOptions(batch_size=100), cancel=token)
     assert token.checks == 20  # the check before the next batch raised at once
     assert list(tmp_path.iterdir()) == []
 
@@ -210,39 +174,20 @@ def test_session_reports_provider_and_threads(models):
 
 
 def test_core_imports_without_onnxruntime_or_rasterio():
-    code = (
-        "import sys; sys.modules['onnxruntime'] = None; sys.modules['rasterio'] = None\n"
-        "import eo_missing_qgis.core.engine, eo_missing_qgis.core.cli\n"
-        "from eo_missing_qgis.core.session import open_session\n"
-        "from eo_missing_qgis.core.raster_io import rasterio_module\n"
-        "try:\n    rasterio_module()\nexcept ImportError as e:\n    print(e)\n"
-    )
+    code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['rasterio'] = None\n"
+            "import eo_missing_qgis.core.engine, eo_missing_qgis.core.cli\n"
+            "from eo_missing_qgis.core.session import open_session\n"
+            "from eo_missing_qgis.core.raster_io import rasterio_module\n"
+            "try:\n    rasterio_module()\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert "pip install rasterio" in out.stdout
 
 
 def test_cli_predicts_the_cube(tmp_path, data_dir, models):
     out = tmp_path / "cli.tif"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eo_missing_qgis.core",
-            "predict",
-            "--model",
-            models["s1s2"],
-            "--input",
-            cube_path(data_dir),
-            "--out",
-            str(out),
-            "--threads",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", models["s1s2"],
+                           "--input", cube_path(data_dir), "--out", str(out), "--threads", "1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "100.0 %" in proc.stderr and f"prediction: {out}" in proc.stdout
     with rasterio.open(out) as ds:
@@ -254,38 +199,12 @@ def test_cli_explicit_layers(tmp_path, data_dir, models):
     args = []
     for t in range(12):
         path = write_tif(tmp_path / f"date{t}.tif", values[t])
-        args += [
-            "--input",
-            path,
-            "--modality",
-            "S2",
-            "--layout",
-            "date_per_layer",
-            "--bands",
-            ",".join(S2_BANDS),
-            "--time-index",
-            str(t),
-            "--encoding",
-            "reflectance x 10000 (L2A DN)",
-        ]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eo_missing_qgis.core",
-            "predict",
-            "--model",
-            models["s2"],
-            *args,
-            "--out",
-            str(tmp_path / "o.tif"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+        args += ["--input", path, "--modality", "S2", "--layout", "date_per_layer",
+                 "--bands", ",".join(S2_BANDS), "--time-index", str(t),
+                 "--encoding", "reflectance x 10000 (L2A DN)"]
+    proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", models["s2"],
+                           *args, "--out", str(tmp_path / "o.tif"), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert card_from_dict(card_dict()).time.steps == 12
@@ -298,28 +217,19 @@ def s2_values(data_dir):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=st.integers(1, 60), w=st.integers(1, 60), tile=st.integers(8, 70), batch=st.integers(1, 5000))
-def test_every_pixel_written_once_whatever_the_windows(
-    tmp_path_factory, models, s2_values, h, w, tile, batch
-):
+def test_every_pixel_written_once_whatever_the_windows(tmp_path_factory, models, s2_values,
+                                                        h, w, tile, batch):
     """Random raster, tile and batch sizes: each output pixel holds the prediction of its own input."""
     d = tmp_path_factory.mktemp("prop")
-    layer = RasterInput(
-        write_tif(d / "s.tif", s2_values[:, :, :h, :w].reshape(108, h, w), nodata=65535),
-        modality="S2",
-        layout="stacked",
-        bands=S2_BANDS,
-    )
+    layer = RasterInput(write_tif(d / "s.tif", s2_values[:, :, :h, :w].reshape(108, h, w), nodata=65535),
+                        modality="S2", layout="stacked", bands=S2_BANDS)
     options = RunOptions(tile_size=tile, batch_size=batch)
     result = run_model(models["s2"], [layer], d / "tiled.tif", options=options)
-    whole = run_model(
-        models["s2"], [layer], d / "whole.tif", options=RunOptions(tile_size=4096, write_probabilities=True)
-    )
+    whole = run_model(models["s2"], [layer], d / "whole.tif",
+                      options=RunOptions(tile_size=4096, write_probabilities=True))
     assert result.pixels_predicted + result.pixels_nodata == h * w
-    with (
-        rasterio.open(d / "tiled.tif") as a,
-        rasterio.open(d / "whole.tif") as b,
-        rasterio.open(whole.outputs["probabilities"]) as p,
-    ):
+    with rasterio.open(d / "tiled.tif") as a, rasterio.open(d / "whole.tif") as b, \
+            rasterio.open(whole.outputs["probabilities"]) as p:
         assert a.shape == (h, w)
         assert_same_classes(a.read(1), b.read(1), p.read())
     with rasterio.open(result.outputs["confidence"]) as c, rasterio.open(whole.outputs["confidence"]) as e:
@@ -330,22 +240,12 @@ def test_weather_and_dem_from_the_cube(tmp_path, data_dir):
     """AgERA5 (K x 100, mm x 100) and DEM variables are recognised and decoded without warnings."""
     card = card_dict(modalities=("S2",))
     card["inputs"] += [
-        {
-            "tensor": "weather",
-            "modality": "weather",
-            "sensor": "AgERA5",
-            "layout": "NTC",
-            "bands": [{"name": "temperature_2m", "unit": "K"}, {"name": "total_precipitation", "unit": "mm"}],
-            "scaling": {"method": "standardize", "mean": [283.0, 60.0], "std": [6.0, 40.0]},
-        },
-        {
-            "tensor": "dem",
-            "modality": "DEM",
-            "sensor": "Copernicus DEM",
-            "layout": "NTC",
-            "bands": [{"name": "elevation", "unit": "m"}, {"name": "slope", "unit": "degree"}],
-            "scaling": {"method": "standardize", "mean": [100.0, 2.0], "std": [50.0, 2.0]},
-        },
+        {"tensor": "weather", "modality": "weather", "sensor": "AgERA5", "layout": "NTC",
+         "bands": [{"name": "temperature_2m", "unit": "K"}, {"name": "total_precipitation", "unit": "mm"}],
+         "scaling": {"method": "standardize", "mean": [283.0, 60.0], "std": [6.0, 40.0]}},
+        {"tensor": "dem", "modality": "DEM", "sensor": "Copernicus DEM", "layout": "NTC",
+         "bands": [{"name": "elevation", "unit": "m"}, {"name": "slope", "unit": "degree"}],
+         "scaling": {"method": "standardize", "mean": [100.0, 2.0], "std": [50.0, 2.0]}},
     ]
     model = tiny_onnx(tmp_path / "all.onnx", card)
     result = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "out.tif")

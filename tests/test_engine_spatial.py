@@ -30,9 +30,8 @@ from tests.tolerances import assert_same_classes
 RADIUS = 2  # two 3 x 3 convolutions
 
 
-def spatial_card(
-    task: str = "classification", modalities=("S1", "S2"), halo: int = RADIUS, activation: str = "softmax"
-) -> ModelCard:
+def spatial_card(task: str = "classification", modalities=("S1", "S2"), halo: int = RADIUS,
+                 activation: str = "softmax") -> ModelCard:
     data = card_dict(task, modalities)
     data.update(schema_version="1.1", halo=halo, tile_size=64, name=f"spatial_{task}_halo{halo}")
     for spec in data["inputs"]:
@@ -47,36 +46,26 @@ def spatial_onnx(path, card: ModelCard) -> str:
     rng = np.random.default_rng(1)
     nodes, inputs, pooled = [], [], []
     for spec in card.inputs:
-        inputs.append(
-            helper.make_tensor_value_info(
-                spec.tensor, TensorProto.FLOAT, ["batch", card.time.steps, len(spec.bands), "height", "width"]
-            )
-        )
-        nodes.append(
-            helper.make_node("ReduceMean", [spec.tensor], [f"{spec.tensor}_mean"], axes=[1], keepdims=0)
-        )
+        inputs.append(helper.make_tensor_value_info(
+            spec.tensor, TensorProto.FLOAT, ["batch", card.time.steps, len(spec.bands), "height", "width"]))
+        nodes.append(helper.make_node("ReduceMean", [spec.tensor], [f"{spec.tensor}_mean"],
+                                      axes=[1], keepdims=0))
         pooled.append(f"{spec.tensor}_mean")
     c = sum(len(s.bands) for s in card.inputs)
     k = len(card.output.classes) if card.task == "classification" else 1
-    inits = [
-        numpy_helper.from_array((rng.normal(size=(6, c, 3, 3)) * 0.3).astype(np.float32), "w1"),
-        numpy_helper.from_array((rng.normal(size=(k, 6, 3, 3)) * 0.3).astype(np.float32), "w2"),
-    ]
+    inits = [numpy_helper.from_array((rng.normal(size=(6, c, 3, 3)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.normal(size=(k, 6, 3, 3)) * 0.3).astype(np.float32), "w2")]
     last = card.output.tensor if card.task == "regression" or card.output.activation == "none" else "raw"
-    nodes += [
-        helper.make_node("Concat", pooled, ["features"], axis=1),
-        helper.make_node("Conv", ["features", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], [last], pads=[1, 1, 1, 1]),
-    ]
+    nodes += [helper.make_node("Concat", pooled, ["features"], axis=1),
+              helper.make_node("Conv", ["features", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+              helper.make_node("Relu", ["c1"], ["r1"]),
+              helper.make_node("Conv", ["r1", "w2"], [last], pads=[1, 1, 1, 1])]
     if last == "raw":
         nodes.append(helper.make_node("Softmax", ["raw"], [card.output.tensor], axis=1))
-    out = helper.make_tensor_value_info(
-        card.output.tensor, TensorProto.FLOAT, ["batch", k, "height", "width"]
-    )
-    model = helper.make_model(
-        helper.make_graph(nodes, card.name, inputs, [out], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
+    out = helper.make_tensor_value_info(card.output.tensor, TensorProto.FLOAT,
+                                        ["batch", k, "height", "width"])
+    model = helper.make_model(helper.make_graph(nodes, card.name, inputs, [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     embed_card(model, card)
@@ -120,15 +109,12 @@ def test_small_tiles_give_the_one_window_result(tmp_path, data_dir, models, name
     if name != "reg":
         np.testing.assert_allclose(a.sum(axis=0), 1.0, rtol=1e-5)
         assert_same_classes(read(tiled.outputs["prediction"], 1), read(whole.outputs["prediction"], 1), b)
-    with (
-        rasterio.open(variable(data_dir, "S2-L2A-B04")) as src,
-        rasterio.open(tiled.outputs["prediction"]) as ds,
-    ):
+    with rasterio.open(variable(data_dir, "S2-L2A-B04")) as src, \
+            rasterio.open(tiled.outputs["prediction"]) as ds:
         assert ds.crs == src.crs and ds.transform.almost_equals(src.transform)
         assert (ds.width, ds.height) == (100, 100) and ds.transform == CUBE_TRANSFORM
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.split("/")[-1] for r in (tiled, whole) for p in r.outputs.values()
-    )
+        p.split("/")[-1] for r in (tiled, whole) for p in r.outputs.values())
 
 
 def standardized_s2(data_dir, card: ModelCard) -> np.ndarray:
@@ -151,31 +137,27 @@ def test_blend_weights_are_used_at_the_seams(tmp_path, data_dir, models):
     blended, cropped = np.zeros_like(whole), np.zeros_like(whole)
     for t in halo_tiles(100, 100, (24, 24), 1):
         r, k = t.window("read"), t.window("keep")
-        pred = session.run({"s2": x[..., r.row : r.row + r.height, r.col : r.col + r.width]})[0][0]
-        pred = pred[:, k.row - r.row : k.row - r.row + k.height, k.col - r.col : k.col - r.col + k.width]
+        pred = session.run({"s2": x[..., r.row:r.row + r.height, r.col:r.col + r.width]})[0][0]
+        pred = pred[:, k.row - r.row:k.row - r.row + k.height, k.col - r.col:k.col - r.col + k.width]
         blended[:, k.slices()[0], k.slices()[1]] += pred * t.weights
         # Without blending: each pixel from the one tile whose core holds it.
         core = slice(t.i * 24 - k.row, t.i * 24 - k.row + 24), slice(t.j * 24 - k.col, t.j * 24 - k.col + 24)
         part = pred[:, core[0], core[1]]
-        cropped[:, t.i * 24 : t.i * 24 + part.shape[1], t.j * 24 : t.j * 24 + part.shape[2]] = part
+        cropped[:, t.i * 24:t.i * 24 + part.shape[1], t.j * 24:t.j * 24 + part.shape[2]] = part
     np.testing.assert_allclose(tiled, blended, atol=2e-5)
-    assert np.abs(tiled - whole).max() > 1e-3  # the short halo shows at the seams ...
-    assert np.abs(tiled - cropped).max() > 1e-3  # ... and the blend is not a crop
+    assert np.abs(tiled - whole).max() > 1e-3            # the short halo shows at the seams ...
+    assert np.abs(tiled - cropped).max() > 1e-3          # ... and the blend is not a crop
     seams = np.zeros((100, 100), dtype=bool)
     for s in (24, 48, 72, 96):
-        seams[s - 4 : s + 4] = seams[:, s - 4 : s + 4] = True
+        seams[s - 4:s + 4] = seams[:, s - 4:s + 4] = True
     np.testing.assert_allclose(tiled[:, ~seams], whole[:, ~seams], atol=2e-5)  # away from them: equal
 
 
 def test_nodata_is_kept_out_but_seen_as_context(tmp_path, data_dir, models):
     values = s2_stack(data_dir).astype(np.float32) / 10000
     values[:, :, 10:20, 30:60] = np.nan  # every date missing: nodata, filled with the band mean
-    layer = RasterInput(
-        write_tif(tmp_path / "s2.tif", values.reshape(108, 100, 100)),
-        modality="S2",
-        layout="stacked",
-        bands=S2_BANDS,
-    )
+    layer = RasterInput(write_tif(tmp_path / "s2.tif", values.reshape(108, 100, 100)),
+                        modality="S2", layout="stacked", bands=S2_BANDS)
     (tmp_path / "o").mkdir()
     tiled = run(models["s2"], [layer], tmp_path / "o" / "t.tif", 16)
     whole = run(models["s2"], [layer], tmp_path / "o" / "w.tif", 4096)
@@ -185,9 +167,8 @@ def test_nodata_is_kept_out_but_seen_as_context(tmp_path, data_dir, models):
     assert (cls > 0).sum() == 9700 and np.isfinite(conf[cls > 0]).all()
     # The hole crosses tile seams; its filled pixels are context for their neighbours in the same
     # way whatever the tiles.
-    np.testing.assert_allclose(
-        read(tiled.outputs["probabilities"]), read(whole.outputs["probabilities"]), atol=2e-5
-    )
+    np.testing.assert_allclose(read(tiled.outputs["probabilities"]), read(whole.outputs["probabilities"]),
+                               atol=2e-5)
 
 
 def test_cancel_leaves_nothing_behind(tmp_path, data_dir, models):
@@ -218,14 +199,8 @@ def test_spatial_card_on_a_per_pixel_graph_is_refused(tmp_path, data_dir):
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    st.integers(1, 80),
-    st.integers(1, 80),
-    st.integers(2, 30),
-    st.integers(2, 30),
-    st.integers(0, 6),
-    st.integers(1, 3),
-)
+@given(st.integers(1, 80), st.integers(1, 80), st.integers(2, 30), st.integers(2, 30), st.integers(0, 6),
+       st.integers(1, 3))
 def test_streamed_blend_writes_every_pixel_once_with_the_full_sum(height, width, th, tw, halo, k):
     """Against a whole-raster accumulation: each pixel handed out once, with its complete sum."""
     th, tw = max(th, 2 * halo), max(tw, 2 * halo)

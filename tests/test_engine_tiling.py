@@ -44,7 +44,7 @@ def test_axis_weights_sum_to_one(total, tile, halo):
     for start, w in axis_weights(total, tile, halo):
         assert start >= 0 and start + len(w) <= total
         assert (w > 0).all()
-        acc[start : start + len(w)] += w
+        acc[start:start + len(w)] += w
     np.testing.assert_allclose(acc, 1.0, rtol=1e-5)
 
 

@@ -44,10 +44,7 @@ def test_class_raster_gets_card_classes(qgis_app, tmp_path):
     renderer = layer.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     assert [(c.value, c.label, c.color.name()) for c in renderer.classes()] == [
-        (1, "cereals", "#e6c229"),
-        (2, "maize", "#f17105"),
-        (3, "grassland", "#6aa84f"),
-    ]
+        (1, "cereals", "#e6c229"), (2, "maize", "#f17105"), (3, "grassland", "#6aa84f")]
     assert {"cereals", "maize", "grassland"} <= set(_legend_labels(layer))
     assert layer.name() == layer_name(card, "prediction")
     assert layer.name() == "Crop type [S1 + S2] classes (tiny_classification_s1_s2)"
@@ -55,10 +52,8 @@ def test_class_raster_gets_card_classes(qgis_app, tmp_path):
     assert layer.customProperty("eo_missing_qgis/model_version") == "0.0.1"
 
 
-@pytest.mark.parametrize(
-    ("task", "kind", "lo", "hi", "suffix"),
-    [("regression", "prediction", 30.0, 320.0, " %"), ("classification", "confidence", 0.0, 1.0, "")],
-)
+@pytest.mark.parametrize(("task", "kind", "lo", "hi", "suffix"), [
+    ("regression", "prediction", 30.0, 320.0, " %"), ("classification", "confidence", 0.0, 1.0, "")])
 def test_continuous_rasters_get_a_ramp_with_unit(qgis_app, tmp_path, task, kind, lo, hi, suffix):
     card = card_from_dict(card_dict(task))
     layer = _geotiff(tmp_path / "r.tif", np.full((3, 3), 100.0, np.float32), gdal.GDT_Float32)

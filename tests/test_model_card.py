@@ -158,12 +158,8 @@ def test_onnx_without_card_and_non_onnx(tmp_path):
 
 # -- fuzzing: any mutation of a valid card is either a valid card or a ModelCardError -----------
 _VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-300, 300),
-    st.floats(allow_nan=True),
-    st.text(max_size=8),
-    st.lists(st.integers(0, 3), max_size=3),
+    st.none(), st.booleans(), st.integers(-300, 300), st.floats(allow_nan=True),
+    st.text(max_size=8), st.lists(st.integers(0, 3), max_size=3),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
@@ -180,10 +176,8 @@ def _paths(node, prefix=()):
 
 @st.composite
 def mutated_cards(draw):
-    data = card_dict(
-        draw(st.sampled_from(["classification", "regression"])),
-        draw(st.sampled_from([("S1",), ("S2",), ("S1", "S2")])),
-    )
+    data = card_dict(draw(st.sampled_from(["classification", "regression"])),
+                     draw(st.sampled_from([("S1",), ("S2",), ("S1", "S2")])))
     for _ in range(draw(st.integers(1, 3))):
         paths = [p for p in _paths(data) if p]
         path = draw(st.sampled_from(paths))

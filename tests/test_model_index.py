@@ -12,14 +12,9 @@ from eo_missing_qgis.core.model_index import NoModelError, load_index, select_mo
 @pytest.fixture
 def models(tmp_path) -> list:
     entries = [
-        {
-            "file": f"lfmc_{m.lower().replace('+', '_')}.onnx",
-            "task": "lfmc",
-            "task_title": "Live fuel moisture content",
-            "modalities": m.split("+"),
-            "name": f"lfmc_{m}",
-            "title": f"LFMC from {m}",
-        }
+        {"file": f"lfmc_{m.lower().replace('+', '_')}.onnx", "task": "lfmc",
+         "task_title": "Live fuel moisture content", "modalities": m.split("+"), "name": f"lfmc_{m}",
+         "title": f"LFMC from {m}"}
         for m in ("S1", "S2", "S1+S2")
     ]
     (tmp_path / "index.json").write_text(json.dumps({"version": 1, "models": entries}))

@@ -34,13 +34,8 @@ class Opens:
         def counting_open(fp, mode="r", *args, **kwargs):
             if mode == "r":
                 stack = {frame.name for frame in traceback.extract_stack()}
-                purpose = (
-                    "header"
-                    if "read_header" in stack
-                    else "subdatasets"
-                    if "subdatasets" in stack
-                    else "pixels"
-                )
+                purpose = ("header" if "read_header" in stack else
+                           "subdatasets" if "subdatasets" in stack else "pixels")
                 self.rasters[str(fp), purpose] += 1
             return real_open(fp, mode, *args, **kwargs)
 
@@ -63,12 +58,8 @@ def s1_layers(data_dir) -> list[tuple[str, str]]:
 def test_prediction_reads_card_and_each_header_once(monkeypatch, s1_layers, tmp_path):
     """The route Processing and the panel take: request -> session -> plan -> windows -> outputs."""
     opens = Opens(monkeypatch)
-    request = PredictionRequest(
-        model_path=str(CROP_S1),
-        layers={Modality.S1: s1_layers},
-        output=str(tmp_path / "crop.tif"),
-        confidence=str(tmp_path / "conf.tif"),
-    )
+    request = PredictionRequest(model_path=str(CROP_S1), layers={Modality.S1: s1_layers},
+                                output=str(tmp_path / "crop.tif"), confidence=str(tmp_path / "conf.tif"))
     result = run_prediction(request)
     assert opens.cards == {str(CROP_S1): 1}
     for source, _ in s1_layers:
@@ -84,15 +75,9 @@ def test_prediction_reads_card_and_each_header_once(monkeypatch, s1_layers, tmp_
 
 def test_processing_reads_the_card_once(plugin, monkeypatch, s1_layers, tmp_path):
     opens = Opens(monkeypatch)
-    results = processing.run(
-        "eomissing:predict",
-        {
-            "MODEL": str(CROP_S1),
-            "S1": [source for source, _ in s1_layers],
-            "OUTPUT": str(tmp_path / "crop.tif"),
-            "CONFIDENCE": str(tmp_path / "conf.tif"),
-        },
-    )
+    results = processing.run("eomissing:predict", {
+        "MODEL": str(CROP_S1), "S1": [source for source, _ in s1_layers],
+        "OUTPUT": str(tmp_path / "crop.tif"), "CONFIDENCE": str(tmp_path / "conf.tif")})
     assert results["MODEL_NAME"] == "crop_type_s1"
     assert opens.cards == {str(CROP_S1): 1}
     for source, _ in s1_layers:
@@ -117,17 +102,9 @@ def test_whole_cube_lists_its_variables_once_and_reads_only_what_it_uses(monkeyp
 def test_confidence_destination_is_checked_before_anything_is_written(data_dir, tmp_path):
     """All outputs are one set: a confidence that cannot be written means no prediction either."""
     with pytest.raises(OutputError, match="does not exist"):
-        run_model(
-            str(CROP_S1),
-            [RasterInput(cube_path(data_dir))],
-            tmp_path / "crop.tif",
-            options=RunOptions(confidence=str(tmp_path / "absent" / "conf.tif")),
-        )
+        run_model(str(CROP_S1), [RasterInput(cube_path(data_dir))], tmp_path / "crop.tif",
+                  options=RunOptions(confidence=str(tmp_path / "absent" / "conf.tif")))
     with pytest.raises(OutputError, match="same file"):
-        run_model(
-            str(CROP_S1),
-            [RasterInput(cube_path(data_dir))],
-            tmp_path / "crop.tif",
-            options=RunOptions(confidence=str(tmp_path / "crop.tif")),
-        )
+        run_model(str(CROP_S1), [RasterInput(cube_path(data_dir))], tmp_path / "crop.tif",
+                  options=RunOptions(confidence=str(tmp_path / "crop.tif")))
     assert list(tmp_path.iterdir()) == []

@@ -26,16 +26,8 @@ def models_dir(tmp_path):
         name = f"crop_type_{'_'.join(combo).lower()}"
         data["name"], data["title"] = name, f"Crop type from {' + '.join(combo)}"
         tiny_onnx(tmp_path / f"{name}.onnx", data)
-        entries.append(
-            {
-                "file": f"{name}.onnx",
-                "task": "crop_type",
-                "task_title": "Crop type",
-                "modalities": list(combo),
-                "name": name,
-                "title": data["title"],
-            }
-        )
+        entries.append({"file": f"{name}.onnx", "task": "crop_type", "task_title": "Crop type",
+                        "modalities": list(combo), "name": name, "title": data["title"]})
     (tmp_path / "index.json").write_text(json.dumps({"version": 1, "models": entries}))
     return tmp_path
 

@@ -59,18 +59,8 @@ def test_describe_model_refuses_a_file_without_card(plugin, tmp_path):
 def test_metadata_is_found_in_plugin_folder():
     meta = (ROOT / "eo_missing_qgis" / "metadata.txt").read_text()
     assert meta == (ROOT / "metadata.txt").read_text()
-    for key in (
-        "name",
-        "qgisMinimumVersion=3.22",
-        "qgisMaximumVersion=3.99",
-        "hasProcessingProvider=yes",
-        "icon=resources/icon.svg",
-        "repository",
-        "tracker",
-        "homepage",
-        "category",
-        "tags",
-    ):
+    for key in ("name", "qgisMinimumVersion=3.22", "qgisMaximumVersion=3.99", "hasProcessingProvider=yes",
+                "icon=resources/icon.svg", "repository", "tracker", "homepage", "category", "tags"):
         assert key in meta
     assert (ROOT / "eo_missing_qgis" / "resources" / "icon.svg").is_file()
 
@@ -85,7 +75,8 @@ def test_qgis_process_lists_provider_from_checkout(qgis_process, tmp_path):
 @pytest.fixture(scope="session")
 def plugin_zip(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(["bash", str(ROOT / "scripts" / "package.sh"), str(out)], check=True, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "scripts" / "package.sh"), str(out)], check=True,
+                   capture_output=True)
     (zip_path,) = out.glob("eo_missing_qgis.*.zip")
     return zip_path
 
@@ -127,15 +118,8 @@ def test_plugin_loads_and_explains_without_onnxruntime_and_rasterio(tmp_path):
     assert "eomissing:predict" in run("list").stdout
     model = tiny_onnx(tmp_path / "m.onnx", card_dict("classification", ("S2",)))
     assert "class 2: maize" in run("run", "eomissing:describemodel", "--", f"MODEL={model}").stdout
-    proc = run(
-        "run",
-        "eomissing:predict",
-        "--",
-        f"MODEL={model}",
-        f"S2={model}",
-        f"OUTPUT={tmp_path / 'out.tif'}",
-        check=False,
-    )
+    proc = run("run", "eomissing:predict", "--", f"MODEL={model}", f"S2={model}",
+               f"OUTPUT={tmp_path / 'out.tif'}", check=False)
     assert proc.returncode != 0
     assert "pip install onnxruntime rasterio" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

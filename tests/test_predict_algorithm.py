@@ -35,12 +35,8 @@ def crop_s2_model(tmp_path_factory):
 
 
 def test_custom_model_on_the_real_cube_loads_styled_layers(plugin, data_dir, crop_s2_model, tmp_path):
-    params = {
-        "MODEL": str(crop_s2_model),
-        "S2": cube_sources(data_dir, S2_VARS),
-        "OUTPUT": str(tmp_path / "classes.tif"),
-        "CONFIDENCE": str(tmp_path / "confidence.tif"),
-    }
+    params = {"MODEL": str(crop_s2_model), "S2": cube_sources(data_dir, S2_VARS),
+              "OUTPUT": str(tmp_path / "classes.tif"), "CONFIDENCE": str(tmp_path / "confidence.tif")}
     try:
         results = processing.runAndLoadResults("eomissing:predict", params)
         assert results["MODEL_NAME"] == "tiny_classification_s2"
@@ -59,42 +55,30 @@ def test_lfmc_window_takes_latest_months_or_first_step(plugin, data_dir, tmp_pat
     model = tiny_onnx(tmp_path / "lfmc.onnx", card_dict("regression", ("S1",), steps=3))
     base = {"MODEL": str(model), "S1": cube_sources(data_dir, S1_VARS)}
     latest = processing.run("eomissing:predict", {**base, "OUTPUT": str(tmp_path / "latest.tif")})
-    first = processing.run(
-        "eomissing:predict", {**base, "FIRST_STEP": 1, "OUTPUT": str(tmp_path / "first.tif")}
-    )
+    first = processing.run("eomissing:predict",
+                           {**base, "FIRST_STEP": 1, "OUTPUT": str(tmp_path / "first.tif")})
     a, b = (gdal.Open(r["OUTPUT"]).ReadAsArray() for r in (latest, first))
     assert a.shape == (100, 100) and not np.array_equal(a, b)  # other months, other predictions
     with pytest.raises(QgsProcessingException, match="time steps"):
         processing.run("eomissing:predict", {**base, "FIRST_STEP": 11, "OUTPUT": str(tmp_path / "late.tif")})
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({}, "Give Sentinel-1 layers, Sentinel-2 layers, or both"),
-        ({"S2": "S2_4"}, "missing: S2 B06"),
-    ],
-)
+@pytest.mark.parametrize(("params", "message"), [
+    ({}, "Give Sentinel-1 layers, Sentinel-2 layers, or both"),
+    ({"S2": "S2_4"}, "missing: S2 B06"),
+])
 def test_clear_errors(plugin, data_dir, crop_s2_model, tmp_path, params, message):
     if params.get("S2") == "S2_4":
         params = {"S2": cube_sources(data_dir, S2_VARS[:4])}
     with pytest.raises(QgsProcessingException, match=message):
-        processing.run(
-            "eomissing:predict", {"MODEL": str(crop_s2_model), **params, "OUTPUT": str(tmp_path / "x.tif")}
-        )
+        processing.run("eomissing:predict", {"MODEL": str(crop_s2_model), **params,
+                                             "OUTPUT": str(tmp_path / "x.tif")})
     assert not (tmp_path / "x.tif").exists()
 
 
 def test_qgis_process_on_the_real_cube(qgis_process, data_dir, crop_s2_model, tmp_path):
-    args = [
-        "run",
-        "eomissing:predict",
-        "--json",
-        "--",
-        f"MODEL={crop_s2_model}",
-        f"OUTPUT={tmp_path / 'out.tif'}",
-        f"CONFIDENCE={tmp_path / 'conf.tif'}",
-    ]
+    args = ["run", "eomissing:predict", "--json", "--", f"MODEL={crop_s2_model}",
+            f"OUTPUT={tmp_path / 'out.tif'}", f"CONFIDENCE={tmp_path / 'conf.tif'}"]
     args += [f"S2={s}" for s in cube_sources(data_dir, S2_VARS)]
     report = json.loads(qgis_process(*args).stdout)
     assert report["results"]["PROVIDER"] == "CPUExecutionProvider"

@@ -22,9 +22,8 @@ def test_linear_power_and_scaled_db():
 
 
 def test_reflectance_and_weather():
-    assert decode(np.array([2500]), preset("reflectance", "reflectance x 10000 (L2A DN)"))[
-        0
-    ] == pytest.approx(0.25)
+    assert decode(np.array([2500]), preset("reflectance", "reflectance x 10000 (L2A DN)"))[0] == \
+        pytest.approx(0.25)
     offset_dn = preset("reflectance", "L2A DN with offset -1000 (baseline 04.00+)")
     assert decode(np.array([3500]), offset_dn)[0] == pytest.approx(0.25)
     assert decode(np.array([28815]), preset("K", "K x 100 (AgERA5)"))[0] == pytest.approx(288.15)
@@ -48,10 +47,8 @@ def test_identity_and_errors():
 def test_implausible_fraction_flags_reflectance_given_as_db():
     dn = np.array([1200.0, 2500.0, np.nan])
     assert implausible_fraction(decode(dn, preset("reflectance")), "reflectance") == 1.0
-    assert (
-        implausible_fraction(decode(dn, preset("reflectance", "reflectance x 10000 (L2A DN)")), "reflectance")
-        == 0.0
-    )
+    assert implausible_fraction(decode(dn, preset("reflectance", "reflectance x 10000 (L2A DN)")),
+                                "reflectance") == 0.0
     assert implausible_fraction(np.array([np.nan]), "dB") == 0.0
 
 
@@ -63,10 +60,8 @@ def test_prepare_decodes_standardizes_and_flags_missing():
 
     spec = card_from_dict(card_dict("classification", ("S1",), steps=2)).input_for("S1")
     dn = preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")
-    raw = np.array(
-        [[[1000, 1000], [1000, 1000]], [[1000, 65535], [1000, 1000]], [[1000, 65535], [1000, 65535]]],
-        dtype=np.uint16,
-    )
+    raw = np.array([[[1000, 1000], [1000, 1000]], [[1000, 65535], [1000, 1000]],
+                    [[1000, 65535], [1000, 65535]]], dtype=np.uint16)
     x, valid = prepare(raw, [dn, dn], spec)
     assert x.dtype == np.float32 and x.shape == (3, 2, 2)
     # The engine's rule: a band missing in one month is filled, a band missing in every month is not.

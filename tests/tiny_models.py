@@ -44,14 +44,8 @@ def card_dict(task: str = "classification", modalities=("S2",), steps: int = 12)
             ],
         }
     else:
-        output = {
-            "tensor": "prediction",
-            "name": "LFMC",
-            "unit": "%",
-            "range": [30.0, 320.0],
-            "scale": 1.0,
-            "offset": 0.0,
-        }
+        output = {"tensor": "prediction", "name": "LFMC", "unit": "%", "range": [30.0, 320.0],
+                  "scale": 1.0, "offset": 0.0}
     return {
         "schema_version": "1.0",
         "name": f"tiny_{task}_{'_'.join(modalities).lower()}",
@@ -63,15 +57,8 @@ def card_dict(task: str = "classification", modalities=("S2",), steps: int = 12)
         "halo": 0,
         "tile_size": 256,
         "output": output,
-        "provenance": {
-            "dataset": "none",
-            "method": "fixed",
-            "version": "0.0.1",
-            "seed": 0,
-            "commit": "",
-            "created": "",
-            "metrics": {"accuracy": 0.5},
-        },
+        "provenance": {"dataset": "none", "method": "fixed", "version": "0.0.1", "seed": 0,
+                       "commit": "", "created": "", "metrics": {"accuracy": 0.5}},
     }
 
 
@@ -82,20 +69,16 @@ def tiny_onnx(path: Path, card: ModelCard | dict, opset: int = 17) -> Path:
     nodes, inits, graph_inputs, pooled = [], [], [], []
     for spec in card.inputs:
         c = len(spec.bands)
-        graph_inputs.append(
-            helper.make_tensor_value_info(spec.tensor, TensorProto.FLOAT, ["batch", card.time.steps, c])
-        )
-        nodes.append(
-            helper.make_node("ReduceMean", [spec.tensor], [f"{spec.tensor}_mean"], axes=[1], keepdims=0)
-        )
+        graph_inputs.append(helper.make_tensor_value_info(
+            spec.tensor, TensorProto.FLOAT, ["batch", card.time.steps, c]))
+        nodes.append(helper.make_node("ReduceMean", [spec.tensor], [f"{spec.tensor}_mean"],
+                                      axes=[1], keepdims=0))
         pooled.append(f"{spec.tensor}_mean")
     nodes.append(helper.make_node("Concat", pooled, ["features"], axis=1))
     n_in = sum(len(s.bands) for s in card.inputs)
     n_out = len(card.output.classes) if card.task == "classification" else 1
-    inits += [
-        numpy_helper.from_array(rng.normal(size=(n_in, n_out)).astype(np.float32), "w"),
-        numpy_helper.from_array(np.zeros(n_out, np.float32), "b"),
-    ]
+    inits += [numpy_helper.from_array(rng.normal(size=(n_in, n_out)).astype(np.float32), "w"),
+              numpy_helper.from_array(np.zeros(n_out, np.float32), "b")]
     nodes.append(helper.make_node("Gemm", ["features", "w", "b"], ["raw"]))
     if card.task == "classification":
         nodes.append(helper.make_node("Softmax", ["raw"], [card.output.tensor], axis=1))

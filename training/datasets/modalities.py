@@ -10,7 +10,6 @@ def check_modalities(modalities) -> tuple[Modality, ...]:
     mods = tuple(modalities)
     unknown = [m for m in mods if m not in MODALITIES]
     if unknown or not mods:
-        raise ValueError(
-            f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, not {[str(m) for m in mods]}"
-        )
+        raise ValueError(f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, "
+                         f"not {[str(m) for m in mods]}")
     return tuple(m for m in MODALITIES if m in mods)
