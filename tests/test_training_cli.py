@@ -105,21 +105,34 @@ def test_benchmark_writes_tables_json_and_plots(data_dir, tmp_path):
         "--dataset",
         "lfmc",
         "--seeds",
-        "1",
+        "2",
         "--jobs",
         "1",
+        "--grid",
+        "1",
+        "--rows",
+        "single",
+        "single 2 encoders",
+        "kd",
         *TINY,
         "--out",
         str(out),
         data_dir=data_dir,
     )
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    combos = {(r["method"], r["modality"]) for r in rows}
-    for method in ("single", "kd", "mdico", "dis2", "rf"):
+    results = json.loads((out / "results.json").read_text())
+    combos = {(r["method"], r["modality"]) for r in results["rows"]}
+    for method in ("single", "single x5", "single 2 encoders", "kd", "rf"):
         assert {(method, "S1"), (method, "S2")} <= combos
     assert {("teacher", "all"), ("rf", "all")} <= combos
+    assert len(results["tests"]["lfmc"]["truth"]) == len(results["rows"][0]["test_prediction"])
+    diffs = {(d["guided"], d["control"], d["modality"]): d for d in results["differences"]}
+    assert set(diffs) == {
+        ("kd", c, m) for c in ("single", "single 2 encoders", "single x5", "rf") for m in ["S1", "S2"]
+    }
+    assert all(d["low"] <= d["difference"] <= d["high"] for d in diffs.values())
     table = (out / "results.md").read_text()
-    assert "| dis2 |" in table and "±" in table and "Best guided student by validation rmse" in table
+    assert "| single x5 |" in table and "±" in table and "Best guided student by validation rmse" in table
+    assert "| kd - single 2 encoders |" in table and "bootstrap over 50 test sites" in table
     assert (out / "lfmc_bars.png").stat().st_size > 0 and (out / "lfmc_scatter.png").stat().st_size > 0
 
 

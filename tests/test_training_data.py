@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.neighbors import BallTree
 
 from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS
 from eo_missing_qgis.core.preprocessing import standardize
 from eo_missing_qgis.core.units import implausible_fraction
-from training.datasets import load_dataset
+from training.datasets import algae, crop_type, load_dataset
+from training.datasets.base import EARTH_RADIUS_M
 from training.datasets.crop_type import CLASSES, ewoc_class
 from training.run import split_data
 
@@ -36,8 +38,40 @@ def test_splits_are_disjoint_seeded_and_keep_the_test_fixed(dataset):
     assert np.array_equal(a["test"], c["test"]) and not np.array_equal(a["val"], c["val"])
     assert not set(a["train"]) & set(a["val"]) and not set(a["val"]) & set(a["test"])
     assert len(a["train"]) + len(a["val"]) + len(a["test"]) == len(dataset.target)
-    if dataset.groups is not None:  # LFMC: no site on both sides of the validation split
-        assert not set(dataset.groups[a["train"]]) & set(dataset.groups[a["val"]])
+    for one, other in (("train", "val"), ("train", "test"), ("val", "test")):  # sites / locations
+        assert not set(dataset.groups[a[one]]) & set(dataset.groups[a[other]]), (one, other)
+
+
+#: The radius within which two samples count as one place (see each loader's docstring).
+RADIUS_M = {"crop_type": crop_type.RADIUS_M, "algae": algae.RADIUS_M}
+
+
+def _close_pairs(data, a: np.ndarray, b: np.ndarray) -> int:
+    """How many samples of ``a`` lie within the dataset's radius of a sample of ``b``."""
+    points = np.radians(data.meta["latlon"])
+    tree = BallTree(points[b], metric="haversine")
+    hits = tree.query_radius(points[a], r=RADIUS_M[data.name] / EARTH_RADIUS_M, count_only=True)
+    return int((hits > 0).sum())
+
+
+@pytest.mark.parametrize("name", ["crop_type", "algae"])
+def test_no_near_duplicate_crosses_a_split(name, data_dir):
+    data = load_dataset(name, data_dir)
+    for seed in (0, 1):
+        s = data.splits(seed)
+        assert _close_pairs(data, s["test"], np.concatenate([s["train"], s["val"]])) == 0
+        assert _close_pairs(data, s["val"], s["train"]) == 0
+
+
+def test_random_split_switch_reproduces_the_crop_type_leak(data_dir):
+    data = load_dataset("crop_type", data_dir)
+    old, new = data.splits(0, kind="random"), data.splits(0)
+    assert not np.array_equal(old["test"], new["test"]) and len(old["test"]) == len(new["test"])
+    # same fields recorded twice end on both sides of the random split (the issue counts 23)
+    assert _close_pairs(data, old["test"], old["train"]) >= 10
+    assert split_data(data, 0, split="random").splits["test"].tolist() == old["test"].tolist()
+    with pytest.raises(ValueError, match="unknown split"):
+        data.splits(0, kind="by_luck")
 
 
 def test_statistics_come_from_the_training_split_and_inputs_use_core_standardize(dataset):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from training.methods.losses import (
+    dice_loss,
     feature_distillation,
     info_nce,
     orthogonality,
@@ -15,6 +16,7 @@ from training.methods.losses import (
     ramp,
     soft_target_kl,
     task_loss,
+    weighted_cross_entropy,
 )
 
 
@@ -63,3 +65,23 @@ def test_task_loss_and_ramp():
     assert task_loss(logits, torch.tensor([0, 1]), "classification").item() == pytest.approx(0.0, abs=1e-6)
     assert task_loss(torch.ones(3, 1), torch.zeros(3), "regression").item() == pytest.approx(1.0)
     assert [ramp(e, warmup=2, length=2) for e in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_weighted_cross_entropy_lets_a_rare_class_count_as_much_as_a_common_one():
+    logits = torch.zeros(4, 3)
+    logits[:, 0] = 2.0  # every sample predicted class 0
+    balanced = torch.tensor([0, 0, 1, 1])
+    assert weighted_cross_entropy(logits, balanced).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, balanced).item()
+    )
+    rare = torch.tensor([0, 0, 0, 1])  # the one wrong sample weighs half the loss, not a quarter
+    plain = torch.nn.functional.cross_entropy(logits, rare).item()
+    assert weighted_cross_entropy(logits, rare).item() > 1.5 * plain
+
+
+def test_dice_is_near_zero_when_right_and_near_one_when_wrong():
+    target = torch.tensor([0, 1, 2, 1])
+    right = 20 * torch.nn.functional.one_hot(target, 4).float()
+    assert dice_loss(right, target).item() == pytest.approx(0.0, abs=1e-3)
+    # all wrong: 1 - mean over the 3 present classes of eps / (|p| + |y| + eps), eps = 1 (class 3 absent)
+    assert dice_loss(right.roll(1, dims=1), target).item() == pytest.approx(1 - (1 / 2 + 1 / 4 + 1 / 4) / 3)

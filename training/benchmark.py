@@ -1,5 +1,8 @@
-"""Every method x inference modality (S1, S2) x seeds on a dataset: ``results.md``, ``results.json``
-and plots. One teacher per (dataset, seed) guides all students of that seed."""
+"""Every table row (``configs/benchmark.yaml``) x inference modality (S1, S2) x seeds on a dataset:
+``results.md``, ``results.json`` and plots. One teacher per (dataset, seed) guides all students
+of that seed. Each row gets the same tuning grid, chosen per seed on validation; the table
+reports test means ± sample std over seeds and paired differences guided - control on the test
+split with a cluster bootstrap 95 % interval (:mod:`training.stats`)."""
 
 from __future__ import annotations
 
@@ -16,110 +19,143 @@ import torch
 
 from eo_missing_qgis.core.definitions import MODALITIES, Modality, Task
 
-from .config import dataset_method_config
+from .config import CONFIG_DIR, dataset_method_config, read_yaml
 from .datasets import load_dataset
 from .methods import GUIDED
+from .methods.rf import GRID as RF_GRID
 from .methods.rf import evaluate_rf, fit_rf
-from .run import SplitData, evaluate, fit, predict, split_data
+from .run import SplitData, fit, metrics, predict, split_data
+from .stats import headline, paired_difference, spread
 
-STUDENTS = ("single", *GUIDED)
 INFERENCE = (Modality.S1, Modality.S2)
-
-
-def _record(dataset, method, modality, seed, val, test, seconds, pred=None) -> dict:
-    row = {
-        "dataset": dataset,
-        "method": method,
-        "modality": modality,
-        "seed": seed,
-        "val": val,
-        "test": test,
-        "seconds": round(seconds, 2),
-    }
-    if pred is not None:
-        row["test_prediction"] = [round(float(v), 3) for v in np.asarray(pred).reshape(-1)]
-    return row
+SPEC = CONFIG_DIR / "benchmark.yaml"
+ENSEMBLE_SEED_STEP = 1000
 
 
 def _log(text: str) -> None:
     print(text, flush=True)
 
 
+def _point(prediction: np.ndarray, task: str) -> list:
+    """What the bootstrap needs of a prediction: the class index, or the value."""
+    if task == Task.CLASSIFICATION:
+        return prediction.argmax(1).tolist()
+    return [round(float(v), 3) for v in prediction.reshape(-1)]
+
+
+class _Seed:
+    """One (dataset, seed): its split, teacher and the rows recorded so far."""
+
+    def __init__(self, dataset: str, data_dir: Path, seed: int, overrides: list[str], log):
+        self.dataset, self.seed, self.overrides, self.log = dataset, seed, list(overrides), log
+        base = dataset_method_config(dataset, "teacher", overrides)
+        self.prep = split_data(load_dataset(dataset, data_dir), seed, base.val_fraction, base.split)
+        self.task = self.prep.data.info.task
+        self.key, _, self.sign = headline(self.task)
+        self.rows: list[dict] = []
+        self.teacher_state = None
+
+    def record(
+        self, label: str, modality: str, outputs: dict[str, np.ndarray], t0: float, choice=None
+    ) -> None:
+        """A table row from val / test outputs (probabilities or values)."""
+        scores = {s: metrics(self.task, out, self.prep.arrays[s]["y"]) for s, out in outputs.items()}
+        self.rows.append(
+            {
+                "dataset": self.dataset,
+                "method": label,
+                "modality": modality,
+                "seed": self.seed,
+                "val": scores["val"],
+                "test": scores["test"],
+                "choice": choice,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "test_prediction": _point(outputs["test"], self.task),
+            }
+        )
+        self.log(f"[{self.dataset} seed {self.seed}] {label} {modality} test {scores['test']} {choice or ''}")
+
+    def better(self, a: dict, b: dict | None) -> bool:
+        """Whether validation scores ``a`` beat ``b`` on the headline metric."""
+        return b is None or self.sign * (a[self.key] - b[self.key]) > 0
+
+    def fit_outputs(self, method: str, sets: list[str], modalities: list[str], seed: int):
+        cfg = replace(
+            dataset_method_config(self.dataset, method, [*self.overrides, *sets]),
+            seed=seed,
+            modalities=modalities,
+        )
+        module, _ = fit(cfg, self.prep, teacher_state=self.teacher_state)
+        if method == "teacher":
+            self.teacher_state = module.model.state_dict()
+        predictor = module.predictor()
+        return {s: predict(predictor, self.prep.arrays[s]) for s in ("val", "test")}
+
+    def tuned(self, label: str, method: str, sets: list[str], modality: str, grid: list[list[str]]):
+        """Fit every grid point, keep the best on validation; returns its outputs and point."""
+        t0, best, best_val, choice = time.perf_counter(), None, None, None
+        for point in grid:
+            out = self.fit_outputs(method, [*sets, *point], [modality], self.seed)
+            val = metrics(self.task, out["val"], self.prep.arrays["val"]["y"])
+            if self.better(val, best_val):
+                best, best_val, choice = out, val, point
+        self.record(label, modality, best, t0, choice)
+        return best, choice
+
+    def ensemble(self, first: dict, sets: list[str], modality: str, size: int, t0: float) -> None:
+        """The chosen ``single`` plus ``size - 1`` more seeds of it, outputs averaged."""
+        members = [first] + [
+            self.fit_outputs("single", sets, [modality], self.seed + ENSEMBLE_SEED_STEP * k)
+            for k in range(1, size)
+        ]
+        self.record(
+            f"single x{size}",
+            modality,
+            {s: np.mean([m[s] for m in members], axis=0) for s in ("val", "test")},
+            t0,
+        )
+
+    def forest(self, modalities: list[str], label: str) -> None:
+        t0, best, best_val, choice = time.perf_counter(), None, None, None
+        for params in RF_GRID[self.task]:
+            model = fit_rf(self.prep, modalities, self.seed, jobs=1, **params)
+            out = {s: evaluate_rf(model, self.prep, modalities, s)[1] for s in ("val", "test")}
+            val = metrics(self.task, out["val"], self.prep.arrays["val"]["y"])
+            if self.better(val, best_val):
+                best, best_val, choice = out, val, params
+        self.record("rf", label, best, t0, choice)
+
+
 def run_seed(
-    dataset: str, data_dir: Path, seed: int, overrides: list[str] = (), threads: int = 1, log=_log
+    dataset: str,
+    data_dir: Path,
+    seed: int,
+    overrides: list[str] = (),
+    threads: int = 1,
+    spec: dict | None = None,
+    log=_log,
 ) -> list[dict]:
-    """Teacher, then every student and the random forests, for one (dataset, seed)."""
+    """Teacher, then every row and the random forests, for one (dataset, seed)."""
     torch.set_num_threads(threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
-    data = load_dataset(dataset, data_dir)
-    rows = []
-    regression = data.info.task == Task.REGRESSION
-    prep = split_data(data, seed)
+    spec = spec or read_yaml(SPEC)
+    run = _Seed(dataset, data_dir, seed, overrides, log)
     t0 = time.perf_counter()
-    cfg = replace(dataset_method_config(dataset, "teacher", overrides), seed=seed)
-    teacher, _ = fit(cfg, prep)
-    rows.append(
-        _record(
-            dataset,
-            "teacher",
-            "all",
-            seed,
-            evaluate(teacher, prep, "val"),
-            evaluate(teacher, prep, "test"),
-            time.perf_counter() - t0,
-        )
-    )
-    if regression and seed == 0:
-        rows[-1]["test_truth"] = [float(v) for v in prep.arrays["test"]["y"]]
-    log(f"[{dataset} seed {seed}] teacher test {rows[-1]['test']}")
-    state = teacher.model.state_dict()
+    run.record("teacher", "all", run.fit_outputs("teacher", [], list(MODALITIES), seed), t0)
     for modality in INFERENCE:
-        for method in STUDENTS:
+        for label, row in spec["rows"].items():
             t0 = time.perf_counter()
-            cfg = replace(dataset_method_config(dataset, method, overrides), seed=seed, modalities=[modality])
-            module, _ = fit(cfg, prep, teacher_state=state)
-            pred = predict(module.predictor(), prep.arrays["test"]) if regression and seed == 0 else None
-            rows.append(
-                _record(
-                    dataset,
-                    method,
-                    modality,
-                    seed,
-                    evaluate(module, prep, "val"),
-                    evaluate(module, prep, "test"),
-                    time.perf_counter() - t0,
-                    pred,
-                )
-            )
-            log(
-                f"[{dataset} seed {seed}] {method} {modality} test {rows[-1]['test']} "
-                f"({rows[-1]['seconds']:.0f} s)"
-            )
-        rows.append(_rf_row(dataset, prep, [modality], modality, seed, regression))
-    rows.append(_rf_row(dataset, prep, list(MODALITIES), "all", seed, regression))
-    return rows
-
-
-def _rf_row(dataset: str, prep: SplitData, modalities, label: str, seed: int, regression: bool) -> dict:
-    t0 = time.perf_counter()
-    model = fit_rf(prep, modalities, seed, jobs=1)
-    test, pred = evaluate_rf(model, prep, modalities, "test")
-    val, _ = evaluate_rf(model, prep, modalities, "val")
-    return _record(
-        dataset,
-        "rf",
-        label,
-        seed,
-        val,
-        test,
-        time.perf_counter() - t0,
-        pred if regression and seed == 0 else None,
-    )
+            out, choice = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])
+            if label == "single" and spec.get("ensemble", 1) > 1:
+                run.ensemble(out, choice, modality, spec["ensemble"], t0)
+        run.forest([modality], modality)
+    run.forest(list(MODALITIES), "all")
+    return run.rows
 
 
 def summarise(rows: list[dict], split: str = "test") -> dict:
-    """{dataset: {method: {modality: {metric: (mean, std)}}}} over seeds."""
+    """{dataset: {method: {modality: {metric: (mean, sample std)}}}} over seeds."""
     groups: dict = {}
     for r in rows:
         cell = groups.setdefault(r["dataset"], {}).setdefault(r["method"], {}).setdefault(r["modality"], {})
@@ -128,7 +164,7 @@ def summarise(rows: list[dict], split: str = "test") -> dict:
     return {
         d: {
             m: {
-                mod: {k: (float(np.mean(v)), float(np.std(v))) for k, v in cell.items()}
+                mod: {k: (float(np.mean(v)), spread(v)) for k, v in cell.items()}
                 for mod, cell in by_mod.items()
             }
             for m, by_mod in by_method.items()
@@ -138,50 +174,126 @@ def summarise(rows: list[dict], split: str = "test") -> dict:
 
 
 def best_guided(rows: list[dict], dataset: str, modality: str) -> str:
-    """The guided method with the best mean *validation* headline metric (test never used)."""
+    """The guided method with the best mean *validation* headline metric (test never used);
+    "none" when the table has no guided method."""
     summary = summarise([r for r in rows if r["dataset"] == dataset], "val")[dataset]
     key = "rmse" if "rmse" in summary["single"][modality] else "macro_f1"
     sign = 1 if key == "rmse" else -1
-    return min(GUIDED, key=lambda m: sign * summary[m][modality][key][0])
+    return min(
+        (m for m in GUIDED if m in summary), key=lambda m: sign * summary[m][modality][key][0], default="none"
+    )
 
 
-def markdown(rows: list[dict], seeds: int, command: str, seconds: float) -> str:
+def guided_labels(spec: dict) -> list[str]:
+    return [label for label, row in spec["rows"].items() if row["method"] in GUIDED]
+
+
+def control_labels(spec: dict) -> list[str]:
+    singles = [label for label, row in spec["rows"].items() if row["method"] == "single"]
+    ensemble = [f"single x{spec['ensemble']}"] if spec.get("ensemble", 1) > 1 and "single" in singles else []
+    return [*singles, *ensemble, "rf"]
+
+
+def differences(rows: list[dict], tests: dict, spec: dict) -> list[dict]:
+    """Paired test differences guided - control per dataset and modality, with 95 % intervals."""
+    out = []
+    for dataset, test in tests.items():
+        truth, clusters = np.asarray(test["truth"]), np.asarray(test["clusters"])
+        name, metric, sign = headline(test["task"], test["classes"])
+        preds: dict = {}
+        for r in rows:
+            if r["dataset"] == dataset:
+                preds.setdefault((r["method"], r["modality"]), {})[r["seed"]] = r["test_prediction"]
+        for modality in INFERENCE:
+            for guided in guided_labels(spec):
+                for control in control_labels(spec):
+                    a, b = preds.get((guided, modality)), preds.get((control, modality))
+                    if not a or not b:
+                        continue
+                    d = paired_difference(
+                        truth, clusters, np.array(list(a.values())), np.array(list(b.values())), metric
+                    )
+                    out.append(
+                        {
+                            "dataset": dataset,
+                            "modality": modality,
+                            "guided": guided,
+                            "control": control,
+                            "metric": name,
+                            "difference": d.estimate,
+                            "low": d.low,
+                            "high": d.high,
+                            "guided_better": d.excludes_zero and sign * d.estimate > 0,
+                            "control_better": d.excludes_zero and sign * d.estimate < 0,
+                        }
+                    )
+    return out
+
+
+def _cell(c: dict | None, m1: str, m2: str) -> str:
+    if not c:
+        return ""
+    return f"{c[m1][0]:.3f} ± {c[m1][1]:.3f} / {c[m2][0]:.3f} ± {c[m2][1]:.3f}"
+
+
+def markdown(rows: list[dict], diffs: list[dict], tests: dict, spec: dict, header: dict) -> str:
     summary = summarise(rows)
     lines = [
-        f"# Benchmark results (test split, mean ± std over {seeds} seeds)",
+        f"# Benchmark results (test split, mean ± sample std over {header['seeds']} seeds)",
         "",
-        f"Command: `{command}`  ",
-        f"Wall time: {seconds / 60:.1f} min",
+        f"Command: `{header['command']}`  ",
+        f"Wall time: {header['seconds'] / 60:.1f} min; split: {header['split']}; tuning grid per row "
+        f"(chosen per seed on validation): {header['grid']}",
         "",
     ]
     for dataset, by_method in summary.items():
-        m1, m2 = [k for k in by_method["single"]["S1"]][:2]
+        m1, m2 = list(by_method["single"]["S1"])[:2]
         lines += [
             f"## {dataset} ({m1} / {m2})",
             "",
             "| method | S1 | S2 | all modalities |",
             "|---|---|---|---|",
         ]
-        for method in ("teacher", "rf", *STUDENTS):
-            if method not in by_method:
-                continue
-            cells = []
-            for mod in (*INFERENCE, "all"):
-                c = by_method[method].get(mod)
-                cells.append(
-                    f"{c[m1][0]:.3f} ± {c[m1][1]:.3f} / {c[m2][0]:.3f} ± {c[m2][1]:.3f}" if c else ""
-                )
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        for method in dict.fromkeys(("teacher", "rf", *control_labels(spec), *spec["rows"])):
+            if method in by_method:
+                cells = [_cell(by_method[method].get(mod), m1, m2) for mod in (*INFERENCE, "all")]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
         sel = {mod: best_guided(rows, dataset, mod) for mod in INFERENCE}
+        test = tests[dataset]
         lines += [
             "",
             f"Best guided student by validation {m1}: " + ", ".join(f"{mod}: {m}" for mod, m in sel.items()),
             "",
+            f"Paired test differences guided - control in {m1} (mean over seeds; 95 % bootstrap over "
+            f"{len(set(test['clusters']))} test {test['cluster_kind']}, both methods on the same resample; "
+            f"{'negative' if m1 == 'rmse' else 'positive'} = guided better; **bold**: the interval "
+            "excludes 0):",
+            "",
+            "| guided - control | S1 | S2 |",
+            "|---|---|---|",
         ]
+        for guided in guided_labels(spec):
+            for control in control_labels(spec):
+                cells = []
+                for mod in INFERENCE:
+                    d = next(
+                        (
+                            x
+                            for x in diffs
+                            if (x["dataset"], x["modality"], x["guided"], x["control"])
+                            == (dataset, mod, guided, control)
+                        ),
+                        None,
+                    )
+                    text = f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
+                    cells.append(f"**{text}**" if d and (d["guided_better"] or d["control_better"]) else text)
+                if any(cells):
+                    lines.append(f"| {guided} - {control} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
-def plots(rows: list[dict], out: Path) -> list[Path]:
+def plots(rows: list[dict], tests: dict, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,14 +302,14 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     paths = []
     for dataset, by_method in summarise(rows).items():
         metric = next(iter(by_method["single"]["S1"]))
-        methods = ["rf", *STUDENTS]
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+        methods = [m for m in by_method if m != "teacher"]
+        fig, ax = plt.subplots(figsize=(max(7, len(methods)), 3.5))
         for k, mod in enumerate(INFERENCE):
-            means = [by_method[m][mod][metric][0] for m in methods]
-            stds = [by_method[m][mod][metric][1] for m in methods]
+            means = [by_method[m].get(mod, {}).get(metric, (np.nan, np.nan))[0] for m in methods]
+            stds = [by_method[m].get(mod, {}).get(metric, (np.nan, np.nan))[1] for m in methods]
             ax.bar(np.arange(len(methods)) + 0.4 * k, means, 0.4, yerr=stds, label=mod, capsize=3)
         ax.axhline(by_method["teacher"]["all"][metric][0], color="k", ls="--", label="teacher (all)")
-        ax.set_xticks(np.arange(len(methods)) + 0.2, methods)
+        ax.set_xticks(np.arange(len(methods)) + 0.2, methods, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(f"test {metric}")
         ax.set_title(dataset)
         ax.legend()
@@ -205,23 +317,21 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         paths.append(out / f"{dataset}_bars.png")
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
-    return paths + _scatter(rows, out, plt)
+    return paths + _scatter(rows, tests, out, plt)
 
 
-def _scatter(rows: list[dict], out: Path, plt) -> list[Path]:
-    preds = [r for r in rows if "test_prediction" in r and r["modality"] != "all"]
-    truth_rows = [r for r in rows if "test_truth" in r]
-    if not preds or not truth_rows:
+def _scatter(rows: list[dict], tests: dict, out: Path, plt) -> list[Path]:
+    """Predicted against measured LFMC of every seed-0 student."""
+    preds = [r for r in rows if r["dataset"] == "lfmc" and r["seed"] == 0 and r["modality"] in INFERENCE]
+    if not preds:
         return []
-    truth = np.asarray(truth_rows[0]["test_truth"])
-    fig, axes = plt.subplots(
-        2, len(preds) // 2 + len(preds) % 2, figsize=(3 * len(preds) / 2, 6), squeeze=False
-    )
+    truth = np.asarray(tests["lfmc"]["truth"])
+    cols = (len(preds) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(2.5 * cols, 5.5), squeeze=False)
     for ax, r in zip(axes.flat, preds, strict=False):
         ax.scatter(truth, r["test_prediction"], s=3, alpha=0.5)
-        lo, hi = truth.min(), truth.max()
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(f"{r['method']} {r['modality']}", fontsize=8)
+        ax.plot([truth.min(), truth.max()], [truth.min(), truth.max()], "k--", lw=0.8)
+        ax.set_title(f"{r['method']} {r['modality']}", fontsize=7)
     fig.supxlabel("measured LFMC (%)")
     fig.supylabel("predicted LFMC (%)")
     fig.tight_layout()
@@ -229,6 +339,23 @@ def _scatter(rows: list[dict], out: Path, plt) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [path]
+
+
+def test_sets(datasets: list[str], data_dir: Path, overrides: list[str]) -> dict:
+    """Per dataset: the test truth and clusters (the test split is the same for every seed)."""
+    out = {}
+    for dataset in datasets:
+        cfg = dataset_method_config(dataset, "teacher", overrides)
+        prep: SplitData = split_data(load_dataset(dataset, data_dir), 0, cfg.val_fraction, cfg.split)
+        data, idx = prep.data, prep.splits["test"]
+        out[dataset] = {
+            "task": data.info.task,
+            "classes": data.info.n_outputs,
+            "truth": prep.arrays["test"]["y"].tolist(),
+            "clusters": [str(g) for g in data.groups[idx]],
+            "cluster_kind": "sites" if dataset == "lfmc" else "location clusters",
+        }
+    return out
 
 
 def benchmark(
@@ -239,24 +366,44 @@ def benchmark(
     overrides: list[str] = (),
     command: str = "",
     jobs: int = 2,
+    grid: int = 0,
+    rows: list[str] = (),
     log=_log,
 ) -> list[dict]:
     """Runs (dataset, seed) pairs in ``jobs`` processes of one thread each (small nets use a core
-    better one process each than two threads on one model)."""
+    better one process each than two threads on one model). ``grid`` > 0 keeps the first points
+    of the tuning grid, ``rows`` a subset of the table rows."""
+    spec = read_yaml(SPEC)
+    if grid:
+        spec["grid"] = spec["grid"][:grid]
+    if rows:
+        unknown = sorted(set(rows) - set(spec["rows"]))
+        if unknown:
+            raise ValueError(f"unknown benchmark rows {unknown}; known: {list(spec['rows'])}")
+        spec["rows"] = {k: v for k, v in spec["rows"].items() if k in rows}
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tasks = [(d, data_dir, s, list(overrides), 1) for d in datasets for s in range(seeds)]
+    tasks = [(d, data_dir, s, list(overrides), 1, spec) for d in datasets for s in range(seeds)]
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             parts = pool.starmap(run_seed, tasks)
     else:
         parts = [run_seed(*t) for t in tasks]
-    rows = [r for part in parts for r in part]
-    seconds = time.perf_counter() - t0
+    results = [r for part in parts for r in part]
+    tests = test_sets(datasets, data_dir, list(overrides))
+    diffs = differences(results, tests, spec)
+    header = {
+        "seconds": time.perf_counter() - t0,
+        "seeds": seeds,
+        "command": command,
+        "split": dataset_method_config(datasets[0], "teacher", overrides).split,
+        "grid": spec["grid"],
+    }
     (out / "results.json").write_text(
-        json.dumps({"seconds": seconds, "seeds": seeds, "rows": rows}, indent=1), encoding="utf-8"
+        json.dumps({**header, "spec": spec, "differences": diffs, "tests": tests, "rows": results}, indent=1),
+        encoding="utf-8",
     )
-    (out / "results.md").write_text(markdown(rows, seeds, command, seconds), encoding="utf-8")
-    plots(rows, out)
-    log(f"benchmark done in {seconds / 60:.1f} min: {out / 'results.md'}")
-    return rows
+    (out / "results.md").write_text(markdown(results, diffs, tests, spec, header), encoding="utf-8")
+    plots(results, tests, out)
+    log(f"benchmark done in {header['seconds'] / 60:.1f} min: {out / 'results.md'}")
+    return results

@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import dataset_method_config, read_yaml
 from .datasets import load_dataset
 from .export import export_run
+from .methods import METHODS
 from .run import evaluate, fit, split_data
 
 TASK_DATASETS = {"lfmc": "lfmc", "crop_type": "crop_type"}
@@ -39,7 +40,7 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
                 seed=seed,
                 modalities=list(entry["modalities"]),
             )
-            if cfg.method in ("kd", "dis2") and teacher_state is None:
+            if METHODS[cfg.method].wants_teacher(**cfg.method_args) and teacher_state is None:
                 teacher, _ = fit(replace(dataset_method_config(dataset, "teacher"), seed=seed), prep)
                 teacher_state = teacher.model.state_dict()
             module, _ = fit(cfg, prep, teacher_state)

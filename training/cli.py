@@ -7,6 +7,7 @@ Examples::
     python -m training fit ... --trainer strategy=ddp --trainer devices=2   # DDP on 2 CPU processes
     python -m training evaluate --run runs/lfmc_kd_s2
     python -m training benchmark --dataset all --seeds 5 --out runs/benchmark
+    python -m training benchmark --dataset crop_type --set split=random --out runs/benchmark_random
     python -m training export --run runs/lfmc_kd_s2 --out lfmc_s2.onnx
     python -m training bundle --out eo_missing_qgis/models      # the six bundled models
 """
@@ -28,6 +29,7 @@ from eo_missing_qgis.core.definitions import MODALITIES
 
 from .config import CONFIG_DIR, load_config
 from .datasets import LOADERS, load_dataset
+from .methods import METHODS
 from .run import evaluate, fit, load_run, save_run, split_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def _trainer_args(pairs: list[str]) -> dict:
 def cmd_fit(args) -> None:
     cfg = load_config(args.config, args.set)
     data = load_dataset(cfg.dataset, _data_dir(args.data_dir))
-    prep = split_data(data, cfg.seed, cfg.val_fraction)
+    prep = split_data(data, cfg.seed, cfg.val_fraction, cfg.split)
     out = Path(args.out)
     if cfg.method == "rf":
         from .methods.rf import evaluate_rf, fit_rf
@@ -64,7 +66,7 @@ def cmd_fit(args) -> None:
         return
     trainer_args = _trainer_args(args.trainer)
     teacher_state = None
-    if cfg.method in ("kd", "dis2"):
+    if METHODS[cfg.method].wants_teacher(**cfg.method_args):
         if args.teacher:
             teacher, _ = load_run(Path(args.teacher))
         else:
@@ -89,7 +91,7 @@ def _run_and_data(args):
     module, run = load_run(Path(args.run))
     cfg = run["config"]
     data = load_dataset(cfg["dataset"], _data_dir(args.data_dir))
-    prep = split_data(data, cfg["seed"], cfg["val_fraction"])
+    prep = split_data(data, cfg["seed"], cfg["val_fraction"], cfg.get("split", "random"))
     return module, run, prep
 
 
@@ -103,7 +105,17 @@ def cmd_benchmark(args) -> None:
 
     datasets = list(LOADERS) if args.dataset == ["all"] else args.dataset
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    benchmark(datasets, _data_dir(args.data_dir), Path(args.out), args.seeds, args.set, command, args.jobs)
+    benchmark(
+        datasets,
+        _data_dir(args.data_dir),
+        Path(args.out),
+        args.seeds,
+        args.set,
+        command,
+        args.jobs,
+        args.grid,
+        args.rows,
+    )
 
 
 def cmd_export(args) -> None:
@@ -166,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--jobs", type=int, default=2, help="processes (one thread each) running seeds in parallel"
+    )
+    p.add_argument("--grid", type=int, default=0, help="use the first N tuning grid points (default: all)")
+    p.add_argument(
+        "--rows", nargs="+", default=[], help="a subset of the table rows (configs/benchmark.yaml)"
     )
     p.add_argument("--out", default="runs/benchmark")
     p.set_defaults(func=cmd_benchmark)

@@ -19,7 +19,7 @@ from eo_missing_qgis.core.card import InputSpec
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from .datasets import EODataset
-from .datasets.base import input_spec
+from .datasets.base import SPLITS, input_spec
 from .datasets.modalities import check_modalities
 from .methods import METHODS, MethodModule
 from .models import Predictor
@@ -41,6 +41,9 @@ class RunConfig:
     max_epochs: int = 60
     patience: int = 8
     val_fraction: float = 0.2
+    #: ``grouped`` (by site or location cluster) or ``random`` (the leaky earlier splits, kept only
+    #: to report the leak's effect): see :data:`training.datasets.base.SPLITS`.
+    split: str = "grouped"
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -49,6 +52,8 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         cfg = cls(**data)
+        if cfg.split not in SPLITS:
+            raise ValueError(f"unknown split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
         if cfg.method not in (*METHODS, "rf"):
             raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}, rf")
         cfg.modalities = list(MODALITIES if cfg.method == "teacher" else check_modalities(cfg.modalities))
@@ -67,8 +72,8 @@ class SplitData:
     target_std: float
 
 
-def split_data(data: EODataset, seed: int, val_fraction: float = 0.2) -> SplitData:
-    splits = data.splits(seed, val_fraction)
+def split_data(data: EODataset, seed: int, val_fraction: float = 0.2, split: str = "grouped") -> SplitData:
+    splits = data.splits(seed, val_fraction, split)
     specs = data.input_specs(splits["train"])
     arrays = {name: data.arrays(idx, specs) for name, idx in splits.items()}
     y = data.target[splits["train"]].astype(np.float64)
@@ -132,12 +137,13 @@ class KeepBest(L.Callback):
 
 def build_module(cfg: RunConfig, prep: SplitData) -> MethodModule:
     info = prep.data.info
+    # plain strings, not vocabulary enums: checkpoints load with torch's weights-only unpickler
     return METHODS[cfg.method](
-        task=info.task,
+        task=str(info.task),
         n_outputs=info.n_outputs,
         steps=prep.data.steps,
-        channels={m: len(s.bands) for m, s in prep.specs.items()},
-        modalities=cfg.modalities,
+        channels={str(m): len(s.bands) for m, s in prep.specs.items()},
+        modalities=[str(m) for m in cfg.modalities],
         net=cfg.net,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
@@ -160,7 +166,7 @@ def fit(
     """Train ``cfg`` on ``prep`` (seeded, deterministic); returns the module with its best weights."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, prep)
-    if hasattr(module, "load_teacher"):
+    if module.needs_teacher:
         if teacher_state is None:
             raise ValueError(f"method {cfg.method} needs a trained teacher (fit one with method 'teacher')")
         module.load_teacher(teacher_state)
@@ -199,7 +205,9 @@ def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, floa
         return {"rmse": float(np.sqrt(mean_squared_error(target, pred))), "r2": float(r2_score(target, pred))}
     pred = output.argmax(1)
     return {
-        "macro_f1": float(f1_score(target, pred, average="macro")),
+        "macro_f1": float(  # over every class of the dataset, present in this split or not
+            f1_score(target, pred, labels=range(output.shape[1]), average="macro", zero_division=0)
+        ),
         "accuracy": float(accuracy_score(target, pred)),
     }
 

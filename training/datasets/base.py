@@ -17,13 +17,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
+from sklearn.neighbors import BallTree
 
 from eo_missing_qgis.core.card import Band, ClassInfo, InputSpec
 from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS, MODALITIES, SENSORS, Task
 from eo_missing_qgis.core.preprocessing import band_statistics, standardize
 
 from .modalities import check_modalities
+
+EARTH_RADIUS_M = 6_371_000.0
+#: Split kinds: ``grouped`` keeps every group (LFMC site, location cluster) on one side of the
+#: test and validation splits; ``random`` reproduces the sample-random splits of earlier versions
+#: (crop-type test, crop-type and algae validation), which leak co-located duplicates, kept only
+#: to report the leak's effect. LFMC is split by site in both.
+SPLITS = ("grouped", "random")
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,9 @@ class EODataset:
     """Physical values (N, T, bands) per modality (NaN = missing), targets and the test flag.
 
     Classification targets are class *indices* 0..K-1 into ``info.classes``; regression targets
-    are physical values. ``groups`` (e.g. LFMC sites) keeps a group on one side of the validation
-    split, like the upstream test split does.
+    are physical values. ``groups`` (LFMC sites, or location clusters of co-located samples) keeps
+    a group on one side of the validation split, like the test split does; ``random_test`` is the
+    sample-random test split of earlier versions (crop type), used only by ``split="random"``.
     """
 
     name: str
@@ -57,6 +68,7 @@ class EODataset:
     is_test: np.ndarray
     info: TaskInfo
     groups: np.ndarray | None = None
+    random_test: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,12 +84,19 @@ class EODataset:
     def steps(self) -> int:
         return self.physical["S2"].shape[1]
 
-    def splits(self, seed: int, val_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    def splits(self, seed: int, val_fraction: float = 0.2, kind: str = "grouped") -> dict[str, np.ndarray]:
         """Train / validation (carved from the training part, seeded) / test indices."""
-        pool = np.flatnonzero(~self.is_test)
-        if self.groups is not None:
+        if kind not in SPLITS:
+            raise ValueError(f"unknown split {kind!r}; choose one of {', '.join(SPLITS)}")
+        grouped = kind == "grouped" or self.info.task == Task.REGRESSION  # LFMC: always by site
+        is_test = self.is_test if grouped or self.random_test is None else self.random_test
+        pool = np.flatnonzero(~is_test)
+        groups = self.groups if grouped else None
+        if groups is not None and self.info.task == Task.CLASSIFICATION:
+            tr, va = grouped_stratified_split(self.target[pool], groups[pool], val_fraction, seed)
+        elif groups is not None:
             splitter = GroupShuffleSplit(1, test_size=val_fraction, random_state=seed)
-            tr, va = next(splitter.split(pool, groups=self.groups[pool]))
+            tr, va = next(splitter.split(pool, groups=groups[pool]))
         elif self.info.task == Task.CLASSIFICATION:
             splitter = StratifiedShuffleSplit(1, test_size=val_fraction, random_state=seed)
             tr, va = next(splitter.split(pool, _stratifiable(self.target[pool])))
@@ -86,7 +105,7 @@ class EODataset:
             order = rng.permutation(len(pool))
             cut = round(len(pool) * val_fraction)
             va, tr = order[:cut], order[cut:]
-        return {"train": np.sort(pool[tr]), "val": np.sort(pool[va]), "test": np.flatnonzero(self.is_test)}
+        return {"train": np.sort(pool[tr]), "val": np.sort(pool[va]), "test": np.flatnonzero(is_test)}
 
     def input_specs(self, train_idx: np.ndarray, modalities=MODALITIES) -> dict[str, InputSpec]:
         """Card inputs with standardisation statistics of the training samples only."""
@@ -112,6 +131,30 @@ def input_spec(modality: str, mean, std) -> InputSpec:
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
     )
+
+
+def location_groups(latlon: np.ndarray, radius_m: float) -> np.ndarray:
+    """Cluster ids that chain samples closer than ``radius_m`` (single linkage on great-circle
+    distance), so co-located duplicates and their neighbours share one group."""
+    points = np.radians(np.asarray(latlon, np.float64))
+    near = BallTree(points, metric="haversine").query_radius(points, r=radius_m / EARTH_RADIUS_M)
+    rows = np.repeat(np.arange(len(points)), [len(n) for n in near])
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, np.concatenate(near))), shape=(len(points),) * 2)
+    return connected_components(graph, directed=False)[1]
+
+
+def grouped_stratified_split(
+    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) positions: whole groups held out, classes about as frequent on each side.
+
+    Fold ``seed mod k`` of a :class:`~sklearn.model_selection.StratifiedGroupKFold` with
+    ``k = 1 / fraction`` folds: its greedy assignment barely depends on the shuffle seed, so
+    successive seeds take successive folds (seeds 0..k-1 hold out every group once).
+    """
+    k = max(2, round(1 / fraction))
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(folds.split(labels, _stratifiable(labels), groups))[seed % k]
 
 
 def _stratifiable(labels: np.ndarray) -> np.ndarray:

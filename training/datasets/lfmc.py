@@ -14,4 +14,4 @@ INFO = TaskInfo(
 
 def load(data_dir: str | Path) -> EODataset:
     """2313 western-US samples, 3 monthly steps; validation is grouped by site like the test."""
-    return load_presto(Path(data_dir) / "presto" / "fuel_moisture", "lfmc", INFO, grouped_by_site=True)
+    return load_presto(Path(data_dir) / "presto" / "fuel_moisture", "lfmc", INFO)

@@ -9,7 +9,7 @@ import numpy as np
 from eo_missing_qgis.core.preprocessing import to_physical
 from eo_missing_qgis.core.units import preset
 
-from .base import EODataset, TaskInfo
+from .base import EODataset, TaskInfo, location_groups
 
 #: Channel indices of each modality in ``s1_s2_era5_srtm.npy`` (B8A, B9 and NDVI are not used:
 #: the nine S2 bands are those every source, including the WorldCereal cube, has).
@@ -28,9 +28,10 @@ ENCODINGS = {
 
 
 def load_presto(
-    folder: Path, name: str, info: TaskInfo, *, classes_from_one: bool = False, grouped_by_site: bool = False
+    folder: Path, name: str, info: TaskInfo, *, classes_from_one: bool = False, group_radius_m: float = 0.0
 ) -> EODataset:
-    """One presto task folder (``<folder>/npy/*.npy``) as physical values."""
+    """One presto task folder (``<folder>/npy/*.npy``) as physical values; validation groups are
+    the sites (``site.npy``) or, with ``group_radius_m``, location clusters of that radius."""
     npy = Path(folder) / "npy"
     if not npy.is_dir():
         raise FileNotFoundError(f"{npy} does not exist: pass the shared data directory (its presto/ folder)")
@@ -38,7 +39,11 @@ def load_presto(
     physical = {m: to_physical(raw[..., idx], ENCODINGS[m]) for m, idx in CHANNELS.items()}
     target = np.load(npy / "target.npy")
     target = (target.astype(np.int64) - 1) if classes_from_one else target.astype(np.float32)
-    groups = np.load(npy / "site.npy", allow_pickle=True) if grouped_by_site else None
+    latlon = np.load(npy / "latlon.npy")
+    if group_radius_m:
+        groups = location_groups(latlon, group_radius_m)
+    else:
+        groups = np.load(npy / "site.npy", allow_pickle=True)
     return EODataset(
         name=name,
         physical=physical,
@@ -46,5 +51,5 @@ def load_presto(
         is_test=np.load(npy / "is_test.npy").astype(bool),
         info=info,
         groups=groups,
-        meta={"month": np.load(npy / "month.npy")},
+        meta={"month": np.load(npy / "month.npy"), "latlon": latlon},
     )

@@ -14,19 +14,33 @@ from .losses import task_loss
 
 
 class EncoderHead(nn.Module):
-    """TempCNN over the concatenated bands of ``modalities`` + a linear head (single, teacher, KD)."""
+    """TempCNN over the concatenated bands of ``modalities`` + a linear head (single, teacher, KD).
+
+    ``encoders`` > 1 adds encoders over the same input whose embeddings are concatenated before
+    the head: the capacity-matched control for the two-encoder guided students.
+    """
 
     def __init__(
-        self, modalities: tuple[str, ...], channels: dict[str, int], steps: int, n_outputs: int, net: dict
+        self,
+        modalities: tuple[str, ...],
+        channels: dict[str, int],
+        steps: int,
+        n_outputs: int,
+        net: dict,
+        encoders: int = 1,
     ):
         super().__init__()
         self.modalities = tuple(modalities)
-        self.encoder = TempCNN(sum(channels[m] for m in self.modalities), steps, **net)
-        self.head = nn.Linear(self.encoder.filters, n_outputs)
+        width = sum(channels[m] for m in self.modalities)
+        self.encoder = TempCNN(width, steps, **net)
+        self.extra = nn.ModuleList(TempCNN(width, steps, **net) for _ in range(encoders - 1))
+        self.head = nn.Linear(self.encoder.filters * encoders, n_outputs)
 
     def features(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        levels = self.encoder(torch.cat([inputs[m] for m in self.modalities], dim=2))
-        return levels, self.encoder.embed(levels[-1])
+        x = torch.cat([inputs[m] for m in self.modalities], dim=2)
+        levels = self.encoder(x)
+        embeds = [self.encoder.embed(levels[-1]), *(e.embed(e(x)[-1]) for e in self.extra)]
+        return levels, torch.cat(embeds, dim=1)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.features(inputs)[1])
@@ -48,6 +62,13 @@ class MethodModule(L.LightningModule):
     """
 
     method = ""
+    #: Whether :func:`training.run.fit` must hand it a pre-trained teacher (``load_teacher``).
+    needs_teacher = False
+
+    @classmethod
+    def wants_teacher(cls, **method_args) -> bool:
+        """``needs_teacher`` of an instance built with ``method_args`` (known before training)."""
+        return cls.needs_teacher
 
     def __init__(
         self,

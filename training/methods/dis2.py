@@ -1,16 +1,25 @@
 """``dis2``: DIS2-style distillation for a missing modality, transferred to time series.
 
-The student has an encoder for the available modality and a *compensation* encoder (same input)
-whose features stand in for the missing modalities. After every encoder block the two are fused
-(1x1 conv on the concatenation, plus the previous level's fused features: hierarchical fusion
-across blocks of growing temporal receptive field). An online full-modality teacher (initialised
-from the pre-trained teacher when given, trained alongside with its own task loss) guides the
-student with stop-gradient: at each level MSE between normalised time-pooled fused and teacher
-features, and on the outputs temperature-scaled KL (classification) or MSE (regression), weighted
-by a ramp after a warm-up. Squared-cosine orthogonality keeps compensation and available
-features apart; deep supervision puts a task head on each intermediate level. Classification uses
-class-wise attention (one learnable query per class) over the fused sequence before the head.
-Inference uses the two encoders, the fusion and the head only.
+The student has an *available* encoder for the available modality and a *compensation* encoder
+(same input) whose features stand in for the missing modalities. After every encoder block the
+two are fused (1x1 conv on the concatenation, plus the previous level's fused features:
+hierarchical fusion across blocks of growing temporal receptive field).
+
+The full-modality branch (``shared_encoder: true``, the default, as in DIS2) reuses the
+student's available encoder and adds a *missing-modality* encoder over the other modality
+groups, fused the same way, with its own head; it is trained online with its own task loss, and
+the available encoder is also supervised on its own (a linear head on its time-pooled last
+level). The student is guided with stop-gradient: at each level MSE between the normalised
+time-pooled fused features of student and full branch, and on the outputs temperature-scaled KL
+(classification) or MSE (regression), weighted by a ramp after a warm-up. Squared-cosine
+orthogonality keeps compensation and available features apart; deep supervision puts a task
+head on each intermediate fused level. Classification uses class-wise attention (one learnable
+query per class) over the fused sequence, and every supervised classification output uses
+DIS2's class-weighted cross-entropy + Dice (``dice: true``; regression uses MSE).
+
+``shared_encoder: false`` and ``dice: false`` give the earlier variant (its ablation row): a
+separate all-modality teacher network initialised from the pre-trained teacher and trained
+alongside, plain cross-entropy. Inference uses the two student encoders, the fusion and the head.
 """
 
 from __future__ import annotations
@@ -24,7 +33,14 @@ from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from ..models import TempCNN
 from .base import EncoderHead, MethodModule, mark_teacher
-from .losses import feature_distillation, orthogonality, output_distillation, ramp
+from .losses import (
+    dice_loss,
+    feature_distillation,
+    orthogonality,
+    output_distillation,
+    ramp,
+    weighted_cross_entropy,
+)
 
 
 class ClassAttentionHead(nn.Module):
@@ -44,6 +60,29 @@ class ClassAttentionHead(nn.Module):
         return (summary * self.weight).sum(-1) + self.bias
 
 
+def _head(width: int, steps: int, n_outputs: int, task: str) -> nn.Module:
+    if task == Task.CLASSIFICATION:
+        return ClassAttentionHead(width, n_outputs)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(width * steps, width), nn.ReLU(), nn.Linear(width, n_outputs)
+    )
+
+
+def _fusions(width: int, levels: int) -> nn.ModuleList:
+    return nn.ModuleList(
+        nn.Sequential(nn.Conv1d(2 * width, width, 1), nn.BatchNorm1d(width), nn.ReLU()) for _ in range(levels)
+    )
+
+
+def fuse_levels(a: list[torch.Tensor], b: list[torch.Tensor], fusions: nn.ModuleList) -> list[torch.Tensor]:
+    """Hierarchical fusion: level k fuses ``a[k]`` and ``b[k]`` and adds level k-1's result."""
+    fused, previous = [], 0.0
+    for x, y, fuse in zip(a, b, fusions, strict=True):
+        previous = fuse(torch.cat([x, y], dim=1)) + previous
+        fused.append(previous)
+    return fused
+
+
 class DIS2Student(nn.Module):
     def __init__(
         self, modalities: tuple[str, ...], channels: int, steps: int, n_outputs: int, task: str, net: dict
@@ -52,27 +91,14 @@ class DIS2Student(nn.Module):
         self.modalities = modalities
         self.available = TempCNN(channels, steps, **net)
         self.compensation = TempCNN(channels, steps, **net)
-        width = self.available.filters
-        self.fuse = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(2 * width, width, 1), nn.BatchNorm1d(width), nn.ReLU())
-            for _ in self.available.blocks
-        )
-        self.head = (
-            ClassAttentionHead(width, n_outputs)
-            if task == Task.CLASSIFICATION
-            else nn.Sequential(
-                nn.Flatten(), nn.Linear(width * steps, width), nn.ReLU(), nn.Linear(width, n_outputs)
-            )
-        )
+        self.fuse = _fusions(self.available.filters, len(self.available.blocks))
+        self.head = _head(self.available.filters, steps, n_outputs, task)
 
     def levels(self, inputs: dict[str, torch.Tensor]):
         """Available, compensation and fused feature sequences per level, and the output."""
         x = torch.cat([inputs[m] for m in self.modalities], dim=2)
         avail, comp = self.available(x), self.compensation(x)
-        fused, previous = [], 0.0
-        for a, c, fuse in zip(avail, comp, self.fuse, strict=True):
-            previous = fuse(torch.cat([a, c], dim=1)) + previous
-            fused.append(previous)
+        fused = fuse_levels(avail, comp, self.fuse)
         return avail, comp, fused, self.head(fused[-1])
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,6 +108,10 @@ class DIS2Student(nn.Module):
 class DIS2Module(MethodModule):
     method = "dis2"
 
+    @classmethod
+    def wants_teacher(cls, **method_args) -> bool:
+        return not method_args.get("shared_encoder", True)
+
     def __init__(
         self,
         temperature: float = 2.0,
@@ -90,6 +120,8 @@ class DIS2Module(MethodModule):
         distill_weight: float = 1.0,
         orthogonality_weight: float = 1.0,
         deep_weight: float = 0.5,
+        shared_encoder: bool = True,
+        dice: bool = True,
         **kwargs,
     ):
         super().__init__(
@@ -99,8 +131,11 @@ class DIS2Module(MethodModule):
             distill_weight=distill_weight,
             orthogonality_weight=orthogonality_weight,
             deep_weight=deep_weight,
+            shared_encoder=shared_encoder,
+            dice=dice,
             **kwargs,
         )
+        self.needs_teacher = self.wants_teacher(shared_encoder=shared_encoder)
         h = self.hparams
         self.student = DIS2Student(
             self.modalities,
@@ -110,18 +145,45 @@ class DIS2Module(MethodModule):
             self.task,
             self.net_args,
         )
-        self.teacher = mark_teacher(EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args))
         width = self.student.available.filters
         self.deep_heads = nn.ModuleList(nn.Linear(width, h.n_outputs) for _ in self.student.fuse[:-1])
+        if shared_encoder:
+            missing = [m for m in MODALITIES if m not in self.modalities]
+            self.missing_modalities = tuple(missing)
+            self.missing = mark_teacher(
+                TempCNN(sum(h.channels[m] for m in missing), h.steps, **self.net_args)
+            )
+            self.full_fuse = mark_teacher(_fusions(width, len(self.student.fuse)))
+            self.full_head = mark_teacher(_head(width, h.steps, h.n_outputs, self.task))
+            self.available_head = nn.Linear(width, h.n_outputs)
+        else:
+            self.teacher = mark_teacher(
+                EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args)
+            )
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
         self.teacher.load_state_dict(state)
 
+    def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """DIS2's class-weighted cross-entropy + Dice for classification (with ``dice``)."""
+        if self.task == Task.CLASSIFICATION and self.hparams.dice:
+            y = self.target(batch)
+            return weighted_cross_entropy(output, y) + dice_loss(output, y)
+        return super().loss(output, batch)
+
+    def full_branch(self, batch, avail: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Guide features per level and guide output, with the shared encoder or the teacher."""
+        if not self.hparams.shared_encoder:
+            t_levels, t_emb = self.teacher.features(batch)
+            return t_levels, self.teacher.head(t_emb)
+        missing = self.missing(torch.cat([batch[m] for m in self.missing_modalities], dim=2))
+        fused = fuse_levels(avail, missing, self.full_fuse)
+        return fused, self.full_head(fused[-1])
+
     def training_loss(self, batch):
         h = self.hparams
         avail, comp, fused, out = self.student.levels(batch)
-        t_levels, t_emb = self.teacher.features(batch)
-        t_out = self.teacher.head(t_emb)
+        t_levels, t_out = self.full_branch(batch, avail)
         weight = h.distill_weight * ramp(self.current_epoch, h.warmup_epochs, h.ramp_epochs)
         parts = {
             "task": self.loss(out, batch),
@@ -138,9 +200,12 @@ class DIS2Module(MethodModule):
                 torch.zeros((), device=out.device),
             ),
         }
+        if h.shared_encoder:
+            parts["available"] = self.loss(self.available_head(avail[-1].mean(-1)), batch)
         total = (
             parts["task"]
             + parts["teacher"]
+            + parts.get("available", 0.0)
             + weight * parts["distill"]
             + h.orthogonality_weight * parts["orthogonality"]
             + h.deep_weight * parts["deep"]

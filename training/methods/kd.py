@@ -14,6 +14,7 @@ from .losses import feature_distillation, output_distillation
 
 class KDModule(MethodModule):
     method = "kd"
+    needs_teacher = True
 
     def __init__(self, temperature: float = 2.0, kd_weight: float = 1.0, hint_weight: float = 1.0, **kwargs):
         super().__init__(temperature=temperature, kd_weight=kd_weight, hint_weight=hint_weight, **kwargs)

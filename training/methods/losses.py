@@ -60,6 +60,23 @@ def task_loss(output: torch.Tensor, target: torch.Tensor, task: str) -> torch.Te
     return F.mse_loss(output, target.view(-1, 1))
 
 
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with class weights inversely proportional to the class counts in the batch
+    (classes absent from the batch weigh nothing), so rare classes count as much as common ones."""
+    counts = torch.bincount(target, minlength=logits.shape[1]).float()
+    weights = torch.where(counts > 0, counts.sum() / (counts.clamp(min=1) * (counts > 0).sum()), 0.0)
+    return F.cross_entropy(logits, target, weight=weights)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean soft Dice over the classes present in the batch, from softmax probabilities."""
+    probs = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(target, logits.shape[1]).float()
+    present = onehot.sum(0) > 0
+    dice = (2 * (probs * onehot).sum(0) + eps) / (probs.sum(0) + onehot.sum(0) + eps)
+    return 1 - dice[present].mean()
+
+
 def ramp(epoch: int, warmup: int, length: int) -> float:
     """0 during ``warmup`` epochs, then linear to 1 over ``length`` epochs."""
     if epoch < warmup:

@@ -1,11 +1,18 @@
 """``mdico``: multi-modal disentangled co-learning (after MDiCo), transferred to TempCNN encoders.
 
 Per modality group a *specific* and a *shared* encoder. The specific embedding is split into an
-informative and an unused half; the shared embedding goes through one projection common to all
-modalities. Each modality has its own head on [informative, shared]; one auxiliary head, shared
-across modalities, is applied to the informative and to the shared parts; shared parts of
-different modalities of the same sample are pulled together with NT-Xent (temperature 0.1); two
-modality-discriminative heads classify which modality a feature came from. All weights are 1.
+informative and an unused half; the shared embedding goes through a projection, one per
+modality as in the authors' released code (``projection: per_modality``; ``shared`` uses one
+projection common to all modalities). Each modality has its own head on [informative, shared];
+one auxiliary head, shared across modalities, is applied to the informative and to the shared
+parts; shared parts of different modalities of the same sample are pulled together with NT-Xent
+(temperature 0.1); two modality-discriminative heads classify which modality a feature came from.
+
+Loss weighting (``reduction``): the four terms have 4 (task), 8 (auxiliary), 8 (modality) and 6
+(contrast, one per pair) members. ``mean`` (default) averages each term over its members and
+weighs them task : auxiliary : modality : contrast = 1 : 1 : 1 : ``contrast_weight`` (12 by
+default, the ratio of the released code); ``sum`` with ``contrast_weight: 1`` adds every member
+with weight 1, i.e. 4 : 8 : 8 : 6 (the earlier variant, kept as its ablation row).
 
 The paper's text applies the second modality head to the *unused* half; the authors' released
 code applies it to the *shared* features. ``second_modality_head_on`` selects either.
@@ -53,12 +60,30 @@ class MDiCoStudent(nn.Module):
 class MDiCoModule(MethodModule):
     method = "mdico"
 
-    def __init__(self, temperature: float = 0.1, second_modality_head_on: str = "unused", **kwargs):
-        if second_modality_head_on not in ("unused", "shared"):
-            raise ValueError(
-                "second_modality_head_on must be 'unused' (paper text) or 'shared' (released code)"
-            )
-        super().__init__(temperature=temperature, second_modality_head_on=second_modality_head_on, **kwargs)
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        second_modality_head_on: str = "unused",
+        projection: str = "per_modality",
+        reduction: str = "mean",
+        contrast_weight: float = 12.0,
+        **kwargs,
+    ):
+        for name, value, allowed in (
+            ("second_modality_head_on", second_modality_head_on, ("unused", "shared")),
+            ("projection", projection, ("per_modality", "shared")),
+            ("reduction", reduction, ("mean", "sum")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        super().__init__(
+            temperature=temperature,
+            second_modality_head_on=second_modality_head_on,
+            projection=projection,
+            reduction=reduction,
+            contrast_weight=contrast_weight,
+            **kwargs,
+        )
         if len(self.modalities) != 1:
             raise ValueError(f"mdico predicts from one modality at a time, not {list(self.modalities)}")
         h = self.hparams
@@ -74,7 +99,11 @@ class MDiCoModule(MethodModule):
 
         self.specific = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
         self.shared = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
-        self.projection = nn.Linear(width, half)
+        if projection == "shared":
+            common = nn.Linear(width, half)
+            self.projection = nn.ModuleDict({m: common for m in MODALITIES})
+        else:
+            self.projection = nn.ModuleDict({m: nn.Linear(width, half) for m in MODALITIES})
         self.heads = nn.ModuleDict({m: nn.Linear(2 * half, h.n_outputs) for m in MODALITIES})
         self.aux_head = nn.Linear(half, h.n_outputs)
         self.modality_head = nn.Linear(half, len(MODALITIES))
@@ -82,7 +111,11 @@ class MDiCoModule(MethodModule):
 
     def student(self, modality: str) -> MDiCoStudent:
         return MDiCoStudent(
-            modality, self.specific[modality], self.shared[modality], self.projection, self.heads[modality]
+            modality,
+            self.specific[modality],
+            self.shared[modality],
+            self.projection[modality],
+            self.heads[modality],
         )
 
     def training_loss(self, batch):
@@ -106,9 +139,19 @@ class MDiCoModule(MethodModule):
                 + F.cross_entropy(self.modality_head(informative), label)
                 + F.cross_entropy(self.second_modality_head(second), label)
             )
-        for a, b in combinations(shared_parts, 2):
+        pairs = list(combinations(shared_parts, 2))
+        for a, b in pairs:
             terms["contrast"] = terms["contrast"] + info_nce(a, b, self.hparams.temperature)
-        return sum(terms.values()), terms
+        if self.hparams.reduction == "mean":
+            members = {"task": len(MODALITIES), "aux": 2 * len(MODALITIES), "modality": 2 * len(MODALITIES)}
+            terms = {k: v / members.get(k, len(pairs)) for k, v in terms.items()}
+        total = (
+            terms["task"]
+            + terms["aux"]
+            + terms["modality"]
+            + self.hparams.contrast_weight * terms["contrast"]
+        )
+        return total, terms
 
     def inference_core(self) -> nn.Module:
         return self.student(self.modalities[0])
