@@ -109,17 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         return diagnostics(args.model, args.device)
     from .engine import RunOptions, run_model
 
-    inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
-              for d in args.inputs]
     reference: int | str = int(args.reference) if args.reference.isdigit() else args.reference
-    options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb, batch_size=args.batch_size,
-                         device=args.device, threads=args.threads, write_probabilities=args.probabilities,
-                         reference=reference)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    try:
+    try:  # the layers and options are checked as they are built: their errors are user errors too
+        inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
+                  for d in args.inputs]
+        options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb, batch_size=args.batch_size,
+                             device=args.device, threads=args.threads,
+                             write_probabilities=args.probabilities, reference=reference)
         result = run_model(args.model, inputs, args.out, options=options,
                            progress=None if args.quiet else _progress, log=None if args.quiet else log)
     except (ValueError, ModelCardError, DependencyError, Cancelled) as exc:

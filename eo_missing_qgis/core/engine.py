@@ -31,7 +31,7 @@ from .blending import OverlapBlend
 from .block import BlockOutputs, Prepared, finish_block, prepare_block, run_block, values_per_pixel
 from .card import ModelCard
 from .definitions import Device
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, OptionError
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
@@ -55,6 +55,13 @@ class RunOptions:
     reference: int | str = 0
     resampling: str = "nearest"
     confidence: str | None = None
+
+    def __post_init__(self) -> None:
+        # 0 or a negative size would be taken as "the card's default" or fail deep in the run.
+        if self.tile_size is not None and self.tile_size < 1:
+            raise OptionError(f"tile size must be at least 1 pixel, not {self.tile_size}")
+        if not self.memory_mb > 0:  # also NaN
+            raise OptionError(f"memory budget must be a positive number of MB, not {self.memory_mb:g}")
 
 
 @dataclass

@@ -69,7 +69,33 @@ def open_session(model_path: str | Path, device: Device = Device.AUTO,
 
     session, choice = open_inference_session(ort, path, device, make_options)
     check_graph(card, session, Path(path).name)
-    return ModelSession(path, card, session, choice.provider, provider_note=choice.note)
+    loaded = ModelSession(path, card, session, choice.provider, provider_note=choice.note)
+    if not card.spatial:  # a spatial model's output is checked on every tile (block.run_block)
+        probe_output(loaded)
+    return loaded
+
+
+def probe_output(model: ModelSession) -> None:
+    """Run a probe batch of several pixels and refuse an output not shaped (pixels, values).
+
+    Graph shapes are often symbolic, so :func:`check_graph` cannot see an output laid out
+    (values, batch) or one per time step; with one pixel such outputs even look right. The probe
+    has more pixels than the model has values, so (values, batch) never passes for (batch, values).
+    """
+    card = model.card
+    values = len(card.output.classes) if card.task == Task.CLASSIFICATION else 1
+    pixels = values + 2
+    feeds = {s.tensor: np.zeros((pixels, card.time.steps, len(s.bands)), dtype=np.float32)
+             for s in card.inputs}
+    try:
+        shape = np.shape(model.run(feeds)[0])
+    except Exception as exc:  # any runtime failure: the model cannot run
+        raise ModelError(f"{Path(model.path).name}: the model fails on a probe batch of {pixels} "
+                         f"pixels: {exc}") from None
+    if shape not in ((pixels, values), (pixels,) * (values == 1)):
+        raise ModelError(f"{Path(model.path).name}: for a probe batch of {pixels} pixels the model "
+                         f"returned {shape}, not ({pixels}, {values}): one row of {values} "
+                         f"value{'s' * (values > 1)} per pixel, as its card declares")
 
 
 def check_graph(card: ModelCard, session, name: str) -> None:

@@ -1,0 +1,152 @@
+"""Models and options (issue 11): outputs shaped against the card with a probe batch, one clear
+line for bad options and hostile cards, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from eo_missing_qgis.core.card import ModelCardError, card_from_dict, read_card
+from eo_missing_qgis.core.card.model import CARD_KEY
+from eo_missing_qgis.core.engine import RunOptions, run_model
+from eo_missing_qgis.core.errors import ModelError, OptionError
+from eo_missing_qgis.core.raster_inputs import RasterInput
+from tests.engine_data import S2_VARS, variable
+from tests.tiny_models import card_dict, tiny_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(tiny_onnx(tmp_path_factory.mktemp("m") / "s2.onnx", card_dict(modalities=("S2",))))
+
+
+@pytest.fixture
+def out(tmp_path) -> Path:
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def s2_inputs(data_dir) -> list[RasterInput]:
+    return [RasterInput(variable(data_dir, v)) for v in S2_VARS.values()]
+
+
+def reshaped_output(src: str, path: Path, extra: list, dims: list[str]) -> str:
+    """The tiny model with ``extra`` nodes turning its (batch, classes) output 'probabilities'
+    into another layout, declared with symbolic ``dims`` so the graph check cannot see it."""
+    m = onnx.load(src)
+    for node in m.graph.node:
+        node.output[:] = ["per_pixel" if o == "probabilities" else o for o in node.output]
+    m.graph.node.extend(extra)
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, dims))
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def test_output_classes_by_batch_is_refused(tmp_path, data_dir, model, out):
+    # (classes, batch) used to be reshaped into (batch, classes): a scrambled map, exit 0.
+    bad = reshaped_output(model, tmp_path / "transposed.onnx",
+                          [helper.make_node("Transpose", ["per_pixel"], ["probabilities"], perm=[1, 0])],
+                          ["a", "b"])
+    with pytest.raises(ModelError) as err:
+        run_model(bad, s2_inputs(data_dir), out / "pred.tif")
+    assert "probe batch of 5 pixels the model returned (3, 5), not (5, 3)" in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_output_per_time_step_is_refused(tmp_path, data_dir, model, out):
+    # (batch, time, classes) used to end in a numpy broadcast traceback.
+    repeats = onnx.numpy_helper.from_array(np.array([1, 12, 1], dtype=np.int64), "repeats")
+    axes = onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    bad = reshaped_output(model, tmp_path / "per_step.onnx", [
+        helper.make_node("Constant", [], ["axes"], value=axes),
+        helper.make_node("Constant", [], ["repeats"], value=repeats),
+        helper.make_node("Unsqueeze", ["per_pixel", "axes"], ["one_step"]),
+        helper.make_node("Tile", ["one_step", "repeats"], ["probabilities"]),
+    ], ["batch", "time", "classes"])
+    with pytest.raises(ModelError, match=r"returned \(5, 12, 3\), not \(5, 3\)"):
+        run_model(bad, s2_inputs(data_dir), out / "pred.tif")
+    assert list(out.iterdir()) == []
+
+
+def deep_card_model(src: str, path: Path, depth: int) -> str:
+    m = onnx.load(src)
+    for prop in m.metadata_props:
+        if prop.key == CARD_KEY:
+            card = json.loads(prop.value)
+            prop.value = json.dumps(card)[:-1] + ', "stac_mlm": ' + "[" * depth + "]" * depth + "}"
+    onnx.save(m, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_card_is_one_clear_error(tmp_path, model, depth):
+    # 100 000 levels used to end in a RecursionError; 100 levels parse but cannot be shown safely.
+    with pytest.raises(ModelCardError, match="nested"):
+        read_card(deep_card_model(model, tmp_path / "deep.onnx", depth))
+
+
+def test_bundled_cards_are_not_too_deep():
+    for path in (ROOT / "eo_missing_qgis" / "models").glob("*.onnx"):
+        assert read_card(path).name
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("tile_size", 0, "tile size must be at least 1 pixel, not 0"),
+    ("memory_mb", -5, "memory budget must be a positive number of MB, not -5"),
+    ("memory_mb", float("nan"), "memory budget must be a positive number of MB, not nan"),
+])
+def test_bad_run_options_are_refused(option, value, message):
+    with pytest.raises(OptionError, match=message):
+        RunOptions(**{option: value})
+
+
+def test_negative_time_index_is_refused(data_dir):
+    with pytest.raises(OptionError, match=r"time index of .* must be 0 .* not -3"):
+        RasterInput(variable(data_dir, "S2-L2A-B04"), time_index=-3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--time-index", "-3"], "must be 0 (the oldest step) or more, not -3"),
+    (["--memory-mb", "-5"], "memory budget must be a positive number of MB, not -5"),
+    (["--tile-size", "0"], "tile size must be at least 1 pixel, not 0"),
+])
+def test_cli_bad_options_are_one_line(tmp_path, data_dir, args, message):
+    cube = str(data_dir / "worldcereal" / "worldcereal_preprocessed_inputs.nc")
+    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx")
+    proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", bundled,
+                           "--input", cube, *args, "--out", str(tmp_path / "o.tif"), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deep_card_in_the_cli_is_one_line(tmp_path, data_dir, model):
+    deep = deep_card_model(model, tmp_path / "deep.onnx", 100_000)
+    proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", deep,
+                           "--input", variable(data_dir, "S2-L2A-B04"), "--out", str(tmp_path / "o.tif")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "nested too deeply" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o.tif").exists()
+
+
+def test_probe_accepts_the_tiny_and_bundled_models(tmp_path, model):
+    from eo_missing_qgis.core.session import open_session
+
+    assert open_session(model).card.name
+    card = card_from_dict(card_dict(task="regression"))
+    assert open_session(tiny_onnx(tmp_path / "reg.onnx", card)).card.task == "regression"
+    for path in (ROOT / "eo_missing_qgis" / "models").glob("*.onnx"):
+        assert open_session(path, threads=1).card.name
