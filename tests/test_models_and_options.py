@@ -150,3 +150,25 @@ def test_probe_accepts_the_tiny_and_bundled_models(tmp_path, model):
     assert open_session(tiny_onnx(tmp_path / "reg.onnx", card)).card.task == "regression"
     for path in (ROOT / "eo_missing_qgis" / "models").glob("*.onnx"):
         assert open_session(path, threads=1).card.name
+
+
+@pytest.mark.parametrize("backend", ["rasterio", "gdal"])
+def test_failed_read_shows_gdals_message(tmp_path, data_dir, model, out, monkeypatch, backend):
+    # A VRT whose source file is gone used to fail with "See previous exception for details".
+    from osgeo import gdal
+
+    from eo_missing_qgis.core import raster_io
+
+    monkeypatch.setenv("EO_MISSING_RASTER_BACKEND", backend)
+    monkeypatch.setattr(raster_io, "_rasterio", None)  # chosen again, from the variable
+    source = tmp_path / "b04.tif"
+    gdal.Translate(str(source), variable(data_dir, S2_VARS["B04"]))
+    gdal.BuildVRT(str(tmp_path / "b04.vrt"), [str(source)]).FlushCache()
+    source.unlink()
+    inputs = [RasterInput(variable(data_dir, v)) for b, v in S2_VARS.items() if b != "B04"]
+    inputs.append(RasterInput(str(tmp_path / "b04.vrt"), modality="S2", band="B04"))
+    with pytest.raises(ValueError) as err:
+        run_model(model, inputs, out / "pred.tif")
+    assert f"{source}: No such file or directory" in str(err.value)
+    assert "See previous exception" not in str(err.value)
+    assert list(out.iterdir()) == []

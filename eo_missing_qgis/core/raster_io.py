@@ -185,8 +185,16 @@ def open_raster(path: str):
     return ds
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, followed by GDAL's own message when rasterio only refers to it
+    ("Read failed. See previous exception for details.": a VRT's missing source file, say)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is exc or not str(cause).strip():
+        return text
+    return f"{text.replace('See previous exception for details.', '').strip()} (GDAL: {_first_line(cause)})"
 
 
 def same_grid(a: Grid, b: Grid) -> bool:
