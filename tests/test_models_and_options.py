@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from eo_missing_qgis.core.card import ModelCardError, card_from_dict, read_card
 from eo_missing_qgis.core.card.model import CARD_KEY
 from eo_missing_qgis.core.engine import RunOptions, run_model
-from eo_missing_qgis.core.errors import ModelError, OptionError
+from eo_missing_qgis.core.errors import Cancelled, ModelError, OptionError
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from tests.engine_data import S2_VARS, variable
 from tests.tiny_models import card_dict, tiny_onnx
@@ -171,4 +171,52 @@ def test_failed_read_shows_gdals_message(tmp_path, data_dir, model, out, monkeyp
         run_model(model, inputs, out / "pred.tif")
     assert f"{source}: No such file or directory" in str(err.value)
     assert "See previous exception" not in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def huge_vrt(folder: Path, data_dir, name: str, size: int) -> str:
+    """A ``size``² px VRT of one cube variable: the real 100² px cube in its top-left corner,
+    nodata elsewhere (a huge mosaic of which little is filled)."""
+    from osgeo import gdal
+
+    path = folder / f"{name}.vrt"
+    gdal.Translate(str(path), variable(data_dir, name), format="VRT")
+    text = path.read_text()
+    path.write_text(text.replace('rasterXSize="100" rasterYSize="100"',
+                                 f'rasterXSize="{size}" rasterYSize="{size}"', 1))
+    return str(path)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (20, "< 1 min"), (12 * 60, "about 12 min"), (3 * 3600 + 20 * 60, "about 3 h 20 min"),
+    (5 * 86400, "about 5 days"), (23 * 86400, "about 3 weeks"),
+])
+def test_duration_text(seconds, text):
+    from eo_missing_qgis.core.engine import duration_text
+
+    assert duration_text(seconds) == text
+
+
+def test_time_left_is_logged_after_the_first_tile_and_shown_as_status(data_dir, model, out):
+    logs, statuses = [], []
+    run_model(model, s2_inputs(data_dir), out / "pred.tif", options=RunOptions(tile_size=16),
+              log=logs.append, status=statuses.append)
+    estimates = [m for m in logs if "estimated time left" in m]
+    assert len(estimates) == 1 and "from the first 1 of " in estimates[0], logs
+    assert "10000 pixels in all" in estimates[0]
+    assert statuses and all(s.endswith(" left") and "% done, " in s for s in statuses)
+    shares = [int(s.split(" %")[0]) for s in statuses]
+    assert shares == sorted(shares) and shares[-1] < 100
+
+
+def test_huge_raster_announces_its_time_after_the_first_tile(tmp_path, data_dir, model, out):
+    # 200 000² px used to start a run of weeks without a word; the estimate comes after one tile.
+    inputs = [RasterInput(huge_vrt(tmp_path, data_dir, v, 200_000)) for v in S2_VARS.values()]
+    logs, statuses = [], []
+    with pytest.raises(Cancelled):
+        run_model(model, inputs, out / "pred.tif", log=logs.append, status=statuses.append,
+                  cancel=lambda: bool(statuses))
+    estimate = next(m for m in logs if "estimated time left" in m)
+    assert "from the first 1 of " in estimate and f"{200_000 ** 2} pixels in all" in estimate
+    assert statuses == [statuses[0]] and statuses[0].startswith("0 % done, ")
     assert list(out.iterdir()) == []

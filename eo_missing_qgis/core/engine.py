@@ -89,11 +89,14 @@ def run_model(
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Predict ``model`` over ``inputs`` onto the reference grid; see the module docstring.
 
     ``cancel`` is asked before every batch (from the model thread); when it returns True the run
-    stops, removes its temporary files and raises :class:`.errors.Cancelled`.
+    stops, removes its temporary files and raises :class:`.errors.Cancelled`. ``status`` gets a
+    short text after every window (share done, time left) for a progress bar; the first estimate
+    of the time left also goes to ``log``, as a warning when the run will take hours.
     """
     options = options or RunOptions()
     start = time.perf_counter()
@@ -155,6 +158,7 @@ def run_model(
                 n = _predict_window(session, card, prepared, wins[i], outs, batch, check_cancel)
                 return n, wins[i].size
         checked: set = set()
+        clock = TimeLeft(grid.width * grid.height, len(wins))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked)
             for i in range(len(wins)):
@@ -169,6 +173,13 @@ def run_model(
                 nodata += written - n
                 if progress:
                     progress((i + 1) / len(wins))
+                note = clock.add(written)
+                if note and i == 0:
+                    long_run = note.seconds > LONG_RUN_SECONDS
+                    say(note.log + ("; cancel and clip the layers to the area you need if that is too "
+                                    "long" if long_run else ""), warn=long_run)
+                if note and status:
+                    status(note.status)
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
@@ -183,6 +194,57 @@ def run_model(
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
                      session.provider_note)
+
+
+#: A run expected to take longer than this is announced as a warning (the user may want to cancel).
+LONG_RUN_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The time left, as seconds and as the texts a log and a progress bar show."""
+
+    seconds: float
+    log: str
+    status: str
+
+
+class TimeLeft:
+    """Estimates the time left from the pixels written so far: measured from the first window on,
+    so a run of weeks over a huge raster says so after its first batches, not at the end."""
+
+    def __init__(self, pixels: int, windows: int):
+        self.pixels, self.windows = pixels, windows
+        self.done = self.count = 0
+        self.start = time.perf_counter()
+
+    def add(self, written: int) -> Estimate | None:
+        """Count one window of ``written`` pixels; the estimate, or None once all are written."""
+        self.done += written
+        self.count += 1
+        if self.done <= 0 or self.done >= self.pixels:
+            return None
+        seconds = (time.perf_counter() - self.start) / self.done * (self.pixels - self.done)
+        left = duration_text(seconds)
+        share = 100 * self.done // self.pixels  # floored: 100 % only when done
+        return Estimate(seconds, f"estimated time left: {left} (from the first {self.count} of "
+                                 f"{self.windows} tiles, {self.pixels} pixels in all)",
+                        f"{share} % done, {left} left")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in the largest units that say it plainly: '< 1 min', 'about 12 min',
+    'about 3 h 20 min', 'about 5 days', 'about 3 weeks'."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "< 1 min"
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"about {hours} h {minutes} min" if minutes else f"about {hours} h"
+    days = round(hours / 24)
+    return f"about {days} days" if days < 21 else f"about {round(days / 7)} weeks"
 
 
 def _network_inputs(reader: WindowReader, card: ModelCard, win: Window, checked: set) -> Prepared:

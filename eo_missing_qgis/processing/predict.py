@@ -152,7 +152,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if path:
             feedback.pushInfo(self.tr("Model: the custom ONNX file {}.").format(path))
             return path
-        task = self.parameterAsEnumString(parameters, self.TASK, context)
+        task = self.enum_text(parameters, self.TASK, context)
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
         try:
@@ -196,7 +196,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         )
         try:
             result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
-                                    is_canceled=feedback.isCanceled, log=feedback.pushInfo)
+                                    is_canceled=feedback.isCanceled, log=feedback.pushInfo,
+                                    status=feedback.setProgressText)
         except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
             raise QgsProcessingException(str(exc)) from None
         if result is None:  # canceled: nothing was written
