@@ -220,3 +220,38 @@ def test_huge_raster_announces_its_time_after_the_first_tile(tmp_path, data_dir,
     assert "from the first 1 of " in estimate and f"{200_000 ** 2} pixels in all" in estimate
     assert statuses == [statuses[0]] and statuses[0].startswith("0 % done, ")
     assert list(out.iterdir()) == []
+
+
+_PEAK_CHILD = """
+import json, sys
+import numpy as np
+from eo_missing_qgis.core.engine import RunOptions, run_model
+from eo_missing_qgis.core.raster_inputs import RasterInput
+from eo_missing_qgis.core.session import open_session, peak_growth
+model, budget, out, *paths = sys.argv[1:]
+session = open_session(model, "cpu")
+inputs = [RasterInput(p) for p in paths]
+logs = []
+grown = peak_growth(lambda: run_model(session, inputs, out, options=RunOptions(memory_mb=float(budget)),
+                                      log=logs.append))
+print(json.dumps({"peak_mb": grown / 2**20, "log": logs}))
+"""
+
+
+def test_memory_budget_bounds_the_real_peak(tmp_path, data_dir):
+    # --memory-mb 512 used to peak at 1.6-1.9 GB: the network's activations were not counted.
+    from tests.engine_data import read_variable, write_tif
+
+    paths = []
+    for name in S2_VARS.values():  # the real cube tiled 3 x 3: 300 x 300 px, 12 months
+        values, grid = read_variable(data_dir, name)
+        paths.append(write_tif(tmp_path / f"{name}.tif", np.tile(values, (1, 3, 3)), nodata=grid["nodata"],
+                               descriptions=[name] * 12))
+    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx")
+    budget = 48
+    proc = subprocess.run([sys.executable, "-c", _PEAK_CHILD, bundled, str(budget), str(tmp_path / "o.tif"),
+                           *paths], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["peak_mb"] <= budget, (report["peak_mb"], [m for m in report["log"] if "tiles" in m])
+    assert (tmp_path / "o.tif").is_file()

@@ -35,7 +35,7 @@ from .errors import Cancelled, InputError, OptionError
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
-from .raster_io import GeoTiffOutput, check_destination
+from .raster_io import GeoTiffOutput, cache_limit, check_destination
 from .reader import WindowReader
 from .session import ModelSession, open_session
 from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, windows
@@ -132,8 +132,12 @@ def run_model(
     if reader.warped:
         say(f"resampled onto the reference grid window by window ({options.resampling}): "
             f"{', '.join(reader.warped)}")
-    tile = tile_for(card, options.tile_size, options.memory_mb, grid.block)
-    batch = batch_size_for(card, options.memory_mb, options.batch_size)
+    working_mb = options.memory_mb * (1 - CACHE_SHARE) - RESERVE_MB
+    if working_mb < 8:
+        raise OptionError(f"a memory budget of {options.memory_mb:g} MB leaves nothing for the data; "
+                          f"give at least {(8 + RESERVE_MB) / (1 - CACHE_SHARE):.0f} MB")
+    tile = tile_for(card, options.tile_size, working_mb, grid.block)
+    batch = batch_size_for(card, working_mb, options.batch_size, session.bytes_per_pixel)
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
@@ -159,7 +163,8 @@ def run_model(
                 return n, wins[i].size
         checked: set = set()
         clock = TimeLeft(grid.width * grid.height, len(wins))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
+        with cache_limit(options.memory_mb * CACHE_SHARE), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked)
             for i in range(len(wins)):
                 prepared = pending.result()
@@ -195,6 +200,13 @@ def run_model(
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
                      session.provider_note)
 
+
+#: How the memory budget (``RunOptions.memory_mb``) bounds a run's peak: GDAL's block cache gets
+#: this share of it, the open datasets, threads and output writers the reserve (MB), and what is
+#: left goes half to the windows in flight (:func:`.tiling.tile_for`), half to the network's
+#: batches at the cost per pixel measured when the model was loaded (:func:`.tiling.batch_size_for`).
+CACHE_SHARE = 1 / 8
+RESERVE_MB = 12.0
 
 #: A run expected to take longer than this is announced as a warning (the user may want to cancel).
 LONG_RUN_SECONDS = 3600.0

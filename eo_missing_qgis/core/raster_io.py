@@ -14,6 +14,7 @@ import os
 import re
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,25 @@ def rasterio_module():
         _rasterio = _gdal_backend() if os.environ.get("EO_MISSING_RASTER_BACKEND") == "gdal" \
             else _import_rasterio()
     return _rasterio
+
+
+@contextlib.contextmanager
+def cache_limit(mb: float) -> Iterator[None]:
+    """Hold GDAL's block cache to ``mb`` MB while the block runs: by default it may take 5 % of
+    the machine's memory, outside any memory budget (restored afterwards)."""
+    rio = rasterio_module()
+    if not hasattr(rio, "Env"):  # QGIS's osgeo.gdal behind gdal_backend
+        from osgeo import gdal
+
+        before = gdal.GetCacheMax()
+        gdal.SetCacheMax(max(1, int(mb)) * 2**20)
+        try:
+            yield
+        finally:
+            gdal.SetCacheMax(before)
+        return
+    with rio.Env(GDAL_CACHEMAX=max(1, int(mb))):
+        yield
 
 
 def _import_rasterio():

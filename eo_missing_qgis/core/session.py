@@ -6,6 +6,7 @@ model browser) works where it is not installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ class ModelSession:
     session: Any
     provider: str
     provider_note: str = ""
+    #: Peak memory one pixel of a batch costs inside the network (activations, runtime buffers),
+    #: measured by :func:`probe_output` for per-pixel models; None where it cannot be measured.
+    bytes_per_pixel: float | None = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph on ``feeds`` (tensor name -> array); returns the card's output first."""
@@ -96,6 +100,34 @@ def probe_output(model: ModelSession) -> None:
         raise ModelError(f"{Path(model.path).name}: for a probe batch of {pixels} pixels the model "
                          f"returned {shape}, not ({pixels}, {values}): one row of {values} "
                          f"value{'s' * (values > 1)} per pixel, as its card declares")
+    feeds = {s.tensor: np.zeros((CALIBRATION_PIXELS, card.time.steps, len(s.bands)), dtype=np.float32)
+             for s in card.inputs}
+    grown = peak_growth(lambda: model.run(feeds))
+    # Inside a run a pixel costs up to 1.6 times what this isolated batch shows (batches of
+    # several sizes in the runtime's arena, the result arrays): doubled, the budget holds.
+    model.bytes_per_pixel = 2 * grown / CALIBRATION_PIXELS if grown else None
+
+
+#: Pixels of the run that measures a per-pixel model's memory (a few MB for the bundled models).
+CALIBRATION_PIXELS = 2048
+
+
+def peak_growth(run: Callable[[], object]) -> int | None:
+    """Bytes by which the process's peak resident memory grew while ``run`` ran; None where that
+    cannot be measured (Linux's /proc only). Resets the peak (``VmHWM``, ``ru_maxrss``) first."""
+
+    def kb(key: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")  # the peak becomes the current resident size
+        before = kb("VmRSS:")
+    except (OSError, StopIteration, ValueError):
+        return None
+    run()
+    return (kb("VmHWM:") - before) * 1024
 
 
 def check_graph(card: ModelCard, session, name: str) -> None:
