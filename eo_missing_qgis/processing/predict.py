@@ -85,7 +85,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
                                          QgsProcessingParameterNumber.Type.Integer, 512, minValue=16),
             QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
-                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=8),
+                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=24),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
                                        options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
             QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
@@ -119,7 +119,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.S2_UNITS: self.tr("How Sentinel-2 values are stored; 'auto' takes integers as "
                                    "reflectance x 10000 and floats as reflectance 0-1."),
             self.TILE_SIZE: self.tr("Side of the windows read at a time, rounded to whole blocks."),
-            self.BATCH_MB: self.tr("Memory one batch of pixels may take; lower it on small machines."),
+            self.BATCH_MB: self.tr("Memory the run may take beyond the loaded model (windows of data, "
+                                   "the network's batches, GDAL's cache); lower it on small machines."),
             self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
                                  "else the CPU; the log says which ran."),
             self.THREADS: self.tr("Threads ONNX Runtime may use; 0 lets it decide."),
