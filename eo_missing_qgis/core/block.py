@@ -257,7 +257,12 @@ def run_block(session: ModelSession, card: ModelCard, prepared: Prepared, batch:
         if check_cancel:
             check_cancel()
         feeds = {name: np.ascontiguousarray(x[b:b + batch]) for name, x in prepared.tensors.items()}
-        result[b:b + batch] = np.asarray(session.run(feeds)[0], dtype=np.float32).reshape(-1, k)
+        raw = np.asarray(session.run(feeds)[0], dtype=np.float32)
+        rows = min(batch, n - b)
+        if raw.size != rows * k or raw.shape[0] != rows:  # never reshape a scrambled layout into a map
+            raise ModelError(f"model {card.name} returned {raw.shape} for a batch of {rows} pixels, "
+                             f"not ({rows}, {k})")
+        result[b:b + batch] = raw.reshape(rows, k)
     out = np.zeros((k, height * width), dtype=np.float32)
     out[:, prepared.valid.ravel()] = result.T
     return out.reshape(k, height, width)

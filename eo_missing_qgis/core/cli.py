@@ -116,19 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     from .engine import RunOptions, run_model
     from .interrupts import cancel_on_signals
 
-    inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
-              for d in args.inputs]
     reference = None if args.reference == FINEST else \
         int(args.reference) if args.reference.isdigit() else args.reference
-    options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb, batch_size=args.batch_size,
-                         device=args.device, threads=args.threads, write_probabilities=args.probabilities,
-                         reference=reference)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
     with cancel_on_signals() as cancel:
-        try:
+        try:  # the layers and options are checked as they are built: their errors are user errors too
+            inputs = [RasterInput(**{k: v for k, v in d.items() if k == "path" or k in _LAYER_FIELDS})
+                      for d in args.inputs]
+            options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb,
+                                 batch_size=args.batch_size, device=args.device, threads=args.threads,
+                                 write_probabilities=args.probabilities, reference=reference)
             result = run_model(args.model, inputs, args.out, options=options, cancel=cancel,
                                progress=None if args.quiet else _progress, log=None if args.quiet else log)
         except Cancelled:

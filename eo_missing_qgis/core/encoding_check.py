@@ -22,6 +22,8 @@ from .units import BOA_OFFSET_PRESET, PRESETS, Encoding, encoding_name, judge, p
 
 #: Side of the sample windows and the most values judged per layer and unit.
 SAMPLE_PX, MAX_VALUES = 128, 200_000
+#: Values of each band kept for the baseline-04.00 offset check across layers (a percentile).
+KEPT_VALUES = 50_000
 
 #: Reflectance the darkest 1 % of every band reaches only when DN still carry the +1000 offset.
 DARK_FLOOR = 0.1
@@ -50,7 +52,7 @@ def _stored_values(source: Source, bands: dict[int, list[int]], wins: list[Windo
             parts[b].append(v[np.isfinite(v)] if v.dtype.kind == "f" else v)
     values = [np.concatenate([p for b in group for p in parts[b]]) for group in bands.values()]
     step = max(1, sum(v.size for v in values) // MAX_VALUES)
-    return [v[::step] for v in values]
+    return [v[::step].copy() if step > 1 else v for v in values]  # copies: the full reads are freed
 
 
 def _judge(stored: list[np.ndarray], enc: Encoding, unit: str) -> bool | None:
@@ -70,9 +72,15 @@ def _plain_dn(enc: Encoding, unit: str) -> bool:
 def _offset_left_in(stored: list[np.ndarray], enc: Encoding) -> bool:
     """Whether DN decoded without an offset look like baseline 04.00+ DN (+1000): no band of the
     modality, not even blue, has dark pixels, which real scenes (water, shadow, vegetation) have."""
-    decoded = [d[np.isfinite(d)] for d in (decode(v, enc) for v in stored)]
-    decoded = [d for d in decoded if d.size]
-    return bool(decoded) and all(np.percentile(d, 1) >= DARK_FLOOR for d in decoded)
+    found = False
+    for values in stored:  # one band decoded at a time: the check stays inside the memory budget
+        d = decode(values, enc)
+        d = d[np.isfinite(d)]
+        if d.size:
+            if np.percentile(d, 1) < DARK_FLOOR:
+                return False
+            found = True
+    return found
 
 
 def _slots(plan: InputPlan):
@@ -114,7 +122,7 @@ def check_encodings(plan: InputPlan, sources: dict[int, Source], height: int, wi
                 dn = plain_dn.setdefault((modality, name), ([], {}))
                 dn[0].append(inp.label)
                 for c, values in zip(bands, stored, strict=True):
-                    dn[1].setdefault(c, []).append(values)
+                    dn[1].setdefault(c, []).append(values[::max(1, values.size // KEPT_VALUES)].copy())
             continue
         fitting = [k for k, e in PRESETS[unit].items() if k != BOA_OFFSET_PRESET and _judge(stored, e, unit)]
         median = float(np.median(np.concatenate(stored)))

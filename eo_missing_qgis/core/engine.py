@@ -40,11 +40,11 @@ from .block import (
 from .card import ModelCard
 from .definitions import ContextKind, Device, OutputKind
 from .encoding_check import check_encodings
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, OptionError
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
-from .raster_io import GeoTiffOutput, check_destination, pixel_latlon
+from .raster_io import GeoTiffOutput, cache_limit, check_destination, pixel_latlon
 from .reader import WindowReader
 from .session import ModelSession, open_session
 from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, windows
@@ -66,6 +66,13 @@ class RunOptions:
     resampling: str = "nearest"
     confidence: str | None = None
     keep: tuple[str, ...] = ()  # files the caller was given but the model does not read: never written
+
+    def __post_init__(self) -> None:
+        # 0 or a negative size would be taken as "the card's default" or fail deep in the run.
+        if self.tile_size is not None and self.tile_size < 1:
+            raise OptionError(f"tile size must be at least 1 pixel, not {self.tile_size}")
+        if not self.memory_mb > 0:  # also NaN
+            raise OptionError(f"memory budget must be a positive number of MB, not {self.memory_mb:g}")
 
 
 @dataclass
@@ -93,11 +100,14 @@ def run_model(
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Predict ``model`` over ``inputs`` onto the reference grid; see the module docstring.
 
     ``cancel`` is asked before every batch (from the model thread); when it returns True the run
-    stops, removes its temporary files and raises :class:`.errors.Cancelled`.
+    stops, removes its temporary files and raises :class:`.errors.Cancelled`. ``status`` gets a
+    short text after every window (share done, time left) for a progress bar; the first estimate
+    of the time left also goes to ``log``, as a warning when the run will take hours.
     """
     options = options or RunOptions()
     start = time.perf_counter()
@@ -135,13 +145,18 @@ def run_model(
     if reader.warped:
         say(f"resampled onto the reference grid window by window ({options.resampling}): "
             f"{', '.join(reader.warped)}")
-    tile = tile_for(card, options.tile_size, options.memory_mb, grid.block)
-    batch = batch_size_for(card, options.memory_mb, options.batch_size)
+    working_mb = options.memory_mb * (1 - CACHE_SHARE) - RESERVE_MB
+    if working_mb < 8:
+        raise OptionError(f"a memory budget of {options.memory_mb:g} MB leaves nothing for the data; "
+                          f"give at least {(8 + RESERVE_MB) / (1 - CACHE_SHARE):.0f} MB")
+    tile = tile_for(card, options.tile_size, working_mb, grid.block)
+    batch = batch_size_for(card, working_mb, options.batch_size, session.bytes_per_pixel)
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
-        for msg in check_encodings(plan, reader.sources, grid.height, grid.width):
-            say(msg, warn=True)  # before any output exists: a refusal leaves nothing behind
+        with cache_limit(options.memory_mb * CACHE_SHARE):  # its reads stay inside the budget too
+            for msg in check_encodings(plan, reader.sources, grid.height, grid.width):
+                say(msg, warn=True)  # before any output exists: a refusal leaves nothing behind
         outs = create_outputs(paths, card, grid)
         if card.spatial:
             say(f"tiles of {tile[0]} x {tile[1]} px, read with {2 * card.halo} px of context on each "
@@ -165,7 +180,9 @@ def run_model(
         checked: set = set()
         seen = np.zeros(card.time.steps, dtype=bool)
         latlon = bool(card.context_of(ContextKind.LATLON))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
+        clock = TimeLeft(grid.width * grid.height, len(wins))
+        with cache_limit(options.memory_mb * CACHE_SHARE), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="eo-read") as pool:
             pending: Future = pool.submit(_network_inputs, reader, card, wins[0], checked, step_months,
                                           latlon)
             for i in range(len(wins)):
@@ -182,6 +199,13 @@ def run_model(
                 nodata += written - n
                 if progress:
                     progress((i + 1) / len(wins))
+                note = clock.add(written)
+                if note and i == 0:
+                    long_run = note.seconds > LONG_RUN_SECONDS
+                    say(note.log + ("; cancel and clip the layers to the area you need if that is too "
+                                    "long" if long_run else ""), warn=long_run)
+                if note and status:
+                    status(note.status)
         if predicted == 0:
             raise InputError("every pixel misses at least one required input (all nodata); "
                              "nothing to predict — check the layers' nodata values and extents")
@@ -202,6 +226,64 @@ def run_model(
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
                      session.provider_note)
+
+
+#: How the memory budget (``RunOptions.memory_mb``) bounds a run's peak: GDAL's block cache gets
+#: this share of it, the open datasets, threads and output writers the reserve (MB), and what is
+#: left goes half to the windows in flight (:func:`.tiling.tile_for`), half to the network's
+#: batches at the cost per pixel measured when the model was loaded (:func:`.tiling.batch_size_for`).
+CACHE_SHARE = 1 / 8
+RESERVE_MB = 12.0
+
+#: A run expected to take longer than this is announced as a warning (the user may want to cancel).
+LONG_RUN_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The time left, as seconds and as the texts a log and a progress bar show."""
+
+    seconds: float
+    log: str
+    status: str
+
+
+class TimeLeft:
+    """Estimates the time left from the pixels written so far: measured from the first window on,
+    so a run of weeks over a huge raster says so after its first batches, not at the end."""
+
+    def __init__(self, pixels: int, windows: int):
+        self.pixels, self.windows = pixels, windows
+        self.done = self.count = 0
+        self.start = time.perf_counter()
+
+    def add(self, written: int) -> Estimate | None:
+        """Count one window of ``written`` pixels; the estimate, or None once all are written."""
+        self.done += written
+        self.count += 1
+        if self.done <= 0 or self.done >= self.pixels:
+            return None
+        seconds = (time.perf_counter() - self.start) / self.done * (self.pixels - self.done)
+        left = duration_text(seconds)
+        share = 100 * self.done // self.pixels  # floored: 100 % only when done
+        return Estimate(seconds, f"estimated time left: {left} (from the first {self.count} of "
+                                 f"{self.windows} tiles, {self.pixels} pixels in all)",
+                        f"{share} % done, {left} left")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in the largest units that say it plainly: '< 1 min', 'about 12 min',
+    'about 3 h 20 min', 'about 5 days', 'about 3 weeks'."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "< 1 min"
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"about {hours} h {minutes} min" if minutes else f"about {hours} h"
+    days = round(hours / 24)
+    return f"about {days} days" if days < 21 else f"about {round(days / 7)} weeks"
 
 
 def _network_inputs(reader: WindowReader, card: ModelCard, win: Window, checked: set,

@@ -21,6 +21,10 @@ class OutputError(ValueError):
     """The destination cannot be written (not writable, equal to an input, disk full...)."""
 
 
+class OptionError(ValueError):
+    """A run option is out of its range (tile size, memory budget, time index...)."""
+
+
 class Cancelled(Exception):  # noqa: N818 (a signal, not an error)
     """The caller cancelled the run; no output was left behind."""
 

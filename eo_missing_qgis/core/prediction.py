@@ -167,9 +167,10 @@ def run_prediction(
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    status: Callable[[str], None] | None = None,
 ):
     """Run the request; returns the engine's RunResult (its ``card`` is the model's, read once
-    here), or None when cancelled."""
+    here), or None when cancelled. ``status`` gets the progress text (share done, time left)."""
     from .engine import RunOptions, run_model
     from .session import open_session
 
@@ -182,6 +183,6 @@ def run_prediction(
     )
     try:
         return run_model(session, build_inputs(request, session.card), request.output,
-                         options=options, progress=progress, cancel=is_canceled, log=log)
+                         options=options, progress=progress, cancel=is_canceled, log=log, status=status)
     except Cancelled:
         return None

@@ -15,6 +15,7 @@ import os
 import re
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,25 @@ def rasterio_module():
         _rasterio = _gdal_backend() if os.environ.get("EO_MISSING_RASTER_BACKEND") == "gdal" \
             else _import_rasterio()
     return _rasterio
+
+
+@contextlib.contextmanager
+def cache_limit(mb: float) -> Iterator[None]:
+    """Hold GDAL's block cache to ``mb`` MB while the block runs: by default it may take 5 % of
+    the machine's memory, outside any memory budget (restored afterwards)."""
+    rio = rasterio_module()
+    if not hasattr(rio, "Env"):  # QGIS's osgeo.gdal behind gdal_backend
+        from osgeo import gdal
+
+        before = gdal.GetCacheMax()
+        gdal.SetCacheMax(max(1, int(mb)) * 2**20)
+        try:
+            yield
+        finally:
+            gdal.SetCacheMax(before)
+        return
+    with rio.Env(GDAL_CACHEMAX=max(1, int(mb))):
+        yield
 
 
 def _import_rasterio():
@@ -188,8 +208,16 @@ def open_raster(path: str):
     return ds
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, followed by GDAL's own message when rasterio only refers to it
+    ("Read failed. See previous exception for details.": a VRT's missing source file, say)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is exc or not str(cause).strip():
+        return text
+    return f"{text.replace('See previous exception for details.', '').strip()} (GDAL: {_first_line(cause)})"
 
 
 def same_grid(a: Grid, b: Grid) -> bool:

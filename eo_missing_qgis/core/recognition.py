@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .definitions import Modality, TimeLayout
-from .errors import InputError
+from .errors import InputError, OptionError
 from .raster_io import RasterHeader, file_of, subdataset_name
 from .units import Encoding
 
@@ -71,6 +71,9 @@ class RasterInput:
         if self.layout not in tuple(TimeLayout):
             raise InputError(f"layout of {self.path} must be one of {', '.join(TimeLayout)}, "
                              f"not {self.layout!r}")
+        if self.time_index is not None and self.time_index < 0:
+            raise OptionError(f"time index of {self.label} must be 0 (the oldest step) or more, "
+                              f"not {self.time_index}")
 
     @property
     def label(self) -> str:

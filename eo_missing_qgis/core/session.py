@@ -6,6 +6,7 @@ model browser) works where it is not installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ class ModelSession:
     session: Any
     provider: str
     provider_note: str = ""
+    #: Peak memory one pixel of a batch costs inside the network (activations, runtime buffers),
+    #: measured by :func:`probe_output` for per-pixel models; None where it cannot be measured.
+    bytes_per_pixel: float | None = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph on ``feeds`` (tensor name -> array); returns the card's output first."""
@@ -69,7 +73,69 @@ def open_session(model_path: str | Path, device: Device = Device.AUTO,
 
     session, choice = open_inference_session(ort, path, device, make_options)
     check_graph(card, session, Path(path).name)
-    return ModelSession(path, card, session, choice.provider, provider_note=choice.note)
+    loaded = ModelSession(path, card, session, choice.provider, provider_note=choice.note)
+    if not card.spatial:  # a spatial model's output is checked on every tile (block.run_block)
+        probe_output(loaded)
+    return loaded
+
+
+def probe_output(model: ModelSession) -> None:
+    """Run a probe batch of several pixels and refuse an output not shaped (pixels, values).
+
+    Graph shapes are often symbolic, so :func:`check_graph` cannot see an output laid out
+    (values, batch) or one per time step; with one pixel such outputs even look right. The probe
+    has more pixels than the model has values, so (values, batch) never passes for (batch, values).
+    """
+    card = model.card
+    values = len(card.output.classes) if card.task == Task.CLASSIFICATION else 1
+    pixels = values + 2
+    feeds = zero_feeds(card, pixels)
+    try:
+        shape = np.shape(model.run(feeds)[0])
+    except Exception as exc:  # any runtime failure: the model cannot run
+        raise ModelError(f"{Path(model.path).name}: the model fails on a probe batch of {pixels} "
+                         f"pixels: {exc}") from None
+    if shape not in ((pixels, values), (pixels,) * (values == 1)):
+        raise ModelError(f"{Path(model.path).name}: for a probe batch of {pixels} pixels the model "
+                         f"returned {shape}, not ({pixels}, {values}): one row of {values} "
+                         f"value{'s' * (values > 1)} per pixel, as its card declares")
+    feeds = zero_feeds(card, CALIBRATION_PIXELS)
+    grown = peak_growth(lambda: model.run(feeds))
+    # Inside a run a pixel costs up to 1.6 times what this isolated batch shows (batches of
+    # several sizes in the runtime's arena, the result arrays): doubled, the budget holds.
+    model.bytes_per_pixel = 2 * grown / CALIBRATION_PIXELS if grown else None
+
+
+def zero_feeds(card: ModelCard, pixels: int) -> dict[str, np.ndarray]:
+    """Zeros for every input of a per-pixel card, sensors and context inputs, for ``pixels`` pixels."""
+    feeds = {s.tensor: np.zeros((pixels, card.time.steps, len(s.bands)), dtype=np.float32)
+             for s in card.inputs}
+    for c in card.context:
+        shape = [pixels if d == "batch" else d for d in c.shape(card.time.steps)]
+        feeds[c.tensor] = np.zeros(shape, dtype=np.float32)
+    return feeds
+
+
+#: Pixels of the run that measures a per-pixel model's memory (a few MB for the bundled models).
+CALIBRATION_PIXELS = 2048
+
+
+def peak_growth(run: Callable[[], object]) -> int | None:
+    """Bytes by which the process's peak resident memory grew while ``run`` ran; None where that
+    cannot be measured (Linux's /proc only). Resets the peak (``VmHWM``, ``ru_maxrss``) first."""
+
+    def kb(key: str) -> int:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")  # the peak becomes the current resident size
+        before = kb("VmRSS:")
+    except (OSError, StopIteration, ValueError):
+        return None
+    run()
+    return (kb("VmHWM:") - before) * 1024
 
 
 def check_graph(card: ModelCard, session, name: str) -> None:

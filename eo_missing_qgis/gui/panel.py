@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+import traceback
 from functools import cache, partial
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsTask
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QCoreApplication, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -46,6 +47,7 @@ ALL = "all in the file"  # a multi-sensor stack gives each modality its own band
 MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, ALL, IGNORE)
 COL_LAYER, COL_MODALITY, COL_BANDS, COL_FIRST, COL_DETAIL = range(5)
 EDITABLE = {COL_BANDS: 0, COL_FIRST: 1}  # column -> place in the texts kept per layer
+PROGRESS_FORMAT = "%p%"  # QProgressBar's own, shown until the first estimate of the time left
 
 
 def tr(text: str) -> str:
@@ -53,7 +55,10 @@ def tr(text: str) -> str:
 
 
 class PredictionTask(QgsTask):
-    """Runs a prediction off the GUI thread; cancel stops it within one batch."""
+    """Runs a prediction off the GUI thread; cancel stops it within one batch. ``status`` carries
+    the progress text (share done, time left) to the GUI thread."""
+
+    status = pyqtSignal(str)
 
     def __init__(self, request: PredictionRequest, description: str):
         super().__init__(description, QgsTask.Flag.CanCancel)
@@ -66,9 +71,15 @@ class PredictionTask(QgsTask):
         start = time.perf_counter()
         try:
             self.result = run_prediction(self.request, progress=lambda f: self.setProgress(100 * f),
-                                         is_canceled=self.isCanceled)
-        except (ValueError, ImportError, OSError) as exc:  # reported in plain words, not a traceback
+                                         is_canceled=self.isCanceled, status=self.status.emit)
+        except (ValueError, ImportError, OSError) as exc:  # user errors, in plain words
             self.error = str(exc)
+            return False
+        except Exception as exc:  # anything else (an ONNX Runtime failure) is a failure too, never a cancel
+            QgsMessageLog.logMessage(traceback.format_exc(), tr("EO missing modalities"),
+                                     Qgis.MessageLevel.Critical)
+            self.error = tr("Prediction failed ({}): {}; nothing was written. Details in the log "
+                            "panel.").format(type(exc).__name__, str(exc).strip() or tr("no message"))
             return False
         self.seconds = time.perf_counter() - start
         return self.result is not None
@@ -296,11 +307,13 @@ class EoMissingPanel(QDockWidget):
         request = self.request(model)
         self.task = PredictionTask(request, tr("Predicting {}").format(model.title))
         self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        self.task.status.connect(lambda text: self.progress.setFormat(text))
         self.task.taskCompleted.connect(self.on_completed)
         self.task.taskTerminated.connect(self.on_terminated)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
+        self.progress.setFormat(PROGRESS_FORMAT)
         QgsApplication.taskManager().addTask(self.task)
 
     def cancel(self) -> None:
@@ -310,6 +323,7 @@ class EoMissingPanel(QDockWidget):
     def _done(self) -> PredictionTask:
         task, self.task = self.task, None
         self.cancel_button.setEnabled(False)
+        self.progress.setFormat(PROGRESS_FORMAT)
         self.update_choice()
         return task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from qgis.core import QgsProcessingAlgorithm
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingParameterEnum
 from qgis.PyQt.QtCore import QCoreApplication
 
 
@@ -49,6 +49,31 @@ class EoMissingAlgorithm(QgsProcessingAlgorithm):
         lines = [f"<b>{escape(p.description())}</b>: {escape(p.help())}"
                  for p in self.parameterDefinitions() if p.help()]
         return self.tr(self.INTRO) + "\n\n" + "\n".join(lines)
+
+    def static_enum_names(self, parameters: dict) -> dict:
+        """``parameters`` with a number given for a static-string enum replaced by its option:
+        qgis_process's help offers 'TASK=1', which QGIS refuses for such enums (or, past the
+        check, silently takes as the default)."""
+        out = dict(parameters)
+        for p in self.parameterDefinitions():
+            if not (isinstance(p, QgsProcessingParameterEnum) and p.usesStaticStrings()):
+                continue
+            value = out.get(p.name())
+            if isinstance(value, bool) or value in p.options():
+                continue
+            if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+                index = int(value)
+                if 0 <= index < len(p.options()):
+                    out[p.name()] = p.options()[index]
+        return out
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 - QGIS API
+        """QGIS's checks, with static-string enums given by number accepted too."""
+        return super().checkParameterValues(self.static_enum_names(parameters), context)
+
+    def enum_text(self, parameters, name: str, context) -> str:
+        """The option of a static-string enum, given by name or by number."""
+        return self.parameterAsEnumString(self.static_enum_names(parameters), name, context)
 
     def set_help(self, texts: dict[str, str]) -> None:
         """Parameter help written once: shown as tooltips and in :meth:`shortHelpString`."""

@@ -47,7 +47,7 @@ class DescribeModelAlgorithm(EoMissingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CARD_JSON, self.tr("Model card (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        choice = self.parameterAsEnumString(parameters, self.BUNDLED, context)
+        choice = self.enum_text(parameters, self.BUNDLED, context)
         path = str(self.bundled[choice]) if choice in self.bundled else self.parameterAsFile(
             parameters, self.MODEL, context)
         if not path:

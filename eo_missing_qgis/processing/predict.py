@@ -120,7 +120,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size (pixels)"),
                                          QgsProcessingParameterNumber.Type.Integer, 512, minValue=16),
             QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
-                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=8),
+                                         QgsProcessingParameterNumber.Type.Integer, 256, minValue=24),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
                                        options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
             QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
@@ -169,7 +169,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
                                    "the values prove that wrong. A declared encoding the values prove "
                                    "wrong is refused, naming the one to declare."),
             self.TILE_SIZE: self.tr("Side of the windows read at a time, rounded to whole blocks."),
-            self.BATCH_MB: self.tr("Memory one batch of pixels may take; lower it on small machines."),
+            self.BATCH_MB: self.tr("Memory the run may take beyond the loaded model (windows of data, "
+                                   "the network's batches, GDAL's cache); lower it on small machines."),
             self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
                                  "else the CPU; the log says which ran."),
             self.THREADS: self.tr("Threads ONNX Runtime may use; 0 lets it decide."),
@@ -213,7 +214,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
         if path:
             feedback.pushInfo(self.tr("Model: the custom ONNX file {}.").format(path))
             return path
-        task = self.parameterAsEnumString(parameters, self.TASK, context)
+        task = self.enum_text(parameters, self.TASK, context)
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
         try:
@@ -268,7 +269,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         with cancel_on_signals(feedback.isCanceled, (signal.SIGTERM,)) as cancel:
             try:
                 result = run_prediction(request, progress=lambda f: feedback.setProgress(100 * f),
-                                        is_canceled=cancel, log=feedback.pushInfo)
+                                        is_canceled=cancel, log=feedback.pushInfo,
+                                        status=feedback.setProgressText)
             except ValueError as exc:  # user errors: a broken card, inputs that do not fit the model
                 raise QgsProcessingException(str(exc)) from None
         if result is None:  # a cancel is a failure to its caller (exit status, batch, Modeler)

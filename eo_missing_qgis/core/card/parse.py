@@ -354,4 +354,25 @@ def card_from_json(text: str | bytes) -> ModelCard:
         data = json.loads(text)
     except (ValueError, TypeError) as exc:
         raise ModelCardError("<card>", f"is not valid JSON ({exc})") from None
+    except RecursionError:  # json nests by recursion: a hostile or broken card must not crash
+        raise ModelCardError("<card>", "is nested too deeply to be a model card") from None
+    if _depth(data) > MAX_DEPTH:  # writing or showing it again would recurse as deep
+        raise ModelCardError("<card>", f"is nested more than {MAX_DEPTH} levels deep; a model card "
+                             "is not nested that deep")
     return card_from_dict(data)
+
+
+#: Deepest nesting of lists and objects a card may have (the bundled cards nest 6 deep).
+MAX_DEPTH = 64
+
+
+def _depth(data: Any) -> int:
+    """How deep lists and objects nest in parsed JSON, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
