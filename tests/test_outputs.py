@@ -265,7 +265,7 @@ def test_qgis_process_signal_fails_and_leaves_nothing(tmp_path, signum, message)
                    capture_output=True, timeout=120)
     proc = subprocess.Popen(
         ["qgis_process.bin", "run", "eomissing:predict", "--", f"MODEL={model}", f"OUTPUT={out / 'p.tif'}",
-         "TILE_SIZE=16", "BATCH_MB=8", *[f"S1={p}" for p in layers]],
+         "TILE_SIZE=16", "BATCH_MB=24", *[f"S1={p}" for p in layers]],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = b""
     while b"tiles of" not in seen or seen.rstrip().endswith(b"px"):  # until the first progress tick
