@@ -1,0 +1,88 @@
+"""Where a model is valid: the training footprint on the card, and the run that says it is outside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from eo_missing_qgis.core.card import ModelCardError, card_from_dict, card_to_text
+from eo_missing_qgis.core.engine import RunOptions, run_model
+from eo_missing_qgis.core.footprint import OUTSIDE_TAG, check_footprint
+from eo_missing_qgis.core.raster_inputs import RasterInput
+from eo_missing_qgis.core.raster_io import outline_lonlat, read_header
+from tests.engine_data import cube_path, variable
+from tests.tiny_models import card_dict, tiny_onnx
+
+WEST_US = {"name": "western-US shrublands", "samples": 40,
+           "polygon": [[-122.0, 34.0], [-110.0, 34.0], [-110.0, 44.0], [-122.0, 44.0]]}
+
+
+def footprint_card(*regions: dict, season=(4, 5, 6)) -> dict:
+    d = card_dict("regression")
+    d.update(schema_version="1.2", footprint=list(regions), season=list(season))
+    return d
+
+
+def cube_outline(data_dir) -> np.ndarray:
+    return outline_lonlat(read_header(variable(data_dir, "S2-L2A-B04")).grid)
+
+
+def test_footprint_round_trips_and_shows_in_the_report():
+    card = card_from_dict(footprint_card(WEST_US))
+    assert card.footprint[0].name == "western-US shrublands" and card.footprint[0].samples == 40
+    assert card.season == (4, 5, 6)
+    assert card_from_dict(card.to_dict()) == card
+    text = card_to_text(card)
+    assert "western-US shrublands (40 samples" in text and "April" in text
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"footprint": [{**WEST_US, "polygon": [[-200.0, 34.0]]}]}, "footprint[0].polygon[0]"),
+    ({"footprint": [{**WEST_US, "samples": 0}]}, "footprint[0].samples"),
+    ({"footprint": [{k: v for k, v in WEST_US.items() if k != "name"}]}, "footprint[0].name"),
+    ({"season": [13]}, "season[0]"),
+    ({"schema_version": "1.1"}, "footprint"),
+])
+def test_bad_footprint_names_the_field(change, field):
+    with pytest.raises(ModelCardError) as err:
+        card_from_dict({**footprint_card(WEST_US), **change})
+    assert err.value.field == field
+
+
+def test_old_card_without_footprint_says_nothing(data_dir):
+    assert check_footprint(card_from_dict(card_dict("regression")), cube_outline(data_dir)) is None
+
+
+def test_footprint_covering_the_cube_says_nothing(data_dir):
+    outline = cube_outline(data_dir)
+    lon, lat = outline[-1]  # the centre
+    here = {"name": "Flanders fields", "samples": 5,
+            "polygon": [[lon - 0.5, lat - 0.5], [lon + 0.5, lat - 0.5], [lon, lat + 0.5]]}
+    assert check_footprint(card_from_dict(footprint_card(WEST_US, here)), outline) is None
+
+
+def test_run_outside_the_footprint_says_so_and_records_it(tmp_path, data_dir):
+    model = tiny_onnx(tmp_path / "west.onnx", footprint_card(WEST_US))
+    messages: list[str] = []
+    result = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "lfmc.tif",
+                       options=RunOptions(tile_size=64), log=messages.append)
+    said = [w for w in result.warnings if "western-US shrublands; this area is outside it" in w]
+    assert len(said) == 1 and any(said[0] in m for m in messages)
+    km = float(said[0].split("about ")[1].split(" km")[0].replace(",", ""))
+    assert 7000 < km < 9500  # Belgium to California/Nevada
+    with rasterio.open(result.outputs["prediction"]) as ds:
+        assert "western-US shrublands" in ds.tags()[OUTSIDE_TAG]
+
+
+def test_run_inside_the_footprint_records_nothing(tmp_path, data_dir):
+    lon, lat = cube_outline(data_dir)[-1]
+    here = {"name": "Flanders fields", "samples": 5,
+            "polygon": [[lon - 1, lat - 1], [lon + 1, lat - 1], [lon + 1, lat + 1], [lon - 1, lat + 1]]}
+    model = tiny_onnx(tmp_path / "here.onnx", footprint_card(here))
+    result = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "lfmc.tif",
+                       options=RunOptions(tile_size=64))
+    assert not any("outside" in w for w in result.warnings)
+    with rasterio.open(result.outputs["prediction"]) as ds:
+        assert OUTSIDE_TAG not in ds.tags()
+
