@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from eo_missing_qgis.core.card import ModelCardError, card_from_dict, card_to_text
+from eo_missing_qgis.core.card import ModelCardError, card_from_dict, card_to_text, read_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.footprint import OUTSIDE_TAG, check_footprint
+from eo_missing_qgis.core.model_index import MODELS_DIR
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.raster_io import outline_lonlat, read_header
 from tests.engine_data import cube_path, variable
@@ -86,3 +87,28 @@ def test_run_inside_the_footprint_records_nothing(tmp_path, data_dir):
     with rasterio.open(result.outputs["prediction"]) as ds:
         assert OUTSIDE_TAG not in ds.tags()
 
+
+
+def test_bundled_lfmc_on_the_belgian_cube_is_outside(data_dir):
+    found = check_footprint(read_card(MODELS_DIR / "lfmc_s2.onnx"), cube_outline(data_dir))
+    assert found is not None and "this area is outside it" in found.message
+
+
+def test_bundled_crop_type_on_the_belgian_cube_is_inside(data_dir):
+    card = read_card(MODELS_DIR / "crop_type_s2.onnx")
+    assert {r.name for r in card.footprint} == {"East-African croplands", "Flanders (Belgium) croplands"}
+    assert check_footprint(card, cube_outline(data_dir)) is None
+
+
+def test_export_footprint_clusters_regions_with_hulls():
+    from training.export import footprint
+
+    rng = np.random.default_rng(0)
+    west = np.column_stack([rng.uniform(30, 45, 50), rng.uniform(-120, -100, 50)])
+    belgium = np.array([[50.9, 3.0], [51.1, 4.5], [50.8, 5.5], [51.0, 4.0]])
+    regions = footprint(np.vstack([west, belgium]), np.array(["lfmc"] * 50 + ["flanders"] * 4))
+    assert [(r.name, r.samples) for r in regions] == [("western-US shrublands", 50),
+                                                     ("Flanders (Belgium) croplands", 4)]
+    hull = np.array(regions[1].polygon)
+    assert len(hull) == 3  # (51.0, 4.0) lies inside the other three
+    assert hull[:, 0].min() == pytest.approx(3.0) and hull[:, 1].max() == pytest.approx(51.1)
