@@ -112,3 +112,12 @@ def test_export_footprint_clusters_regions_with_hulls():
     hull = np.array(regions[1].polygon)
     assert len(hull) == 3  # (51.0, 4.0) lies inside the other three
     assert hull[:, 0].min() == pytest.approx(3.0) and hull[:, 1].max() == pytest.approx(51.1)
+
+
+def test_bundled_lfmc_run_on_the_belgian_cube_says_so(tmp_path, data_dir):
+    messages: list[str] = []
+    result = run_model(MODELS_DIR / "lfmc_s2.onnx", [RasterInput(cube_path(data_dir))], tmp_path / "lfmc.tif",
+                       log=messages.append)
+    assert any("trained on western-US shrublands; this area is outside it" in m for m in messages)
+    with rasterio.open(result.outputs["prediction"]) as ds:
+        assert "western-US shrublands" in ds.tags()[OUTSIDE_TAG]
