@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
+from qgis.core import Qgis
 
 from eo_missing_qgis.core.card import ModelCardError, card_from_dict, card_to_text, read_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
@@ -12,8 +15,12 @@ from eo_missing_qgis.core.footprint import OUTSIDE_TAG, check_footprint
 from eo_missing_qgis.core.model_index import MODELS_DIR
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from eo_missing_qgis.core.raster_io import outline_lonlat, read_header
+from tests import test_panel
 from tests.engine_data import cube_path, variable
 from tests.tiny_models import card_dict, tiny_onnx
+
+S2_VARS, add_cube_layers = test_panel.S2_VARS, test_panel.add_cube_layers
+panel, project = test_panel.panel, test_panel.project  # the panel's fixtures, with this module's models_dir
 
 WEST_US = {"name": "western-US shrublands", "samples": 40,
            "polygon": [[-122.0, 34.0], [-110.0, 34.0], [-110.0, 44.0], [-122.0, 44.0]]}
@@ -121,3 +128,24 @@ def test_bundled_lfmc_run_on_the_belgian_cube_says_so(tmp_path, data_dir):
     assert any("trained on western-US shrublands; this area is outside it" in m for m in messages)
     with rasterio.open(result.outputs["prediction"]) as ds:
         assert "western-US shrublands" in ds.tags()[OUTSIDE_TAG]
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    """One tiny S2 crop-type model trained, says its card, in the western US."""
+    data = card_dict("classification", ("S2",))
+    data.update(name="crop_type_s2", title="Crop type from S2", schema_version="1.2", footprint=[WEST_US])
+    tiny_onnx(tmp_path / "crop_type_s2.onnx", data)
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "models": [
+        {"file": "crop_type_s2.onnx", "task": "crop_type", "task_title": "Crop type", "modalities": ["S2"],
+         "name": "crop_type_s2", "title": data["title"]}]}))
+    return tmp_path
+
+
+def test_panel_warns_when_run_outside_the_footprint(panel, project, data_dir, qtbot):
+    add_cube_layers(project, data_dir, S2_VARS)
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
+        panel.run_button.click()
+    message, level = signal.args
+    assert level == Qgis.MessageLevel.Warning, message
+    assert "done in" in message and "trained on western-US shrublands; this area is outside it" in message
