@@ -53,20 +53,16 @@ def check_footprint(card: ModelCard, outline: np.ndarray) -> FootprintCheck | No
         return None
     lon_lo, lat_lo = outline.min(axis=0)
     lon_hi, lat_hi = outline.max(axis=0)
-    best: tuple[float, Region] | None = None
-    for region in card.footprint:
+    away: list[tuple[float, int]] = []
+    for n, region in enumerate(card.footprint):
         poly = np.asarray(region.polygon, np.float64)
         vertex_in = ((poly[:, 0] >= lon_lo) & (poly[:, 0] <= lon_hi)
                      & (poly[:, 1] >= lat_lo) & (poly[:, 1] <= lat_hi)).any()
         if vertex_in or any(_inside(p, poly) for p in outline):
             return None
-        km = min(_distance_km(p, poly) for p in outline)
-        if km <= NEAR_KM:
-            return None
-        if best is None or km < best[0]:
-            best = (km, region)
-    assert best is not None  # a non-empty footprint
-    return FootprintCheck(card, best[1], best[0])
+        away.append((min(_distance_km(p, poly) for p in outline), n))
+    km, nearest = min(away)
+    return None if km <= NEAR_KM else FootprintCheck(card, card.footprint[nearest], km)
 
 
 def _inside(point: np.ndarray, poly: np.ndarray) -> bool:
