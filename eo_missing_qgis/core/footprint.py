@@ -79,8 +79,9 @@ def _inside(point: np.ndarray, poly: np.ndarray) -> bool:
 
 
 def _distance_km(point: np.ndarray, poly: np.ndarray) -> float:
-    """Distance (km) from ``point`` to the polygon's outline, in a local equirectangular projection
-    around the point: a few % off at continental distances, enough to say "far"."""
+    """Great-circle distance (km) from ``point`` to the polygon's outline: per edge, its point nearest
+    in a local equirectangular projection around ``point``, measured on the sphere (exact at the
+    vertices, close enough elsewhere to say "far")."""
     lon0, lat0 = point
     k = math.cos(math.radians(lat0))
     xy = np.column_stack([((poly[:, 0] - lon0 + 180) % 360 - 180) * k, poly[:, 1] - lat0])
@@ -90,4 +91,7 @@ def _distance_km(point: np.ndarray, poly: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.clip(np.where(length2 > 0, -(a * ab).sum(axis=1) / length2, 0.0), 0.0, 1.0)
     nearest = a + t[:, None] * ab
-    return float(np.sqrt((nearest ** 2).sum(axis=1)).min()) * math.radians(1) * EARTH_KM
+    lat1, lat2 = math.radians(lat0), np.radians(lat0 + nearest[:, 1])
+    dlon = np.radians(nearest[:, 0] / k) if k > 1e-9 else np.zeros(len(nearest))
+    h = np.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * np.cos(lat2) * np.sin(dlon / 2) ** 2
+    return float(2 * EARTH_KM * np.arcsin(np.minimum(1.0, np.sqrt(h))).min())
