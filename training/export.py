@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from eo_missing_qgis.core.card import (
+    SCHEMA_VERSION,
     ModelCard,
     OutputSpec,
     Provenance,
+    Region,
     TimeSpec,
     card_from_dict,
     embed_card,
@@ -30,7 +32,7 @@ from eo_missing_qgis.core.card import (
 )
 
 from . import __version__
-from .datasets import TaskInfo
+from .datasets import EODataset, TaskInfo, load_dataset
 from .models import Predictor
 from .run import SplitData, specs_from_dict
 
@@ -163,15 +165,15 @@ def with_stac_mlm(card: ModelCard) -> ModelCard:
 def stac_item(card: ModelCard, model_file: str) -> dict:
     """A STAC Item (core 1.1.0 + MLM) describing the model, with the ONNX file as its model asset.
 
-    There is no geometry: a model is not tied to a footprint, and the training data's extent is
-    named in the description instead."""
+    Its geometry is the card's training footprint (a MultiPolygon of the regions' hulls), or none
+    for a card without one."""
     created = card.provenance.created or dt.date.today().isoformat()
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
         "stac_extensions": [MLM_SCHEMA],
         "id": card.name,
-        "geometry": None,
+        **_footprint_geometry(card),
         "properties": {
             "title": card.title,
             "description": card.description,
@@ -190,6 +192,25 @@ def stac_item(card: ModelCard, model_file: str) -> dict:
             }
         },
     }
+
+
+def _footprint_geometry(card: ModelCard) -> dict:
+    """GeoJSON geometry and bbox of the footprint; a region of fewer than 3 vertices (one or two
+    sites) becomes a small box around them so the polygon stays valid."""
+    if not card.footprint:
+        return {"geometry": None}
+    rings = []
+    for r in card.footprint:
+        ring = [list(v) for v in r.polygon]
+        if len(ring) < 3:
+            lons, lats = [v[0] for v in ring], [v[1] for v in ring]
+            lo_x, hi_x, lo_y, hi_y = min(lons) - 0.01, max(lons) + 0.01, min(lats) - 0.01, max(lats) + 0.01
+            ring = [[lo_x, lo_y], [hi_x, lo_y], [hi_x, hi_y], [lo_x, hi_y]]
+        rings.append([[*ring, ring[0]]])
+    xs = [v[0] for poly in rings for v in poly[0]]
+    ys = [v[1] for poly in rings for v in poly[0]]
+    return {"bbox": [min(xs), min(ys), max(xs), max(ys)],
+            "geometry": {"type": "MultiPolygon", "coordinates": rings}}
 
 
 def write_stac_item(card: ModelCard, model_path: Path) -> Path:
@@ -215,12 +236,82 @@ def as_ir(model: onnx.ModelProto) -> None:
     model.ir_version = IR_VERSION
 
 
-def restamp(path: Path) -> ModelCard:
+#: Side of the grid cells (degrees) that group training samples into footprint regions: cells
+#: touching each other make one region, so a continent's samples stay apart from another's.
+FOOTPRINT_CELL_DEG = 5.0
+#: How the training samples' regions are named to the user, per dataset and its ``meta["region"]``.
+REGION_NAMES = {"lfmc": "western-US shrublands", "east_africa": "East-African croplands",
+                "flanders": "Flanders (Belgium) croplands"}
+
+
+def footprint(latlon: np.ndarray, labels: np.ndarray) -> tuple[Region, ...]:
+    """Regions of samples at ``latlon`` (N, 2 degrees): occupied grid cells that touch are one
+    region, outlined by the convex hull of its samples and named by its most frequent label."""
+    cells = np.floor(np.asarray(latlon, np.float64) / FOOTPRINT_CELL_DEG).astype(np.int64)
+    keys = sorted({tuple(c) for c in cells})
+    region_of = {k: n for n, k in enumerate(keys)}
+    for k in keys:  # union of touching cells (8-neighbours), relabelled to the smallest index
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                other = (k[0] + dr, k[1] + dc)
+                if other in region_of:
+                    a, b = region_of[k], region_of[other]
+                    low = min(a, b)
+                    for key, r in region_of.items():
+                        if r in (a, b):
+                            region_of[key] = low
+    ids = np.array([region_of[tuple(c)] for c in cells])
+    out = []
+    for r in sorted(set(ids)):
+        members = ids == r
+        names, counts = np.unique(labels[members], return_counts=True)
+        hull = _hull([(round(float(lon), 4), round(float(lat), 4)) for lat, lon in latlon[members]])
+        out.append(Region(REGION_NAMES.get(str(names[counts.argmax()]), str(names[counts.argmax()])),
+                          tuple(hull), int(members.sum())))
+    return tuple(sorted(out, key=lambda reg: -reg.samples))
+
+
+def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Convex hull (Andrew's monotone chain), counter-clockwise; fewer than 3 distinct points as they are."""
+    pts = sorted(set(points))
+    if len(pts) < 3:
+        return pts
+
+    def half(seq: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        chain: list[tuple[float, float]] = []
+        for p in seq:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    return half(pts)[:-1] + half(pts[::-1])[:-1]
+
+
+def with_footprint(card: ModelCard, data: EODataset, train: np.ndarray) -> ModelCard:
+    """``card`` (now schema 1.2) with the footprint and season of the ``train`` samples of ``data``;
+    unchanged for a dataset without sample locations."""
+    if "latlon" not in data.meta:
+        return card
+    labels = np.asarray(data.meta.get("region", np.full(len(data.target), data.name)))[train]
+    months = data.meta.get("month")
+    season = tuple(sorted({int(m) + 1 for m in months[train, -1]})) if months is not None else ()
+    return ModelCard(**{**card.__dict__, "schema_version": SCHEMA_VERSION,
+                        "footprint": footprint(data.meta["latlon"][train], labels), "season": season})
+
+
+def restamp(path: Path, data_dir: Path | None = None) -> ModelCard:
     """Re-write an exported model at :data:`IR_VERSION` with its card's STAC-MLM block and the
-    Deepness keys recomputed, weights untouched; writes its STAC Item too."""
+    Deepness keys recomputed, weights untouched; writes its STAC Item too. With ``data_dir``, the
+    card also gets the footprint and season of its training split (same dataset, seed and split)."""
     model = onnx.load(str(path))
     as_ir(model)
-    card = with_stac_mlm(read_card(path))
+    card = read_card(path)
+    if data_dir is not None:
+        data = load_dataset(card.provenance.dataset, data_dir)
+        card = with_footprint(card, data, data.splits(card.provenance.seed or 0)["train"])
+    card = with_stac_mlm(card)
     onnx.checker.check_model(model)
     embed_card(model, card)
     onnx.save(model, str(path))
@@ -329,7 +420,8 @@ def parity(path: Path, predictor: Predictor, card: ModelCard, prep: SplitData) -
 def export_run(
     module, run: dict, prep: SplitData, path: Path, name: str, title: str = "", description: str = ""
 ) -> tuple[ModelCard, float]:
-    card = build_card(run, prep.data.info, name, title, description)
+    card = with_footprint(build_card(run, prep.data.info, name, title, description), prep.data,
+                          prep.splits["train"])
     predictor = module.predictor()
     to_onnx(predictor, card, Path(path))
     return card, parity(Path(path), predictor, card, prep)

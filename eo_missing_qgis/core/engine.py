@@ -41,10 +41,11 @@ from .card import ModelCard
 from .definitions import ContextKind, Device, OutputKind
 from .encoding_check import check_encodings
 from .errors import Cancelled, InputError, OptionError
+from .footprint import check_footprint
 from .outputs import create_outputs, output_paths, publish
 from .providers import gpu_batch_note
 from .raster_inputs import RasterInput, match_inputs
-from .raster_io import GeoTiffOutput, cache_limit, check_destination, pixel_latlon
+from .raster_io import GeoTiffOutput, cache_limit, check_destination, outline_lonlat, pixel_latlon
 from .reader import WindowReader
 from .session import ModelSession, open_session
 from .tiling import HaloTile, Window, batch_size_for, halo_tiles, tile_for, windows
@@ -139,6 +140,9 @@ def run_model(
         check_destination(p, [i.path for i in (*plan.inputs, *inputs)] + [session.path, *options.keep])
     grid, ref_path = plan.reference_grid(options.reference)
     say(f"reference grid from {ref_path}: {grid.describe()}")
+    outside = check_footprint(card, outline_lonlat(grid))
+    if outside:
+        say(outside.message, warn=True)
     check_cancel()
 
     reader = WindowReader(plan, grid, options.resampling)
@@ -213,7 +217,7 @@ def run_model(
         if months.used != plan.time.used:
             empty = sorted(set(plan.time.used) - set(months.used), key=plan.time.labels.index)
             say(f"no valid values in {', '.join(empty)} (nodata or clouds): {months.summary()}")
-        outs[OutputKind.PREDICTION].ds.update_tags(**months.tags())
+        outs[OutputKind.PREDICTION].ds.update_tags(**months.tags(), **(outside.tags if outside else {}))
         for stale in publish(outs):
             say(f"removed {stale}: an earlier run to {paths['prediction']} wrote it and this run does not")
     except BaseException:

@@ -256,6 +256,23 @@ def pixel_latlon(grid: Grid, win: Window) -> tuple[np.ndarray, np.ndarray]:
     return _latlon(grid, win, np.arange(win.height)[:, None], np.arange(win.width)[None, :])
 
 
+def outline_lonlat(grid: Grid, per_side: int = 16) -> np.ndarray:
+    """(lon, lat) degrees of ``per_side`` points along each edge of ``grid`` and of its centre, (n, 2):
+    enough to place a whole input against a model's training footprint without transforming every pixel."""
+    left, bottom, right, top = grid.bounds
+    f = np.linspace(0.0, 1.0, per_side)
+    xs = np.r_[left + f * (right - left), np.full(per_side, right), right - f * (right - left),
+               np.full(per_side, left), (left + right) / 2]
+    ys = np.r_[np.full(per_side, top), top - f * (top - bottom), np.full(per_side, bottom),
+               bottom + f * (top - bottom), (bottom + top) / 2]
+    try:
+        lon, lat = rasterio_module().warp.transform(grid.crs, "EPSG:4326", xs, ys)
+    except Exception as exc:  # a CRS that PROJ cannot take to WGS 84
+        raise InputError(f"the grid's CRS ({grid.describe()}) cannot be converted to latitude/longitude "
+                         f"({_first_line(exc)})") from None
+    return np.column_stack([lon, lat])
+
+
 def _latlon(grid: Grid, win: Window, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude of the pixel centres at (broadcast) window ``rows`` x ``cols``."""
     rows, cols = np.broadcast_arrays(rows + win.row + 0.5, cols + win.col + 0.5)

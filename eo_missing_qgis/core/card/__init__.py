@@ -12,6 +12,7 @@ from .model import (
     ModelCardError,
     OutputSpec,
     Provenance,
+    Region,
     TimeSpec,
 )
 from .onnx_io import deepness_metadata, embed_card, read_card, read_metadata_props
@@ -29,6 +30,7 @@ __all__ = [
     "ModelCardError",
     "OutputSpec",
     "Provenance",
+    "Region",
     "TimeSpec",
     "card_from_dict",
     "card_from_json",

@@ -148,6 +148,17 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Region:
+    """One region of the training footprint (schema 1.2): a short ``name`` said to the user ("western-US
+    shrublands"), a simplified convex ``polygon`` of (lon, lat) vertices and the training ``samples``
+    in it."""
+
+    name: str
+    polygon: tuple[tuple[float, float], ...]
+    samples: int
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything the plugin needs to know about a model, read from its ONNX file."""
 
@@ -164,6 +175,8 @@ class ModelCard:
     stac_mlm: dict[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     context: tuple[ContextSpec, ...] = ()
+    footprint: tuple[Region, ...] = ()  # where the training samples were; () when unknown
+    season: tuple[int, ...] = ()  # months (1-12) of the training samples' target dates; () when unknown
 
     def context_of(self, kind: ContextKind) -> list[ContextSpec]:
         """The context inputs of ``kind``, in the card's order."""
@@ -236,6 +249,13 @@ class ModelCard:
                  **({"modality": c.modality} if c.modality else {}), "shape": c.shape(self.time.steps)}
                 for c in self.context
             ]
+        if newer and self.footprint:
+            out["footprint"] = [
+                {"name": r.name, "polygon": [list(v) for v in r.polygon], "samples": r.samples}
+                for r in self.footprint
+            ]
+        if newer and self.season:
+            out["season"] = list(self.season)
         if self.stac_mlm:
             out["stac_mlm"] = self.stac_mlm
         return out

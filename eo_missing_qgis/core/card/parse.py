@@ -34,6 +34,7 @@ from .model import (
     ModelCardError,
     OutputSpec,
     Provenance,
+    Region,
     TimeSpec,
 )
 
@@ -199,9 +200,49 @@ def card_from_dict(data: Any) -> ModelCard:
         stac_mlm=root.get("stac_mlm", dict, {}),
         schema_version=data["schema_version"],
         context=context,
+        footprint=_footprint_from(root, minor),
+        season=_season_from(root, minor),
     )
     root.done()
     return card
+
+
+def _footprint_from(root: _Obj, minor: int) -> tuple[Region, ...]:
+    """The optional training footprint (schema 1.2): regions with a (lon, lat) polygon each."""
+    if "footprint" not in root.data:
+        return ()
+    if minor < _CONTEXT_SINCE:
+        raise ModelCardError("footprint", f"needs schema_version {SCHEMA_MAJOR}.{_CONTEXT_SINCE} or later")
+    out = []
+    for path, raw in root.items("footprint"):
+        o = _Obj(raw, path, root.strict)
+        vertices = []
+        for vpath, v in o.items("polygon", min_len=1):
+            numbers = isinstance(v, list) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+            if not numbers or len(v) != 2:
+                raise ModelCardError(vpath, "must be a [lon, lat] pair of numbers")
+            if not (-180 <= v[0] <= 180 and -90 <= v[1] <= 90):
+                raise ModelCardError(vpath, f"must be degrees of lon -180..180 and lat -90..90, not {v}")
+            vertices.append((float(v[0]), float(v[1])))
+        out.append(Region(o.text("name"), tuple(vertices), o.integer("samples", lo=1)))
+        o.done()
+    return tuple(out)
+
+
+def _season_from(root: _Obj, minor: int) -> tuple[int, ...]:
+    """The optional season (schema 1.2): the months (1-12) of the training samples."""
+    if "season" not in root.data:
+        return ()
+    if minor < _CONTEXT_SINCE:
+        raise ModelCardError("season", f"needs schema_version {SCHEMA_MAJOR}.{_CONTEXT_SINCE} or later")
+    months = []
+    for path, v in root.items("season"):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 12:
+            raise ModelCardError(path, f"must be a month number 1-12, not {v!r}")
+        months.append(v)
+    _unique(months, "season", "month")
+    return tuple(months)
 
 
 def _time_from(t: _Obj, minor: int) -> TimeSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from html import escape
 
 from ..definitions import ContextKind, Task, TimeAlignment
@@ -31,6 +32,19 @@ def _context(card: ModelCard) -> str:
     return "per-pixel model: each pixel is predicted from its own time series"
 
 
+def _footprint(card: ModelCard) -> list[str]:
+    """Where and when the training samples were: what tells a user whether the model fits their area."""
+    lines = [f"trained in {r.name} ({r.samples} samples, {_span(r.polygon)})" for r in card.footprint]
+    if card.season:
+        lines.append("trained on targets of " + ", ".join(calendar.month_name[m] for m in card.season))
+    return lines
+
+
+def _span(polygon: tuple[tuple[float, float], ...]) -> str:
+    lons, lats = [v[0] for v in polygon], [v[1] for v in polygon]
+    return f"lon {min(lons):.2f} to {max(lons):.2f}, lat {min(lats):.2f} to {max(lats):.2f}"
+
+
 def _outputs(card: ModelCard) -> list[str]:
     o = card.output
     if card.task == Task.CLASSIFICATION:
@@ -48,6 +62,7 @@ def card_to_text(card: ModelCard) -> str:
         lines.append(f"Input {spec.modality} ({spec.sensor}), tensor '{spec.tensor}': {bands}")
     lines += [f"Context input: {line}" for line in _context_inputs(card)]
     lines += [f"Output: {line}" for line in _outputs(card)]
+    lines += [f"Footprint: {line}" for line in _footprint(card)]
     p = card.provenance
     lines.append(f"Trained on {p.dataset} with method {p.method}, version {p.version}"
                  + (f", seed {p.seed}" if p.seed is not None else ""))
@@ -84,6 +99,7 @@ def card_to_html(card: ModelCard) -> str:
         f"<th>Bands (in order)</th><th>Units</th></tr>{rows}</table>"
         + "".join(f"<p>Context input: {e(line)}</p>" for line in _context_inputs(card)) +
         f"<h3>Output</h3>{outputs}"
+        + "".join(f"<p>Footprint: {e(line)}</p>" for line in _footprint(card)) +
         f"<h3>Provenance</h3><p>Dataset {e(p.dataset)}, method {e(p.method)}, version "
         f"{e(p.version)}{', seed ' + str(p.seed) if p.seed is not None else ''}"
         f"{', commit ' + e(p.commit) if p.commit else ''}</p><ul>{metrics}</ul>"
