@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .card import ModelCard
+from .dates import recognised_dates
 from .definitions import TimeLayout
 from .errors import InputError
 from .raster_io import Grid, pixel_area, read_header, subdatasets
@@ -140,13 +141,32 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     return preset(unit)
 
 
-def layer_dates(inp: RasterInput) -> list[int] | None:
+def layer_dates(inp: RasterInput, rec: Recognition | None = None) -> list[int] | None:
     """The month counts of a layer's dates (:func:`.time_axis.parse_month`), None when unknown.
 
-    Today only the dates the user gives (``RasterInput.dates``); recognising them from what the
-    data carry (netCDF time, GDAL metadata, Sentinel file names: issue 10) belongs here.
+    The dates the user gives win; else, when no time step is given either, the dates the data
+    carry (:func:`.dates.recognised_dates`), kept only when they fit the layer as recognised
+    (``rec``): one date for a one-date layer, one per raster band for a one-band layer, so a
+    time-series stack is still placed by its order.
     """
-    return [parse_month(d, inp.label) for d in inp.dates] if inp.dates else None
+    if inp.dates:
+        return [parse_month(d, inp.label) for d in inp.dates]
+    if inp.time_index is not None or inp.header is None or rec is None:
+        return None
+    found = recognised_dates(inp.path, inp.header.metadata, inp.header.descriptions)
+    if not found or len(found) != _dates_wanted(rec):
+        return None
+    return [parse_month(d, inp.label) for d in found]
+
+
+def _dates_wanted(rec: Recognition) -> int | None:
+    """How many dates a layer takes: one for a one-date layer (spectral bands as raster bands),
+    one per raster band for a one-band layer; None for other layouts."""
+    if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
+        return rec.count
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count:
+        return 1
+    return None
 
 
 def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
@@ -161,7 +181,8 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         raise InputError("no input layers given")
     inputs, origins = expand(list(inputs))
     steps = card.time.steps
-    dates = [layer_dates(inp) for inp in inputs]
+    recognitions = [recognise(inp, inp.header) for inp in inputs]
+    dates = [layer_dates(inp, rec) for inp, rec in zip(inputs, recognitions, strict=True)]
     known = [m for d in dates if d for m in d]
     start = anchor(card, known) if known else None
     flexible = card.time.required < steps
@@ -169,11 +190,8 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
               for spec in card.inputs}
     offer: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
     problems: list[str] = []
-    recognitions: list[Recognition] = []
     notes: list[str] = []
-    for n, inp in enumerate(inputs):
-        rec = recognise(inp, inp.header)
-        recognitions.append(rec)
+    for n, (inp, rec) in enumerate(zip(inputs, recognitions, strict=True)):
         if not set(rec.modalities) & needed.keys():
             continue
         steps_of = [m - start for m in dates[n]] if start is not None and dates[n] else None
@@ -351,13 +369,12 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
     """Slots of a layer with dates: a one-date layer (one date) or a one-band layer (a date per
     raster band); dates outside the model's months are left out, two in one month refused."""
     label = inp.label
-    one_band = rec.layout == TimeLayout.BAND_PER_LAYER and rec.band
-    one_date = rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count
-    want = rec.count if one_band else 1
+    want = _dates_wanted(rec)
+    one_date = want == 1 and rec.layout == TimeLayout.DATE_PER_LAYER
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and not one_date:
         problems.append(_band_count_problem(inp, rec))
         return []
-    if not (one_band or one_date):
+    if want is None:
         problems.append(f"{label}: {rec.reason}" if not rec.modalities else
                         f"{label}: dates are for one-date layers (spectral bands as raster bands) or "
                         "one-band layers (a date per raster band)")
@@ -376,7 +393,7 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
         problems.append(f"{label} holds two dates in one month; give one date per month "
                         "(compositing several dates is not supported yet)")
         return []
-    if one_band:
+    if not one_date:
         return [(rec.modality, rec.band, t, k + 1) for t, k in inside]
     return [(rec.modality, b, inside[0][0], k + 1) for k, b in enumerate(rec.bands)]
 
