@@ -125,3 +125,19 @@ def test_l1c_is_named():
     assert "MSIL1C" in l1c_reason("/d/S2A_MSIL1C_20210612T104021_N0300.tif", {})
     assert "PROCESSING_LEVEL=Level-1C" in l1c_reason("a.tif", {"PROCESSING_LEVEL": "Level-1C"})
     assert l1c_reason("/d/S2A_MSIL2A_20210612T104021.tif", {"PROCESSING_LEVEL": "Level-2A"}) is None
+
+
+@pytest.mark.parametrize("how", ["name", "metadata"])
+def test_an_l1c_scene_is_refused_with_the_reason_unless_the_model_was_trained_on_l1c(tmp_path, data_dir, how):
+    name = "S2B_MSIL1C_20210612T104021.tif" if how == "name" else "scene.tif"
+    path = write_tif(tmp_path / name, s2_stack(data_dir)[JUNE], nodata=65535, descriptions=S2_BANDS)
+    if how == "metadata":
+        with rasterio.open(path, "r+") as ds:
+            ds.update_tags(PROCESSING_LEVEL="Level-1C", SENSING_TIME="2021-06-12T10:40:21Z")
+    card = regression_card()
+    words = "MSIL1C" if how == "name" else "PROCESSING_LEVEL=Level-1C"
+    refusal = rf"is Sentinel-2 Level-1C \(top-of-atmosphere reflectance\): .*{words}.*use the Level-2A"
+    with pytest.raises(InputError, match=refusal):
+        match_inputs(card_from_dict(card), [RasterInput(path)])
+    card["inputs"][0]["sensor"] = "Sentinel-2 L1C"
+    assert match_inputs(card_from_dict(card), [RasterInput(path)]).time.used == ["2021-06"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .card import ModelCard
-from .dates import recognised_dates
+from .dates import l1c_reason, recognised_dates
 from .definitions import TimeLayout
 from .errors import InputError
 from .raster_io import Grid, pixel_area, read_header, subdatasets
@@ -194,6 +194,10 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     for n, (inp, rec) in enumerate(zip(inputs, recognitions, strict=True)):
         if not set(rec.modalities) & needed.keys():
             continue
+        refusal = _l1c_refusal(card, inp, rec)
+        if refusal:
+            problems.append(refusal)
+            continue
         steps_of = [m - start for m in dates[n]] if start is not None and dates[n] else None
         for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes, steps_of):
             if modality in needed:
@@ -248,6 +252,21 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
     return plan
+
+
+def _l1c_refusal(card: ModelCard, inp: RasterInput, rec: Recognition) -> str | None:
+    """Why a top-of-atmosphere (Level-1C) Sentinel-2 layer cannot feed ``card``, unless one of
+    its Sentinel-2 inputs says it was trained on L1C: its values differ from L2A surface
+    reflectance, so the map would be silently wrong."""
+    if "S2" not in rec.modalities:
+        return None
+    reason = l1c_reason(inp.path, inp.header.metadata if inp.header else {})
+    sensors = [spec.sensor for spec in card.inputs if spec.modality == "S2"]
+    if not reason or any("L1C" in s.upper().replace("-", "") for s in sensors):
+        return None
+    return (f"{inp.label} is Sentinel-2 Level-1C (top-of-atmosphere reflectance): {reason}; model "
+            f"'{card.name}' was trained on {', '.join(sensors) or 'Level-2A'} surface reflectance: use the "
+            "Level-2A (MSIL2A) product of this scene")
 
 
 def _steps(absent: list[int], steps: int) -> str:
