@@ -3,6 +3,8 @@ Sentinel-style single-scene files is placed on the card's months without the use
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -22,8 +24,9 @@ from eo_missing_qgis.core.raster_inputs import match_inputs
 from eo_missing_qgis.core.recognition import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, read_variable, s2_stack, variable, write_tif
 from tests.test_context_engine import available, predict, regression_card
-from tests.tiny_models import S2_BANDS, input_dict
+from tests.tiny_models import S2_BANDS, input_dict, probe_onnx
 
+BUNDLED = Path(__file__).parents[1] / "eo_missing_qgis" / "models"
 JUNE = 7  # the cube's step of 2021-06
 TWENTY_M = ("B05", "B06", "B07", "B8A", "B11", "B12")
 
@@ -141,3 +144,19 @@ def test_an_l1c_scene_is_refused_with_the_reason_unless_the_model_was_trained_on
         match_inputs(card_from_dict(card), [RasterInput(path)])
     card["inputs"][0]["sensor"] = "Sentinel-2 L1C"
     assert match_inputs(card_from_dict(card), [RasterInput(path)]).time.used == ["2021-06"]
+
+
+def test_cli_runs_sentinel_band_files_without_dates(tmp_path, data_dir, capsys):
+    from eo_missing_qgis.core.cli import main
+
+    model = probe_onnx(tmp_path / "probe.onnx", regression_card(), "s2_mask", [2.0 ** t for t in range(12)])
+    inputs = [a for layer in sentinel_band_files(tmp_path, data_dir) for a in ("--input", layer.path)]
+    assert main(["predict", "--model", str(model), *inputs, "--out", str(tmp_path / "cli.tif")]) == 0
+    assert "1 of 12 months: 2021-06; missing: 2020-11" in capsys.readouterr().err
+    with rasterio.open(tmp_path / "cli.tif") as ds:
+        assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
+    bundled = str(BUNDLED / "crop_type_s2.onnx")
+    assert main(["predict", "--model", bundled, *inputs, "--out", str(tmp_path / "b.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "needs at least 12 of its 12 monthly steps, the layers give 1 of 12 months: 2021-06" in err
+    assert "add layers for 11 more of the missing months" in err

@@ -238,7 +238,8 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     if missing:
         problems.insert(0, "missing: " + "; ".join(missing))
     axis = TimeAxis.build(card, start, step_given)
-    if flexible and not missing and len(axis.used) < card.time.required:
+    # Dated layers (or a flexible card) short of months: say which months to add, first.
+    if (start is not None or (flexible and not missing)) and len(axis.used) < card.time.required:
         problems.insert(0, f"model '{card.name}' needs at least {card.time.required} of its {steps} monthly "
                            f"steps, the layers give {axis.summary()}: add layers for "
                            f"{card.time.required - len(axis.used)} more of the missing months")
