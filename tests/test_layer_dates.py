@@ -160,3 +160,16 @@ def test_cli_runs_sentinel_band_files_without_dates(tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     assert "needs at least 12 of its 12 monthly steps, the layers give 1 of 12 months: 2021-06" in err
     assert "add layers for 11 more of the missing months" in err
+
+
+def test_qgis_process_runs_sentinel_band_files_without_dates(qgis_process, tmp_path, data_dir):
+    model = probe_onnx(tmp_path / "probe.onnx", regression_card(), "s2_mask", [2.0 ** t for t in range(12)])
+    layers = [f"S2={layer.path}" for layer in sentinel_band_files(tmp_path, data_dir)]
+    qgis_process("run", "eomissing:predict", "--", f"MODEL={model}", f"OUTPUT={tmp_path / 'out.tif'}",
+                 *layers)
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
+    bundled = qgis_process("run", "eomissing:predict", "--", f"MODEL={BUNDLED / 'crop_type_s2.onnx'}",
+                           f"OUTPUT={tmp_path / 'b.tif'}", *layers, check=False)
+    assert bundled.returncode != 0
+    assert "the layers give 1 of 12 months: 2021-06" in bundled.stdout + bundled.stderr
