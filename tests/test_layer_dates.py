@@ -23,8 +23,9 @@ from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.raster_inputs import match_inputs
 from eo_missing_qgis.core.recognition import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, read_variable, s2_stack, variable, write_tif
-from tests.test_context_engine import available, predict, regression_card
+from tests.test_context_engine import available, one_month, predict, regression_card
 from tests.tiny_models import S2_BANDS, input_dict, probe_onnx
+from tests.tolerances import FLOAT32_INPUT_RTOL
 
 BUNDLED = Path(__file__).parents[1] / "eo_missing_qgis" / "models"
 JUNE = 7  # the cube's step of 2021-06
@@ -173,3 +174,25 @@ def test_qgis_process_runs_sentinel_band_files_without_dates(qgis_process, tmp_p
                            f"OUTPUT={tmp_path / 'b.tif'}", *layers, check=False)
     assert bundled.returncode != 0
     assert "the layers give 1 of 12 months: 2021-06" in bundled.stdout + bundled.stderr
+
+
+def test_two_dates_in_one_month_are_composited_per_pixel(tmp_path, data_dir):
+    card = regression_card()
+    weights = [0.0] * (12 * len(S2_BANDS))
+    weights[JUNE * len(S2_BANDS) + S2_BANDS.index("B04")] = 1.0  # June's B04, as fed to the model
+
+    def run(name: str, scenes: list[tuple[int, str]], log=None) -> np.ndarray:
+        (tmp_path / name).mkdir()
+        inputs = [one_month(tmp_path / name, data_dir, t, date) for t, date in scenes]
+        return predict(tmp_path / name, card, "s2", weights, inputs, log=log)[0]
+
+    messages: list[str] = []
+    early, late = run("early", [(JUNE, "2021-06-05")]), run("late", [(JUNE - 1, "2021-06-25")])
+    both = run("both", [(JUNE, "2021-06-05"), (JUNE - 1, "2021-06-25")], log=messages.append)
+    two, one = np.isfinite(early) & np.isfinite(late), np.isfinite(early) ^ np.isfinite(late)
+    assert two.sum() > 5000 and not np.allclose(early[two], late[two])
+    np.testing.assert_allclose(both[two], (early[two] + late[two]) / 2, rtol=FLOAT32_INPUT_RTOL, atol=1e-4)
+    np.testing.assert_allclose(both[one], np.where(np.isfinite(early), early, late)[one],
+                               rtol=FLOAT32_INPUT_RTOL, atol=1e-4)
+    assert any("2 dates of one month composited (per-pixel median" in m for m in messages), messages
+    assert any(m.startswith("1 of 12 months: 2021-06") for m in messages), messages

@@ -43,11 +43,18 @@ def expand(inputs: list[RasterInput]) -> tuple[list[RasterInput], list[int]]:
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one (modality, band, time step) comes from: input number and 1-based raster band."""
+    """Where one (modality, band, time step) comes from: input number and 1-based raster band
+    (with ``also``: several dated layers of one month, composited)."""
 
     input: int
     band_index: int
     encoding: Encoding
+    #: Other dates of the same month (dated layers): the step is their per-pixel median.
+    also: tuple[Slot, ...] = ()
+
+    def parts(self) -> tuple[Slot, ...]:
+        """This slot and the other dates composited with it."""
+        return (self, *self.also)
 
 
 @dataclass
@@ -69,7 +76,8 @@ class InputPlan:
     @property
     def used(self) -> list[int]:
         """The layers at least one slot reads, in order."""
-        return sorted({s.input for rows in self.slots.values() for row in rows for s in row})
+        return sorted({part.input for rows in self.slots.values() for row in rows for s in row
+                       for part in s.parts()})
 
     def reference_grid(self, reference: int | str | None) -> tuple[Grid, str]:
         """The grid outputs are written on, and where it comes from: the finest input's (None),
@@ -224,14 +232,16 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
                 if not given:
                     absent.append(t)
                     continue
-                if len(given) > 1:
+                if len(given) > 1 and not all(dates[i] for i, _ in given):
                     who = " and ".join(f"{inputs[i].label} (band {b})" for i, b in given)
                     problems.append(f"{spec.modality} {band} time step {t + 1} is given by both {who}; "
                                     "remove one or say which band each layer holds")
                     continue
-                i, b = given[0]
-                enc = resolve_encoding(inputs[i], spec.bands[c].unit)
-                rows[t].append(Slot(i, b, enc))
+                parts = [Slot(i, b, resolve_encoding(inputs[i], spec.bands[c].unit)) for i, b in given]
+                rows[t].append(replace(parts[0], also=tuple(parts[1:])))
+                if len(parts) > 1 and c == 0:
+                    notes.append(f"{spec.modality} step {t + 1}: {len(parts)} dates of one month composited "
+                                 "(per-pixel median of the valid values)")
             if absent:
                 missing.append(f"{spec.modality} {band} ({_steps(absent, steps)})")
         slots[spec.modality] = rows
@@ -387,7 +397,7 @@ def _window(label: str, available: int, steps: int, first: int | None, problems:
 
 def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], steps_of: list[int]):
     """Slots of a layer with dates: a one-date layer (one date) or a one-band layer (a date per
-    raster band); dates outside the model's months are left out, two in one month refused."""
+    raster band); dates outside the model's months are left out, several in one month composited."""
     label = inp.label
     want = _dates_wanted(rec)
     one_date = want == 1 and rec.layout == TimeLayout.DATE_PER_LAYER
@@ -408,10 +418,6 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
     inside = [(t, k) for k, t in enumerate(steps_of) if 0 <= t < steps]
     if not inside:
         problems.append(f"{label}: its date(s) fall outside the model's {steps} months")
-        return []
-    if len({t for t, _ in inside}) < len(inside):
-        problems.append(f"{label} holds two dates in one month; give one date per month "
-                        "(compositing several dates is not supported yet)")
         return []
     if not one_date:
         return [(rec.modality, rec.band, t, k + 1) for t, k in inside]
