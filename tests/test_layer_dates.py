@@ -20,6 +20,7 @@ from eo_missing_qgis.core.dates import (
     recognised_dates,
 )
 from eo_missing_qgis.core.errors import InputError
+from eo_missing_qgis.core.prediction import LayerMapping, parse_mapping
 from eo_missing_qgis.core.raster_inputs import match_inputs
 from eo_missing_qgis.core.recognition import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, read_variable, s2_stack, variable, write_tif
@@ -65,7 +66,8 @@ def test_the_real_cube_carries_netcdf_time(data_dir):
     assert netcdf_time(metadata).startswith("2021-06")
 
 
-def sentinel_band_files(tmp_path, data_dir, stamp: str = "20210612T104021") -> list[RasterInput]:
+def sentinel_band_files(tmp_path, data_dir, stamp: str = "20210612T104021",
+                        prefix: str = "T31UFS_{stamp}_") -> list[RasterInput]:
     """June of the cube's S2 as one GeoTIFF per band named like a Sentinel-2 L2A tile: the 10 m
     bands at 10 m, the 20 m bands averaged to 20 m."""
     stack = s2_stack(data_dir)[JUNE]
@@ -80,7 +82,7 @@ def sentinel_band_files(tmp_path, data_dir, stamp: str = "20210612T104021") -> l
                 ds.write(data, 1)
                 data = ds.read(1, out_shape=(50, 50), resampling=Resampling.average)
             transform, res = CUBE_TRANSFORM @ CUBE_TRANSFORM.scale(2), 20
-        name = f"T31UFS_{stamp}_{band}_{res}m.tif"
+        name = f"{prefix.format(stamp=stamp)}{band}_{res}m.tif"
         layers.append(RasterInput(write_tif(tmp_path / name, data, transform=transform, nodata=65535)))
     return layers
 
@@ -196,3 +198,24 @@ def test_two_dates_in_one_month_are_composited_per_pixel(tmp_path, data_dir):
                                rtol=FLOAT32_INPUT_RTOL, atol=1e-4)
     assert any("2 dates of one month composited (per-pixel median" in m for m in messages), messages
     assert any(m.startswith("1 of 12 months: 2021-06") for m in messages), messages
+
+
+def test_mapping_text_takes_dates():
+    assert parse_mapping("vv.tif: @ 2021-06-12; s: B04 @ 2021-05-01, 2021-06-01") == {
+        "vv.tif": LayerMapping((), 0, ("2021-06-12",)),
+        "s": LayerMapping(("B04",), 0, ("2021-05-01", "2021-06-01"))}
+    with pytest.raises(InputError, match=r"'vv\.tif': date '2021-13-01' is not a date; write it as YYYY-MM"):
+        parse_mapping("vv.tif: @ 2021-13-01")
+
+
+def test_qgis_process_takes_dates_per_layer(qgis_process, tmp_path, data_dir):
+    model = probe_onnx(tmp_path / "probe.onnx", regression_card(), "s2_mask", [2.0 ** t for t in range(12)])
+    layers = sentinel_band_files(tmp_path, data_dir, prefix="scene_")  # names without a date
+    dates = "; ".join(f"{Path(layer.path).name}: @ 2021-07-02" for layer in layers)
+    args = ["run", "eomissing:predict", "--", f"MODEL={model}", *[f"S2={layer.path}" for layer in layers]]
+    qgis_process(*args, f"OUTPUT={tmp_path / 'out.tif'}", f"LAYER_BANDS={dates}")
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert ds.tags()["EO_MONTHS_USED"] == "2021-07"
+    undated = qgis_process(*args, f"OUTPUT={tmp_path / 'b.tif'}", check=False)
+    assert undated.returncode != 0
+    assert "has 1 time steps but the model needs 12" in undated.stdout + undated.stderr
