@@ -219,3 +219,4 @@ def test_qgis_process_takes_dates_per_layer(qgis_process, tmp_path, data_dir):
     undated = qgis_process(*args, f"OUTPUT={tmp_path / 'b.tif'}", check=False)
     assert undated.returncode != 0
     assert "has 1 time steps but the model needs 12" in undated.stdout + undated.stderr
+

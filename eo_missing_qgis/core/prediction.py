@@ -177,6 +177,15 @@ def recognise_layer(source: str, name: str, headers: dict[str, RasterHeader] | N
         return Recognition(None, None, TimeLayout.AUTO, str(exc))
 
 
+def layer_date_text(source: str, headers: dict[str, RasterHeader]) -> str:
+    """The date(s) a layer carries (:func:`.dates.recognised_dates`) for the panel's Date column,
+    comma separated; '' when none or the layer's header was not read."""
+    from .dates import recognised_dates
+
+    header = headers.get(source)
+    return ", ".join(recognised_dates(source, header.metadata, header.descriptions) or ()) if header else ""
+
+
 def run_prediction(
     request: PredictionRequest,
     progress: Callable[[float], None] | None = None,
