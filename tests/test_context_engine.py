@@ -173,12 +173,7 @@ def test_bad_dates_are_named(tmp_path, data_dir, dates, words):
     assert words in str(err.value)
 
 
-def test_two_dates_in_one_month_and_dates_outside_are_refused(tmp_path, data_dir):
-    card = card_from_dict(regression_card())
-    band = RasterInput(variable(data_dir, S2_VARS["B04"]),
-                       dates=["2021-06-01", "2021-06-20", *CUBE_MONTHS[2:]])
-    with pytest.raises(InputError, match="holds two dates in one month"):
-        match_inputs(card, [band])
+def test_dates_outside_are_refused(tmp_path, data_dir):  # two in one month: tests/test_layer_dates.py
     short = card_from_dict(dict(regression_card(steps=3), time={
         "steps": 3, "alignment": "calendar", "first_month": 1, "min_steps": 1}))
     late = [one_month(tmp_path, data_dir, 7, "2021-06"), one_month(tmp_path, data_dir, 0, "2020-11")]

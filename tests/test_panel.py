@@ -11,11 +11,20 @@ from qgis.PyQt.QtWidgets import QApplication
 
 from eo_missing_qgis.core.definitions import BANDS, Modality
 from eo_missing_qgis.core.prediction import LayerMapping
-from eo_missing_qgis.gui.panel import ALL, COL_BANDS, COL_DETAIL, COL_FIRST, COL_MODALITY, EoMissingPanel
+from eo_missing_qgis.gui.panel import (
+    ALL,
+    COL_BANDS,
+    COL_DATE,
+    COL_DETAIL,
+    COL_FIRST,
+    COL_MODALITY,
+    EoMissingPanel,
+)
 
 from .engine_data import s2_stack, write_tif
 from .qgis_interface import TestInterface
 from .stack_data import ee_stack
+from .test_layer_dates import sentinel_band_files
 from .tiny_models import S2_BANDS, card_dict, tiny_onnx
 
 S2_VARS = [f"S2-L2A-{b}" for b in BANDS[Modality.S2]]
@@ -255,3 +264,20 @@ def test_output_grid_is_the_finest_layer_or_the_one_chosen(panel, project, data_
                  if isinstance(lyr.renderer(), QgsPalettedRasterRenderer)]
         widths.append(sorted(lyr.width() for lyr in added))
     assert widths == [[100], [50, 100]]
+
+
+def test_date_column_shows_the_recognised_date_and_takes_a_typed_one(panel, project, tmp_path, data_dir):
+    project.addMapLayers([QgsRasterLayer(layer.path, layer.path.rsplit('/', 1)[-1])
+                          for layer in sentinel_band_files(tmp_path, data_dir)])
+    rows = range(panel.table.rowCount())
+    assert [panel.table.item(r, COL_DATE).text() for r in rows] == ["2021-06-12"] * len(S2_BANDS)
+    assert "the layers give 1 of 12 months: 2021-06" in panel.choice.text()
+    assert not panel.run_button.isEnabled()
+    panel.table.item(0, COL_DATE).setText("2021-13-01")
+    assert "date '2021-13-01' is not a date" in panel.choice.text()
+    for r in rows:
+        panel.table.item(r, COL_DATE).setText("2021-07-02")
+    assert "the layers give 1 of 12 months: 2021-07" in panel.choice.text()
+    assert {m.dates for m in panel.request(panel.chosen).mapping.values()} == {("2021-07-02",)}
+    panel.refresh()  # typed dates survive a refresh
+    assert panel.table.item(0, COL_DATE).text() == "2021-07-02"

@@ -21,28 +21,39 @@ if TYPE_CHECKING:  # raster I/O loads only when a run or a recognition needs it
 @dataclass(frozen=True)
 class LayerMapping:
     """What a user says one layer holds: its bands in raster-band order (empty: recognised) and the
-    1-based time step it starts at (0: the latest steps the model needs, or a date layer's position)."""
+    1-based time step it starts at (0: the latest steps the model needs, or a date layer's position),
+    or its date(s) (``YYYY-MM[-DD]``: one for a one-date layer, one per raster band of a one-band
+    layer), which place it on the model's months and win over the dates the data carry."""
 
     bands: tuple[str, ...] = ()
     first_step: int = 0
+    dates: tuple[str, ...] = ()
 
     @classmethod
     def from_text(cls, bands: str, first_step: str, where: str) -> LayerMapping:
-        """From the texts a user typed (bands comma separated, first step or blank); ``where``
-        names the layer in the error."""
+        """From the texts a user typed (bands comma separated; first step, date(s) comma
+        separated, or blank); ``where`` names the layer in the error."""
         from .errors import InputError
+        from .time_axis import parse_month
 
         first = first_step.strip()
+        names = tuple(b.strip() for b in bands.split(",") if b.strip())
+        if "-" in first:  # dates, e.g. 2021-06-12
+            dates = tuple(d.strip() for d in first.split(",") if d.strip())
+            for d in dates:
+                parse_month(d, where)
+            return cls(names, 0, dates)
         if first and (not first.isdigit() or int(first) < 1):
             raise InputError(f"the first time step of {where} must be a whole number, 1 or more, "
-                             f"not '{first}'")
-        return cls(tuple(b.strip() for b in bands.split(",") if b.strip()), int(first) if first else 0)
+                             f"or a date (YYYY-MM-DD), not '{first}'")
+        return cls(names, int(first) if first else 0)
 
 
 def parse_mapping(text: str) -> dict[str, LayerMapping]:
     """The per-layer mapping of Processing's text parameter: one entry per line (or ';'),
     ``LAYER: BANDS @ FIRST_STEP`` with LAYER a layer name, source or file name, BANDS comma
-    separated (may be empty), ``@ FIRST_STEP`` optional; e.g. ``s2_june.tif: B02,B03 @ 6``."""
+    separated (may be empty), ``@ FIRST_STEP`` (or ``@ DATE``) optional; e.g.
+    ``s2_june.tif: B02,B03 @ 6`` or ``vv.tif: @ 2021-06-12``."""
     from .errors import InputError
 
     mapping: dict[str, LayerMapping] = {}
@@ -52,7 +63,8 @@ def parse_mapping(text: str) -> dict[str, LayerMapping]:
         layer, sep, rest = entry.rpartition(":")
         if not sep or not layer.strip():
             raise InputError(f"cannot read the layer mapping '{entry}': write 'layer: B02,B03,... @ first "
-                             "step' (bands comma separated, first step 1 or more, both optional)")
+                             "step' (bands comma separated, first step 1 or more or a date YYYY-MM-DD, both "
+                             "optional)")
         bands, _, first = rest.partition("@")
         mapping[layer.strip()] = LayerMapping.from_text(bands, first, f"'{layer.strip()}'")
     return mapping
@@ -119,7 +131,10 @@ def build_inputs(request: PredictionRequest, card: ModelCard) -> list:
             first = own.first_step or request.first_step
             inp = RasterInput(path=source, modality=modality, layout=request.layout, name=name,
                               bands=list(own.bands) or None, encoding=request.units.get(modality),
-                              header=request.headers.get(source))
+                              header=request.headers.get(source), dates=list(own.dates) or None)
+            if own.dates:  # placed by its dates
+                inputs.append(inp)
+                continue
             if request.layout == TimeLayout.DATE_PER_LAYER:
                 if own.first_step:  # the date this layer holds, said by the user
                     inp.time_index = own.first_step - 1
@@ -160,6 +175,15 @@ def recognise_layer(source: str, name: str, headers: dict[str, RasterHeader] | N
         return recognise(RasterInput(path=source, name=name), header)
     except (ValueError, ImportError, OSError) as exc:
         return Recognition(None, None, TimeLayout.AUTO, str(exc))
+
+
+def layer_date_text(source: str, headers: dict[str, RasterHeader]) -> str:
+    """The date(s) a layer carries (:func:`.dates.recognised_dates`) for the panel's Date column,
+    comma separated; '' when none or the layer's header was not read."""
+    from .dates import recognised_dates
+
+    header = headers.get(source)
+    return ", ".join(recognised_dates(source, header.metadata, header.descriptions) or ()) if header else ""
 
 
 def run_prediction(

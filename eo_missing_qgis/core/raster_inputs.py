@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .card import ModelCard
+from .dates import l1c_reason, recognised_dates
 from .definitions import TimeLayout
 from .errors import InputError
 from .raster_io import Grid, pixel_area, read_header, subdatasets
@@ -42,11 +43,18 @@ def expand(inputs: list[RasterInput]) -> tuple[list[RasterInput], list[int]]:
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one (modality, band, time step) comes from: input number and 1-based raster band."""
+    """Where one (modality, band, time step) comes from: input number and 1-based raster band
+    (with ``also``: several dated layers of one month, composited)."""
 
     input: int
     band_index: int
     encoding: Encoding
+    #: Other dates of the same month (dated layers): the step is their per-pixel median.
+    also: tuple[Slot, ...] = ()
+
+    def parts(self) -> tuple[Slot, ...]:
+        """This slot and the other dates composited with it."""
+        return (self, *self.also)
 
 
 @dataclass
@@ -68,7 +76,8 @@ class InputPlan:
     @property
     def used(self) -> list[int]:
         """The layers at least one slot reads, in order."""
-        return sorted({s.input for rows in self.slots.values() for row in rows for s in row})
+        return sorted({part.input for rows in self.slots.values() for row in rows for s in row
+                       for part in s.parts()})
 
     def reference_grid(self, reference: int | str | None) -> tuple[Grid, str]:
         """The grid outputs are written on, and where it comes from: the finest input's (None),
@@ -140,13 +149,32 @@ def encoding_for(enc: Encoding | str | None, unit: str, dtype: str, text: str, l
     return preset(unit)
 
 
-def layer_dates(inp: RasterInput) -> list[int] | None:
+def layer_dates(inp: RasterInput, rec: Recognition | None = None) -> list[int] | None:
     """The month counts of a layer's dates (:func:`.time_axis.parse_month`), None when unknown.
 
-    Today only the dates the user gives (``RasterInput.dates``); recognising them from what the
-    data carry (netCDF time, GDAL metadata, Sentinel file names: issue 10) belongs here.
+    The dates the user gives win; else, when no time step is given either, the dates the data
+    carry (:func:`.dates.recognised_dates`), kept only when they fit the layer as recognised
+    (``rec``): one date for a one-date layer, one per raster band for a one-band layer, so a
+    time-series stack is still placed by its order.
     """
-    return [parse_month(d, inp.label) for d in inp.dates] if inp.dates else None
+    if inp.dates:
+        return [parse_month(d, inp.label) for d in inp.dates]
+    if inp.time_index is not None or inp.header is None or rec is None:
+        return None
+    found = recognised_dates(inp.path, inp.header.metadata, inp.header.descriptions)
+    if not found or len(found) != _dates_wanted(rec):
+        return None
+    return [parse_month(d, inp.label) for d in found]
+
+
+def _dates_wanted(rec: Recognition) -> int | None:
+    """How many dates a layer takes: one for a one-date layer (spectral bands as raster bands),
+    one per raster band for a one-band layer; None for other layouts."""
+    if rec.layout == TimeLayout.BAND_PER_LAYER and rec.band:
+        return rec.count
+    if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count:
+        return 1
+    return None
 
 
 def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
@@ -161,7 +189,8 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
         raise InputError("no input layers given")
     inputs, origins = expand(list(inputs))
     steps = card.time.steps
-    dates = [layer_dates(inp) for inp in inputs]
+    recognitions = [recognise(inp, inp.header) for inp in inputs]
+    dates = [layer_dates(inp, rec) for inp, rec in zip(inputs, recognitions, strict=True)]
     known = [m for d in dates if d for m in d]
     start = anchor(card, known) if known else None
     flexible = card.time.required < steps
@@ -169,12 +198,13 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
               for spec in card.inputs}
     offer: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
     problems: list[str] = []
-    recognitions: list[Recognition] = []
     notes: list[str] = []
-    for n, inp in enumerate(inputs):
-        rec = recognise(inp, inp.header)
-        recognitions.append(rec)
+    for n, (inp, rec) in enumerate(zip(inputs, recognitions, strict=True)):
         if not set(rec.modalities) & needed.keys():
+            continue
+        refusal = _l1c_refusal(card, inp, rec)
+        if refusal:
+            problems.append(refusal)
             continue
         steps_of = [m - start for m in dates[n]] if start is not None and dates[n] else None
         for (modality, band, t, index) in _layout_slots(inp, rec, steps, problems, notes, steps_of):
@@ -202,21 +232,24 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
                 if not given:
                     absent.append(t)
                     continue
-                if len(given) > 1:
+                if len(given) > 1 and not all(dates[i] for i, _ in given):
                     who = " and ".join(f"{inputs[i].label} (band {b})" for i, b in given)
                     problems.append(f"{spec.modality} {band} time step {t + 1} is given by both {who}; "
                                     "remove one or say which band each layer holds")
                     continue
-                i, b = given[0]
-                enc = resolve_encoding(inputs[i], spec.bands[c].unit)
-                rows[t].append(Slot(i, b, enc))
+                parts = [Slot(i, b, resolve_encoding(inputs[i], spec.bands[c].unit)) for i, b in given]
+                rows[t].append(replace(parts[0], also=tuple(parts[1:])))
+                if len(parts) > 1 and c == 0:
+                    notes.append(f"{spec.modality} step {t + 1}: {len(parts)} dates of one month composited "
+                                 "(per-pixel median of the valid values)")
             if absent:
                 missing.append(f"{spec.modality} {band} ({_steps(absent, steps)})")
         slots[spec.modality] = rows
     if missing:
         problems.insert(0, "missing: " + "; ".join(missing))
     axis = TimeAxis.build(card, start, step_given)
-    if flexible and not missing and len(axis.used) < card.time.required:
+    # Dated layers (or a flexible card) short of months: say which months to add, first.
+    if (start is not None or (flexible and not missing)) and len(axis.used) < card.time.required:
         problems.insert(0, f"model '{card.name}' needs at least {card.time.required} of its {steps} monthly "
                            f"steps, the layers give {axis.summary()}: add layers for "
                            f"{card.time.required - len(axis.used)} more of the missing months")
@@ -230,6 +263,21 @@ def match_inputs(card: ModelCard, inputs: list[RasterInput]) -> InputPlan:
     if unused:
         plan.warnings.append(f"not used by the model: {', '.join(unused)}")
     return plan
+
+
+def _l1c_refusal(card: ModelCard, inp: RasterInput, rec: Recognition) -> str | None:
+    """Why a top-of-atmosphere (Level-1C) Sentinel-2 layer cannot feed ``card``, unless one of
+    its Sentinel-2 inputs says it was trained on L1C: its values differ from L2A surface
+    reflectance, so the map would be silently wrong."""
+    if "S2" not in rec.modalities:
+        return None
+    reason = l1c_reason(inp.path, inp.header.metadata if inp.header else {})
+    sensors = [spec.sensor for spec in card.inputs if spec.modality == "S2"]
+    if not reason or any("L1C" in s.upper().replace("-", "") for s in sensors):
+        return None
+    return (f"{inp.label} is Sentinel-2 Level-1C (top-of-atmosphere reflectance): {reason}; model "
+            f"'{card.name}' was trained on {', '.join(sensors) or 'Level-2A'} surface reflectance: use the "
+            "Level-2A (MSIL2A) product of this scene")
 
 
 def _steps(absent: list[int], steps: int) -> str:
@@ -349,15 +397,14 @@ def _window(label: str, available: int, steps: int, first: int | None, problems:
 
 def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[str], steps_of: list[int]):
     """Slots of a layer with dates: a one-date layer (one date) or a one-band layer (a date per
-    raster band); dates outside the model's months are left out, two in one month refused."""
+    raster band); dates outside the model's months are left out, several in one month composited."""
     label = inp.label
-    one_band = rec.layout == TimeLayout.BAND_PER_LAYER and rec.band
-    one_date = rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and len(rec.bands) == rec.count
-    want = rec.count if one_band else 1
+    want = _dates_wanted(rec)
+    one_date = want == 1 and rec.layout == TimeLayout.DATE_PER_LAYER
     if rec.layout == TimeLayout.DATE_PER_LAYER and rec.bands and not one_date:
         problems.append(_band_count_problem(inp, rec))
         return []
-    if not (one_band or one_date):
+    if want is None:
         problems.append(f"{label}: {rec.reason}" if not rec.modalities else
                         f"{label}: dates are for one-date layers (spectral bands as raster bands) or "
                         "one-band layers (a date per raster band)")
@@ -372,11 +419,7 @@ def _dated_slots(inp: RasterInput, rec: Recognition, steps: int, problems: list[
     if not inside:
         problems.append(f"{label}: its date(s) fall outside the model's {steps} months")
         return []
-    if len({t for t, _ in inside}) < len(inside):
-        problems.append(f"{label} holds two dates in one month; give one date per month "
-                        "(compositing several dates is not supported yet)")
-        return []
-    if one_band:
+    if not one_date:
         return [(rec.modality, rec.band, t, k + 1) for t, k in inside]
     return [(rec.modality, b, inside[0][0], k + 1) for k, b in enumerate(rec.bands)]
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import InputError
 from .preprocessing import decode
-from .raster_inputs import InputPlan
+from .raster_inputs import InputPlan, Slot
 from .raster_io import Grid, Source
 from .tiling import Window
+
+
+def _decoded(read: tuple[np.ndarray, np.ndarray, dict[int, int]], slot: Slot) -> np.ndarray:
+    """Physical values of one slot out of its layer's window ``read``, NaN where missing."""
+    data, missing, where = read
+    k = where[slot.band_index]
+    values = decode(data[k], slot.encoding)
+    if missing[k].any():
+        values[missing[k]] = np.nan
+    return values
 
 
 class WindowReader:
@@ -31,7 +43,7 @@ class WindowReader:
         self.requests: dict[int, list[int]] = {}
         for rows in plan.slots.values():
             for row in rows:
-                for s in row:
+                for s in (part for slot in row for part in slot.parts()):
                     self.requests.setdefault(s.input, [])
                     if s.band_index not in self.requests[s.input]:
                         self.requests[s.input].append(s.band_index)
@@ -60,11 +72,13 @@ class WindowReader:
             phys = np.full((len(rows), len(spec.bands), win.height, win.width), np.nan, dtype=np.float32)
             for t, row in enumerate(rows):
                 for c, slot in enumerate(row):
-                    data, missing, where = raw[slot.input]
-                    k = where[slot.band_index]
-                    phys[t, c] = decode(data[k], slot.encoding)
-                    if missing[k].any():
-                        phys[t, c][missing[k]] = np.nan
+                    values = [_decoded(raw[part.input], part) for part in slot.parts()]
+                    if len(values) == 1:
+                        phys[t, c] = values[0]
+                        continue
+                    with warnings.catch_warnings():  # all dates missing: NaN, said nowhere else
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        phys[t, c] = np.nanmedian(np.stack(values), axis=0)
             out[spec.modality] = phys
         return out
 

@@ -34,6 +34,7 @@ from ..core.prediction import (
     LayerMapping,
     PredictionRequest,
     input_problems,
+    layer_date_text,
     recognise_layer,
     run_prediction,
 )
@@ -45,8 +46,8 @@ from .diagnostics import copy_diagnostics
 IGNORE = "ignore"
 ALL = "all in the file"  # a multi-sensor stack gives each modality its own bands
 MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, ALL, IGNORE)
-COL_LAYER, COL_MODALITY, COL_BANDS, COL_FIRST, COL_DETAIL = range(5)
-EDITABLE = {COL_BANDS: 0, COL_FIRST: 1}  # column -> place in the texts kept per layer
+COL_LAYER, COL_MODALITY, COL_BANDS, COL_FIRST, COL_DATE, COL_DETAIL = range(6)
+EDITABLE = {COL_BANDS: 0, COL_FIRST: 1, COL_DATE: 2}  # column -> place in the texts kept per layer
 PROGRESS_FORMAT = "%p%"  # QProgressBar's own, shown until the first estimate of the time left
 
 
@@ -97,7 +98,7 @@ class EoMissingPanel(QDockWidget):
         self.models = load_index(models_dir) if models_dir else load_index()
         self.task: PredictionTask | None = None
         self.overrides: dict[str, str] = {}
-        self.typed: dict[str, list[str]] = {}  # layer id -> [bands, first step] as typed
+        self.typed: dict[str, list[str]] = {}  # layer id -> [bands, first step, date] as typed
         self.recognitions: dict[str, Recognition] = {}  # layer id -> what it looks like it holds
         self.chosen = None
         self.cards: dict[Path, ModelCard] = {}
@@ -110,13 +111,16 @@ class EoMissingPanel(QDockWidget):
             self.task_combo.addItem(title, task_id)
         layout.addWidget(QLabel(tr("Task")))
         layout.addWidget(self.task_combo)
-        self.table = QTableWidget(0, 5)
+        self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Bands"), tr("First step"),
-                                              tr("Recognised as")])
+                                              tr("Date"), tr("Recognised as")])
         self.table.horizontalHeaderItem(COL_BANDS).setToolTip(
             tr("The layer's bands in raster-band order, comma separated, when its names do not say them"))
         self.table.horizontalHeaderItem(COL_FIRST).setToolTip(
             tr("1-based time step the model's months start at (blank: the latest months)"))
+        self.table.horizontalHeaderItem(COL_DATE).setToolTip(
+            tr("The layer's date (YYYY-MM-DD), as recognised from its metadata or file name; type it "
+               "when it is missing or wrong. It places the layer on the model's months."))
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(COL_LAYER, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.table)
@@ -197,7 +201,9 @@ class EoMissingPanel(QDockWidget):
             item.setToolTip(layer.source())
             detail.setFlags(detail.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(row, COL_DETAIL, detail)
-            for col, text in zip(EDITABLE, self.typed.get(layer.id(), ["", ""]), strict=True):
+            typed = self.typed.get(layer.id(), ["", "", ""])
+            shown = [*typed[:2], typed[2] or layer_date_text(layer.source(), self.headers)]
+            for col, text in zip(EDITABLE, shown, strict=True):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         self.table.blockSignals(False)
         self.list_grids(layers)
@@ -208,7 +214,7 @@ class EoMissingPanel(QDockWidget):
         if item.column() not in EDITABLE:
             return
         layer_id = self.table.item(item.row(), COL_LAYER).data(Qt.ItemDataRole.UserRole)
-        self.typed.setdefault(layer_id, ["", ""])[EDITABLE[item.column()]] = item.text()
+        self.typed.setdefault(layer_id, ["", "", ""])[EDITABLE[item.column()]] = item.text()
         self.update_choice()
 
     def list_grids(self, layers: list[QgsRasterLayer]) -> None:
@@ -293,13 +299,14 @@ class EoMissingPanel(QDockWidget):
         )
 
     def mapping(self) -> dict[str, LayerMapping]:
-        """The bands and first steps typed in the table, by GDAL source."""
+        """The bands, first steps and dates typed in the table, by GDAL source (a typed date wins
+        over the first step)."""
         project = QgsProject.instance()
         out = {}
-        for layer_id, (bands, first) in self.typed.items():
+        for layer_id, (bands, first, date) in self.typed.items():
             layer = project.mapLayer(layer_id)
             if layer is not None:
-                out[layer.source()] = LayerMapping.from_text(bands, first, layer.name())
+                out[layer.source()] = LayerMapping.from_text(bands, date.strip() or first, layer.name())
         return out
 
     def run(self) -> None:

@@ -109,7 +109,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.FIRST_STEP, self.tr("First time step (1-based; 0 = latest months)"),
             QgsProcessingParameterNumber.Type.Integer, defaultValue=0, minValue=0))
         self.addParameter(QgsProcessingParameterString(
-            self.LAYER_BANDS, self.tr("Bands and first time step per layer"), multiLine=True, optional=True))
+            self.LAYER_BANDS, self.tr("Bands and first time step or date per layer"), multiLine=True,
+            optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.S1_UNITS, self.tr("Sentinel-1 units"), options=[AUTO_UNITS, *PRESETS["dB"]],
             defaultValue=0))
@@ -157,9 +158,11 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.LAYER_BANDS: self.tr("What a layer holds when its names do not say it: one line (or "
                                       "';') per layer, 'layer: bands @ first step', the layer by its "
                                       "name or file name, bands comma separated in raster-band order, "
-                                      "the first step 1-based; either may be left out. E.g. "
-                                      "'june.tif: B02,B03,B04,B05,B06,B07,B08,B11,B12 @ 6' or "
-                                      "'export.tif: @ 3'."),
+                                      "the first step 1-based or the layer's date (YYYY-MM-DD; a date "
+                                      "per raster band of a one-band layer, comma separated), which "
+                                      "wins over the date the data carry; either may be left out. E.g. "
+                                      "'june.tif: B02,B03,B04,B05,B06,B07,B08,B11,B12 @ 6', "
+                                      "'export.tif: @ 3' or 'vv.tif: @ 2021-06-12'."),
             self.S1_UNITS: self.tr("How Sentinel-1 values are stored; 'auto' recognises WorldCereal DN "
                                    "and otherwise assumes dB, switching to the one encoding the values "
                                    "fit when they prove it wrong (the log says so)."),
