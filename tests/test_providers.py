@@ -9,6 +9,7 @@ import sys
 import onnxruntime
 import pytest
 
+from eo_missing_qgis.core.definitions import DEVICES
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import ModelError
 from eo_missing_qgis.core.providers import (
@@ -328,3 +329,8 @@ def test_processing_log_says_why_and_device_gpu_fails(plugin, model, cpu_build, 
     with pytest.raises(QgsProcessingException, match="the device 'gpu' was asked for but cannot be used"):
         processing.run("eomissing:predict", {**params, "OUTPUT": str(tmp_path / "gpu.tif"), "DEVICE": 2})
     assert not (tmp_path / "gpu.tif").exists()
+    tensorrt = DEVICES.index("tensorrt")  # Processing offers every device, in the vocabulary's order
+    trt = {**params, "OUTPUT": str(tmp_path / "trt.tif"), "DEVICE": tensorrt}
+    with pytest.raises(QgsProcessingException, match="device 'tensorrt' was asked for but cannot be used"):
+        processing.run("eomissing:predict", trt)
+    assert not (tmp_path / "trt.tif").exists()

@@ -167,6 +167,15 @@ class Device(StrEnum):
 #: Every device name, in the order the CLI offers them (Processing offers the first three).
 DEVICES: tuple[str, ...] = tuple(d.value for d in Device)
 
+#: How Processing and the panel name each device, in :data:`DEVICES` order.
+DEVICE_LABELS: dict[Device, str] = {
+    Device.AUTO: "Auto (GPU when available)",
+    Device.CPU: "CPU",
+    Device.GPU: "GPU (fails without one)",
+    Device.TENSORRT: "TensorRT (NVIDIA, on request)",
+    Device.COREML: "CoreML (macOS, on request)",
+}
+
 #: Custom layer property holding the name of the model that made a layer (and its version).
 LAYER_MODEL_PROPERTY = "eo_missing_qgis/model"
 LAYER_MODEL_VERSION_PROPERTY = "eo_missing_qgis/model_version"

@@ -25,7 +25,15 @@ from qgis.core import (
 
 from ..core import gdal_backend
 from ..core.card import read_card
-from ..core.definitions import DEVICES, TIME_LAYOUT_LABELS, Modality, OutputKind, TimeLayout
+from ..core.definitions import (
+    DEVICE_LABELS,
+    DEVICES,
+    TIME_LAYOUT_LABELS,
+    Device,
+    Modality,
+    OutputKind,
+    TimeLayout,
+)
 from ..core.dependencies import install_hint, missing_packages
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
@@ -123,7 +131,7 @@ class PredictAlgorithm(EoMissingAlgorithm):
             QgsProcessingParameterNumber(self.BATCH_MB, self.tr("Memory budget per batch (MB)"),
                                          QgsProcessingParameterNumber.Type.Integer, 256, minValue=24),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"),
-                                       options=["Auto (GPU when available)", "CPU", "GPU"], defaultValue=0),
+                                       options=[self.tr(DEVICE_LABELS[d]) for d in Device], defaultValue=0),
             QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = default)"),
                                          QgsProcessingParameterNumber.Type.Integer, 0, minValue=0),
             QgsProcessingParameterBoolean(self.PROBABILITIES, self.tr("Also write class probabilities"),
@@ -175,7 +183,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
             self.BATCH_MB: self.tr("Memory the run may take beyond the loaded model (windows of data, "
                                    "the network's batches, GDAL's cache); lower it on small machines."),
             self.DEVICE: self.tr("Auto uses a GPU execution provider when ONNX Runtime has one, "
-                                 "else the CPU; the log says which ran."),
+                                 "else the CPU, and the log says why no GPU ran; GPU fails without one; "
+                                 "TensorRT and CoreML run only when chosen."),
             self.THREADS: self.tr("Threads ONNX Runtime may use; 0 lets it decide."),
             self.PROBABILITIES: self.tr("Also write one band per class with its probability."),
             self.OUTPUT: self.tr("Class raster (classification, with the class colours) or value "
