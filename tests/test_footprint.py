@@ -144,8 +144,6 @@ def models_dir(tmp_path):
 
 def test_panel_warns_when_run_outside_the_footprint(panel, project, data_dir, qtbot):
     add_cube_layers(project, data_dir, S2_VARS)
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    message, level = signal.args
+    message, level = test_panel.run_panel(panel, qtbot)
     assert level == Qgis.MessageLevel.Warning, message
     assert "done in" in message and "trained on western-US shrublands; this area is outside it" in message

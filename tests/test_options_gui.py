@@ -16,7 +16,7 @@ from qgis.core import Qgis, QgsProcessingFeedback, QgsProject
 from eo_missing_qgis.gui.panel import PROGRESS_FORMAT, EoMissingPanel
 
 from .qgis_interface import TestInterface
-from .test_panel import S2_VARS, add_cube_layers
+from .test_panel import S2_VARS, add_cube_layers, run_panel
 from .test_predict_algorithm import cube_sources
 from .tiny_models import card_dict, tiny_onnx
 
@@ -69,9 +69,7 @@ def test_panel_reports_a_runtime_failure_as_a_failure(panel_with, data_dir, qtbo
     panel = panel_with(broken=True)
     add_cube_layers(QgsProject.instance(), data_dir, S2_VARS)
     assert panel.run_button.isEnabled(), panel.choice.text()
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    message, level = signal.args
+    message, level = run_panel(panel, qtbot)
     assert level == Qgis.MessageLevel.Critical, message
     assert message.startswith("Prediction failed (") and "cancelled" not in message
     assert "Reshape" in message or "reshape" in message, message
@@ -87,9 +85,8 @@ def test_panel_shows_the_time_left(panel_with, data_dir, qtbot):
         shown.append(text), set_format(text))
     request = panel.request
     panel.request = lambda model: replace(request(model), tile_size=16)  # 49 tiles over the cube
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
+    message, level = run_panel(panel, qtbot)
+    assert level == Qgis.MessageLevel.Success, message
     estimates = [t for t in shown if t.endswith(" left")]
     assert estimates and "% done, " in estimates[0], shown
     assert shown[-1] == PROGRESS_FORMAT  # back to the plain percentage once done

@@ -60,6 +60,13 @@ def add_cube_layers(project, data_dir, variables):
     return layers
 
 
+def run_panel(panel, qtbot, timeout: int = 120_000) -> tuple[str, object]:
+    """Press Run and wait for the panel's report: (message, message level)."""
+    with qtbot.waitSignal(panel.finished, timeout=timeout) as signal:
+        panel.run_button.click()
+    return tuple(signal.args)
+
+
 @pytest.fixture
 def panel(qtbot, models_dir, project, tmp_path):
     iface = TestInterface()
@@ -93,9 +100,7 @@ def test_recognition_and_choice_follow_the_layers(panel, project, data_dir):
 
 def test_run_adds_styled_layers_and_reports(panel, project, data_dir, qtbot):
     add_cube_layers(project, data_dir, S2_VARS)
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    message, level = signal.args
+    message, level = run_panel(panel, qtbot)
     assert level == Qgis.MessageLevel.Success, message
     assert "done in" in message and "ExecutionProvider" in message
     if onnxruntime.get_device() == "CPU":  # a CPU build says why the GPU is not used, with the fix
@@ -133,9 +138,7 @@ def test_encoding_switch_is_shown_with_the_result(panel, project, data_dir, qtbo
     layer = QgsRasterLayer(s2_float_stack(tmp_path, data_dir), "ee_s2")
     project.addMapLayer(layer)
     assert "Crop type from S2" in panel.choice.text() and panel.run_button.isEnabled()
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    message, level = signal.args
+    message, level = run_panel(panel, qtbot)
     assert level == Qgis.MessageLevel.Warning, message
     assert "done in" in message and "they fit only 'reflectance x 10000 (L2A DN)', which is used" in message
 
@@ -145,9 +148,7 @@ def test_error_is_shown_in_plain_words(panel, project, data_dir, qtbot, tmp_path
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the output folder should be")
     panel.output_dir.setFilePath(str(blocker))
-    with qtbot.waitSignal(panel.finished, timeout=60_000) as signal:
-        panel.run_button.click()
-    message, level = signal.args
+    message, level = run_panel(panel, qtbot, 60_000)
     assert level == Qgis.MessageLevel.Critical
     assert "not_a_folder" in message and "Traceback" not in message
     assert blocker.read_text().startswith("a file")  # nothing written over it
@@ -194,9 +195,8 @@ def test_combo_changes_and_run_reuse_headers_and_card(panel, project, data_dir, 
     # Each card is read once at most: on the way (VV ignored, VH not yet) the incomplete S1 + S2
     # and S1 models gave way to the S2 model, whose card was read then.
     assert max(opens.cards.values()) == 1 and len(opens.cards) == 3
-    with qtbot.waitSignal(panel.finished, timeout=120_000) as signal:
-        panel.run_button.click()
-    assert signal.args[1] == Qgis.MessageLevel.Success, signal.args[0]
+    message, level = run_panel(panel, qtbot)
+    assert level == Qgis.MessageLevel.Success, message
     assert sum(opens.cards.values()) == 4  # once more by the run itself, styling reuses it
     for layer in layers:
         expected = {"header": 1, "pixels": 1} if "S2-L2A" in layer.source() else {"header": 1}
