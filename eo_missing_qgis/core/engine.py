@@ -140,7 +140,8 @@ def run_model(
         check_destination(p, [i.path for i in (*plan.inputs, *inputs)] + [session.path, *options.keep])
     grid, ref_path = plan.reference_grid(options.reference)
     say(f"reference grid from {ref_path}: {grid.describe()}")
-    outside = check_footprint(card, outline_lonlat(grid))
+    # The outline is transformed to lon/lat only for a card that has a footprint to compare it with.
+    outside = check_footprint(card, outline_lonlat(grid)) if card.footprint else None
     if outside:
         say(outside.message, warn=True)
     check_cancel()
