@@ -32,6 +32,21 @@ def test_every_band_is_in_its_physical_unit(dataset):
     assert -30 < np.nanmedian(dataset.physical["S1"][..., 0]) < 0  # VV in dB, not DN
 
 
+def test_every_sample_has_its_months_and_location(dataset):
+    n, steps = len(dataset.target), dataset.steps
+    assert dataset.months.shape == (n, steps) and dataset.latlon.shape == (n, 2)
+    assert dataset.months.min() >= 1 and dataset.months.max() <= 12
+    # steps run forward in time: consecutive months for crop type; presto (LFMC, algae) steps are
+    # about 30 days apart, so two may fall in one calendar month or skip one (month.npy)
+    gaps = np.diff(dataset.months, axis=1) % 12
+    assert set(np.unique(gaps)) <= ({1} if dataset.name == "crop_type" else {0, 1, 2})
+    assert np.all(np.abs(dataset.latlon[:, 0]) <= 90) and np.all(np.abs(dataset.latlon[:, 1]) <= 180)
+    if dataset.name == "crop_type":  # Flanders from November, East Africa from December
+        flanders = dataset.meta["region"] == "flanders"
+        assert set(dataset.months[flanders, 0]) == {11} and set(dataset.months[~flanders, 0]) == {12}
+        assert np.all(dataset.latlon[flanders, 0] > 50)
+
+
 def test_splits_are_disjoint_seeded_and_keep_the_test_fixed(dataset):
     a, b, c = dataset.splits(0), dataset.splits(0), dataset.splits(1)
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -48,7 +63,7 @@ RADIUS_M = {"crop_type": crop_type.RADIUS_M, "algae": algae.RADIUS_M}
 
 def _close_pairs(data, a: np.ndarray, b: np.ndarray) -> int:
     """How many samples of ``a`` lie within the dataset's radius of a sample of ``b``."""
-    points = np.radians(data.meta["latlon"])
+    points = np.radians(data.latlon)
     tree = BallTree(points[b], metric="haversine")
     hits = tree.query_radius(points[a], r=RADIUS_M[data.name] / EARTH_RADIUS_M, count_only=True)
     return int((hits > 0).sum())

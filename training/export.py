@@ -298,7 +298,7 @@ def with_footprint(card: ModelCard, data: EODataset, train: np.ndarray) -> Model
     months = data.meta.get("month")
     season = tuple(sorted({int(m) + 1 for m in months[train, -1]})) if months is not None else ()
     return ModelCard(**{**card.__dict__, "schema_version": SCHEMA_VERSION,
-                        "footprint": footprint(data.meta["latlon"][train], labels), "season": season})
+                        "footprint": footprint(data.latlon[train], labels), "season": season})
 
 
 def restamp(path: Path, data_dir: Path | None = None) -> ModelCard:

@@ -60,6 +60,8 @@ class EODataset:
     are physical values. ``groups`` (LFMC sites, or location clusters of co-located samples) keeps
     a group on one side of the validation split, like the test split does; ``random_test`` is the
     sample-random test split of earlier versions (crop type), used only by ``split="random"``.
+    ``months`` (N, T) is the calendar month (1-12) of each step and ``latlon`` (N, 2) each sample's
+    latitude and longitude in degrees: the context a pixel in QGIS has too (its dates, its CRS).
     """
 
     name: str
@@ -69,6 +71,8 @@ class EODataset:
     info: TaskInfo
     groups: np.ndarray | None = None
     random_test: np.ndarray | None = None
+    months: np.ndarray | None = None
+    latlon: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

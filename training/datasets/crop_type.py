@@ -155,6 +155,8 @@ def load(data_dir: str | Path) -> EODataset:
         np.arange(len(labels)), test_size=TEST_FRACTION, random_state=TEST_SEED, stratify=labels
     )
     is_test = np.isin(np.arange(len(labels)), test)
+    first_month = np.where(region == "east_africa", 12, 11)  # Dec 2016 / Nov 2020
+    months = (first_month[:, None] - 1 + np.arange(STEPS)) % 12 + 1
     return EODataset(
         name="crop_type",
         physical=physical,
@@ -163,5 +165,7 @@ def load(data_dir: str | Path) -> EODataset:
         info=INFO,
         groups=groups,
         random_test=np.isin(np.arange(len(labels)), random_test),
-        meta={"region": region, "latlon": latlon},
+        months=months,
+        latlon=latlon,
+        meta={"region": region},
     )

@@ -51,5 +51,6 @@ def load_presto(
         is_test=np.load(npy / "is_test.npy").astype(bool),
         info=info,
         groups=groups,
-        meta={"month": np.load(npy / "month.npy"), "latlon": latlon},
+        months=np.load(npy / "month.npy").astype(np.int64) + 1,  # stored 0-11
+        latlon=np.asarray(latlon, np.float64),
     )
