@@ -161,9 +161,15 @@ def fit(
     progress: bool = False,
     root: Path | None = None,
     callbacks_extra: list | None = None,
+    teacher_cache: Path | None = None,
     **trainer_args,
 ) -> tuple[MethodModule, L.Trainer]:
-    """Train ``cfg`` on ``prep`` (seeded, deterministic); returns the module with its best weights."""
+    """Train ``cfg`` on ``prep`` (seeded, deterministic); returns the module with its best weights.
+    A method distilling from stored teacher outputs gets them in its training batches, cached in
+    ``teacher_cache`` (default: ``root/teacher_targets``)."""
+    from .teachers import with_teacher_targets  # it fits teachers with this function
+
+    prep = with_teacher_targets(cfg, prep, teacher_cache or (root / "teacher_targets" if root else None))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, prep)
     if module.needs_teacher:

@@ -27,17 +27,30 @@ GRID = {
 }
 
 
+def forest(task: str, seed: int, trees: int = 200, jobs: int = 2, **params):
+    """An unfitted forest of the benchmark's settings for ``task`` (``params`` from :data:`GRID`)."""
+    kind = RandomForestClassifier if task == Task.CLASSIFICATION else RandomForestRegressor
+    return kind(n_estimators=trees, min_samples_leaf=2, n_jobs=jobs, random_state=seed, **params)
+
+
+def forest_output(model, x: np.ndarray, task: str, n_outputs: int) -> np.ndarray:
+    """Values, or probabilities over all ``n_outputs`` classes (a fold may lack some classes)."""
+    if task != Task.CLASSIFICATION:
+        return model.predict(x)
+    out = model.predict_proba(x)
+    if out.shape[1] < n_outputs:
+        full = np.zeros((len(out), n_outputs))
+        full[:, model.classes_] = out
+        out = full
+    return out
+
+
 def fit_rf(prep: SplitData, modalities, seed: int, trees: int = 200, jobs: int = 2, **params):
-    kind = RandomForestClassifier if prep.data.info.task == Task.CLASSIFICATION else RandomForestRegressor
-    model = kind(n_estimators=trees, min_samples_leaf=2, n_jobs=jobs, random_state=seed, **params)
+    model = forest(prep.data.info.task, seed, trees, jobs, **params)
     return model.fit(features(prep.arrays["train"], modalities), prep.arrays["train"]["y"])
 
 
 def evaluate_rf(model, prep: SplitData, modalities, split: str) -> tuple[dict[str, float], np.ndarray]:
-    x = features(prep.arrays[split], modalities)
-    out = model.predict_proba(x) if prep.data.info.task == Task.CLASSIFICATION else model.predict(x)
-    if prep.data.info.task == Task.CLASSIFICATION and out.shape[1] < prep.data.info.n_outputs:
-        full = np.zeros((len(out), prep.data.info.n_outputs))
-        full[:, model.classes_] = out
-        out = full
-    return metrics(prep.data.info.task, out, prep.arrays[split]["y"]), out
+    info = prep.data.info
+    out = forest_output(model, features(prep.arrays[split], modalities), info.task, info.n_outputs)
+    return metrics(info.task, out, prep.arrays[split]["y"]), out
