@@ -46,8 +46,11 @@ def _point(prediction: np.ndarray, task: str) -> list:
 class _Seed:
     """One (dataset, seed): its split, teacher and the rows recorded so far."""
 
-    def __init__(self, dataset: str, data_dir: Path, seed: int, overrides: list[str], log):
+    def __init__(
+        self, dataset: str, data_dir: Path, seed: int, overrides: list[str], log, cache: Path | None = None
+    ):
         self.dataset, self.seed, self.overrides, self.log = dataset, seed, list(overrides), log
+        self.cache = cache  # out-of-fold teacher outputs, shared by rows and grid points
         base = dataset_method_config(dataset, "teacher", overrides)
         self.prep = split_data(load_dataset(dataset, data_dir), seed, base.val_fraction, base.split)
         self.task = self.prep.data.info.task
@@ -85,7 +88,7 @@ class _Seed:
             seed=seed,
             modalities=modalities,
         )
-        module, _ = fit(cfg, self.prep, teacher_state=self.teacher_state)
+        module, _ = fit(cfg, self.prep, teacher_state=self.teacher_state, teacher_cache=self.cache)
         if method == "teacher":
             self.teacher_state = module.model.state_dict()
         predictor = module.predictor()
@@ -134,13 +137,14 @@ def run_seed(
     threads: int = 1,
     spec: dict | None = None,
     log=_log,
+    cache: Path | None = None,
 ) -> list[dict]:
     """Teacher, then every row and the random forests, for one (dataset, seed)."""
     torch.set_num_threads(threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
     spec = spec or read_yaml(SPEC)
-    run = _Seed(dataset, data_dir, seed, overrides, log)
+    run = _Seed(dataset, data_dir, seed, overrides, log, cache)
     t0 = time.perf_counter()
     run.record("teacher", "all", run.fit_outputs("teacher", [], list(MODALITIES), seed), t0)
     for modality in INFERENCE:
@@ -383,7 +387,11 @@ def benchmark(
         spec["rows"] = {k: v for k, v in spec["rows"].items() if k in rows}
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tasks = [(d, data_dir, s, list(overrides), 1, spec) for d in datasets for s in range(seeds)]
+    tasks = [
+        (d, data_dir, s, list(overrides), 1, spec, _log, out / "teacher_targets")
+        for d in datasets
+        for s in range(seeds)
+    ]
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             parts = pool.starmap(run_seed, tasks)
