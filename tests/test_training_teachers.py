@@ -81,6 +81,19 @@ def test_cache_round_trip(lfmc, tmp_path, monkeypatch):
         teachers.oof_targets(lfmc, "rf", K, seed=1, cache=tmp_path)
 
 
+def test_ensemble_is_the_mean_of_rf_and_network(lfmc, tmp_path, monkeypatch):
+    monkeypatch.setattr(teachers, "TREES", SMALL_RF)
+    cfg = dataset_method_config("lfmc", "teacher", ["net.filters=8", "max_epochs=1"])
+    ens = teachers.oof_targets(lfmc, "ensemble", 2, seed=0, cfg=cfg, cache=tmp_path)
+    rf, net = (
+        teachers.oof_targets(lfmc, kind, 2, seed=0, cfg=cfg, cache=tmp_path) for kind in ("rf", "network")
+    )
+    assert len(list(tmp_path.glob("*.npz"))) == 2, "the ensemble reuses the cached rf and network outputs"
+    np.testing.assert_allclose(ens.output, (rf.output + net.output) / 2, rtol=1e-12)
+    np.testing.assert_array_equal(rf.fold, net.fold)  # both kinds hold out the same sites
+    assert np.isfinite(net.output).all() and not np.allclose(net.output, rf.output, atol=1e-3)
+
+
 def test_unknown_teacher_is_refused(lfmc):
     cfg = dataset_method_config("lfmc", "kd", ["method_args.teacher=oof_svm"])
     with pytest.raises(ValueError, match="oof_rf"):
