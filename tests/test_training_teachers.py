@@ -98,6 +98,9 @@ def test_unknown_teacher_is_refused(lfmc):
     cfg = dataset_method_config("lfmc", "kd", ["method_args.teacher=oof_svm"])
     with pytest.raises(ValueError, match="oof_rf"):
         teachers.with_teacher_targets(cfg, lfmc)
+    dis2 = dataset_method_config("lfmc", "dis2", ["method_args.teacher=oof_rf"])
+    with pytest.raises(ValueError, match="kd option"):  # not silently ignored by another method
+        teachers.with_teacher_targets(dis2, lfmc)
 
 
 def test_kd_from_oof_rf_trains_and_exports(data_dir, tmp_path, monkeypatch):

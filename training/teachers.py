@@ -38,7 +38,7 @@ from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from .config import dataset_method_config
 from .datasets.base import _stratifiable
-from .methods.kd import TEACHER_OUT, stored_teacher_kind
+from .methods.kd import TEACHER_OUT, KDModule, stored_teacher_kind
 from .methods.rf import GRID, features, forest, forest_output
 from .run import RunConfig, SplitData, fit, metrics, predict
 from .stats import headline
@@ -228,6 +228,8 @@ def with_teacher_targets(cfg: RunConfig, prep: SplitData, cache: Path | None = N
     """``prep`` with the stored teacher's outputs as ``arrays["train"]["teacher_out"]`` when the
     method distils from one (``method_args.teacher=oof_*``); unchanged otherwise. Validation and
     test arrays get none: they are scored on the student's inputs alone."""
+    if "teacher" in cfg.method_args and cfg.method != KDModule.method:
+        raise ValueError(f"method_args.teacher is a kd option; {cfg.method} has no choice of teacher")
     kind = stored_teacher_kind(cfg.method_args)
     if kind is None:
         return prep
