@@ -119,7 +119,8 @@ def _rf_fit_predict(prep, params, seed, fit_pos, targets, x_train, jobs) -> list
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The all-modality network teacher of a student's config (its net, optimiser and seed)."""
+    """The all-modality network teacher of a student's config (its net, optimiser and seed): a
+    benchmark grid point that changes the student's net changes its out-of-fold teacher too."""
     return replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES))
 
 
