@@ -35,6 +35,7 @@ from ..core.definitions import (
     TimeLayout,
 )
 from ..core.dependencies import install_hint, missing_packages
+from ..core.footprint import layers_outline
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import (
@@ -220,7 +221,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         return mapping_for_layers(parse_mapping(text), layers)
 
     def _model(self, parameters, context, modalities: set[str], feedback, request: PredictionRequest) -> str:
-        """The custom ONNX file when one is given, else the bundled model that fits the layers
+        """The custom ONNX file when one is given (kept wherever the layers are; the run warns when
+        they are outside its footprint), else the bundled model that fits the layers and their place
         (among those whose inputs ``request`` holds completely)."""
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
@@ -229,10 +231,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
         task = self.enum_text(parameters, self.TASK, context)
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
+        sources = [src for found in request.layers.values() for src, _ in found]
         try:
             model, reason = select_model(
                 self.models, self.task_ids[task], modalities,
-                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)))
+                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)),
+                layers_outline(sources, request.headers))
         except NoModelError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(self.tr("Model: {} ({}).").format(model.title, model.file.name))
