@@ -147,3 +147,23 @@ def test_panel_warns_before_run_and_keeps_an_explicit_choice(panel, project, dat
     added = [lyr for lyr in project.mapLayers().values() if isinstance(lyr, QgsRasterLayer)
              and lyr.customProperty("eo_missing_qgis/model")]
     assert added  # the explicit model ran
+
+
+def test_cli_picks_by_location_and_keeps_an_explicit_model(models_dir, data_dir, tmp_path, monkeypatch,
+                                                           capsys):
+    from eo_missing_qgis.core import cli, model_index
+
+    monkeypatch.setattr(model_index, "load_index", lambda: load_index(models_dir))
+    runs = {"belgium": [variable(data_dir, v) for v in S2_VARS],
+            "east_africa": placed(tmp_path, data_dir, "east_africa", S2_VARS)}
+    for place, expected in (("belgium", "crop_type_eu_s2"), ("east_africa", "crop_type_ea_s2")):
+        args = ["predict", "--task", "crop_type", "--out", str(tmp_path / f"{place}.tif")]
+        assert cli.main(args + [a for s in runs[place] for a in ("--input", s)]) == 0
+        assert f"({expected}.onnx)" in capsys.readouterr().err
+    explicit = ["predict", "--model", str(models_dir / "crop_type_ea_s2.onnx"),
+                "--out", str(tmp_path / "ea.tif")]
+    assert cli.main(explicit + [a for s in runs["belgium"] for a in ("--input", s)]) == 0
+    err = capsys.readouterr().err
+    assert "model crop_type_ea_s2: running on" in err
+    assert ("Warning: model crop_type_ea_s2 was trained on East-African croplands; this area is outside "
+            "it") in err
