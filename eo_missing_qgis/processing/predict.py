@@ -78,9 +78,10 @@ class PredictAlgorithm(EoMissingAlgorithm):
     ID, DISPLAY_NAME, GROUP, GROUP_ID = "predict", "Predict from available layers", "Prediction", "prediction"
     INTRO = (
         "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
-        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
-        "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
-        "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
+        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model trained "
+        "where the layers are (else the nearest region's, with a warning) whose inputs are all "
+        "present (the S1 + S2 model when both are given, the S1 or S2 student otherwise), says in "
+        "the log which one and why, runs it with ONNX Runtime (GPU when "
         "available) and writes the prediction. Pixels with an input band missing in every month "
         "are nodata."
     )
