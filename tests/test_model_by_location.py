@@ -167,3 +167,11 @@ def test_cli_picks_by_location_and_keeps_an_explicit_model(models_dir, data_dir,
     assert "model crop_type_ea_s2: running on" in err
     assert ("Warning: model crop_type_ea_s2 was trained on East-African croplands; this area is outside "
             "it") in err
+
+
+def test_panel_picks_the_east_african_model_for_layers_there(panel, project, data_dir, tmp_path):
+    sources = placed(tmp_path, data_dir, "east_africa", S2_VARS)
+    project.addMapLayers([QgsRasterLayer(s, Path(s).stem) for s in sources])
+    assert panel.chosen.name == "crop_type_ea_s2", panel.choice.text()
+    assert panel.choice.text().startswith("Input is in East-African croplands")
+    assert panel.run_button.isEnabled() and panel.place_warning.isHidden()
