@@ -169,8 +169,7 @@ def _located(fitting: list[BundledModel], outline: np.ndarray | None
             region, km = place[m.file]
             return (f"Input is outside every region these models were trained on; the nearest is "
                     f"{region.name}, about {km:,.0f} km away, where '{m.title}' was trained: treat the map "
-                    f"with caution"
-                    f"{_elsewhere(fitting, here)}. ")
+                    f"with caution{_elsewhere(fitting, here)}. ")
     return here, where
 
 
