@@ -90,7 +90,7 @@ def layers_outline(sources: list[str], headers: dict | None = None) -> np.ndarra
         try:
             header = (headers or {}).get(source) or read_header(source)
             points.append(outline_lonlat(header.grid))
-        except (ValueError, OSError):  # unreadable, or no CRS: the run says why; no place to judge here
+        except (ValueError, ImportError, OSError):  # unreadable, no CRS: the run says why; no place here
             continue
     return np.vstack(points) if points else None
 
