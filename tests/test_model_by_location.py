@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import rasterio
 from affine import Affine
 from qgis.core import Qgis, QgsProcessingFeedback, QgsRasterLayer
 from rasterio.crs import CRS
@@ -175,3 +176,14 @@ def test_panel_picks_the_east_african_model_for_layers_there(panel, project, dat
     assert panel.chosen.name == "crop_type_ea_s2", panel.choice.text()
     assert panel.choice.text().startswith("Input is in East-African croplands")
     assert panel.run_button.isEnabled() and panel.place_warning.isHidden()
+
+
+def test_layers_without_a_place_leave_the_choice_to_the_sensors(models_dir, data_dir, tmp_path):
+    values, _ = read_variable(data_dir, S2_VARS[0])
+    no_crs = tmp_path / "no_crs.tif"
+    with rasterio.open(no_crs, "w", driver="GTiff", width=100, height=100, count=12,
+                       dtype=values.dtype) as ds:
+        ds.write(values)
+    assert layers_outline([str(no_crs), str(tmp_path / "absent.tif")]) is None
+    model, reason = select_model(load_index(models_dir), "crop_type", {"S2"}, outline=None)
+    assert model.name == "crop_type_eu_s2" and "Input is" not in reason  # the first S2 model, as before
