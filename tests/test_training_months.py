@@ -17,9 +17,10 @@ from training.benchmark_months import (
     thin,
     thinned_split,
 )
+from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.methods.rf import evaluate_rf, fit_rf
-from training.run import metrics, split_data
+from training.run import fit, metrics, save_run, split_data
 
 from .conftest import ROOT
 from .tolerances import STATS_RTOL
@@ -96,23 +97,31 @@ def test_rows_that_cannot_be_configured_are_refused_before_training():
         load_months_spec(["no such row"])
 
 
-def test_tiny_run_writes_results_and_plot(data_dir, tmp_path):
+def test_tiny_run_writes_results_and_plot(data_dir, tmp_path, prep):
+    # a saved run (what `python -m training fit --out` writes) is scored beside the trained rows
+    cfg = dataset_method_config("crop_type", "single", ["max_epochs=1", "net.filters=8", "modalities=[S1]"])
+    module, trainer = fit(cfg, prep)
+    saved = save_run(tmp_path / "saved_s1", module, trainer, cfg, prep, {})
     spec = load_months_spec(["fixed single", "rf", "bundled"], ["1", "all"], subset_seeds=2, grid=1)
     records = months_benchmark(
         ["crop_type"],
         data_dir,
-        tmp_path,
+        tmp_path / "out",
         spec,
         seeds=1,
         modalities=["S2"],
         overrides=["max_epochs=2"],
+        runs=[saved],
         jobs=1,
         log=lambda text: None,
     )
-    assert {(r["row"], r["k"]) for r in records} == {
-        (row, k) for row in ("fixed single", "rf", "bundled") for k in (1, ALL)
+    assert {(r["row"], r["modality"], r["k"]) for r in records} == {
+        (row, mod, k)
+        for row, mod in (("fixed single", "S2"), ("rf", "S2"), ("bundled", "S2"), ("saved_s1", "S1"))
+        for k in (1, ALL)
     }
-    text = (tmp_path / "results.md").read_text()
-    assert "## crop_type S2" in text and "| fixed single - bundled |" in text and "k = 1" in text
-    png = (tmp_path / "months.png").read_bytes()
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "## crop_type S2" in text and "## crop_type S1" in text and "k = 1" in text
+    assert "| fixed single - bundled |" in text and "test metrics in its card" in text
+    png = (tmp_path / "out" / "months.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

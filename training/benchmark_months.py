@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from eo_missing_qgis.core.block import BlockContext, predict_block, values_per_pixel
+from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 from eo_missing_qgis.core.model_index import MODELS_DIR
 from eo_missing_qgis.core.session import ModelSession, open_session
@@ -263,7 +264,27 @@ def months_differences(records: list[dict], tests: dict, spec: dict) -> list[dic
     return out
 
 
-def months_markdown(records: list[dict], diffs: list[dict], header: dict) -> str:
+def bundled_notes(records: list[dict], spec: dict) -> list[str]:
+    """What each scored bundled model's card says of its training: a model trained on another
+    split (before issue 15's grouped splits) may have seen this test split, and its row then
+    flatters it; the card's own test metrics show that."""
+    notes = []
+    for dataset, modality, label in sorted({(r["dataset"], r["modality"], r["row"]) for r in records}):
+        row = spec["rows"].get(label, {})
+        if row.get("method") == "bundled":
+            path = bundled_path(row, dataset, modality)
+            prov = read_card(path).provenance
+            notes.append(
+                f"- {label} {path.name}: {prov.method} seed {prov.seed}, commit {prov.commit[:8]} "
+                f"({prov.created}); test metrics in its card: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in prov.metrics.items())
+                + ". A model trained on an earlier split may have seen this test split: compare with "
+                "its card's metrics before reading its row."
+            )
+    return notes
+
+
+def months_markdown(records: list[dict], diffs: list[dict], header: dict, notes: list[str] = ()) -> str:
     summary = summarise_months(records)
     lines = [
         f"# Accuracy against the number of available months (test split, {header['seeds']} training "
@@ -273,6 +294,8 @@ def months_markdown(records: list[dict], diffs: list[dict], header: dict) -> str
         f"Wall time: {header['seconds'] / 60:.1f} min. Per row and k: the metric averaged over the "
         "subsets, then mean ± sample std over training seeds (the bundled model has one seed).",
         "",
+        *notes,
+        *([""] if notes else []),
     ]
     for (dataset, modality), rows in summary.items():
         ks = list(dict.fromkeys(k for by_k in rows.values() for k in by_k))
@@ -389,7 +412,8 @@ def months_benchmark(
         json.dumps({**header, "spec": spec, "differences": diffs, "records": records}, indent=1),
         encoding="utf-8",
     )
-    (out / "results.md").write_text(months_markdown(records, diffs, header), encoding="utf-8")
+    notes = bundled_notes(records, spec)
+    (out / "results.md").write_text(months_markdown(records, diffs, header, notes), encoding="utf-8")
     months_plot(records, out / "months.png")
     log(f"months benchmark done in {header['seconds'] / 60:.1f} min: {out / 'results.md'}")
     return records
