@@ -13,6 +13,7 @@ from training.benchmark_months import (
     check_rows,
     load_months_spec,
     months_benchmark,
+    resplitter,
     step_subsets,
     thin,
     thinned_split,
@@ -20,17 +21,18 @@ from training.benchmark_months import (
 from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.methods.rf import evaluate_rf, fit_rf
-from training.run import fit, metrics, save_run, split_data
+from training.run import fit, metrics, save_run
 
 from .conftest import ROOT
 from .tolerances import STATS_RTOL
 
+RESPLIT = resplitter(0, 0.2, "grouped")
 BUNDLED_S2 = ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx"
 
 
 @pytest.fixture(scope="module")
 def prep(data_dir):
-    return split_data(load_dataset("crop_type", data_dir), 0)
+    return RESPLIT(load_dataset("crop_type", data_dir))
 
 
 def test_subsets_are_seeded_and_keep_exactly_k_steps_with_data_first(prep):
@@ -63,7 +65,7 @@ def test_thinning_sets_dropped_steps_to_nan_in_a_copy(prep):
     for m, values in before.items():  # the original dataset is unmodified
         np.testing.assert_array_equal(data.physical[m], values)
     # the network inputs follow the values: dropped steps get the fill (0, the band mean)
-    x = thinned_split(prep, ["S2"], 2, 0).arrays["test"]["S2"]
+    x = thinned_split(prep, RESPLIT, ["S2"], 2, 0).arrays["test"]["S2"]
     assert (x[~keep] == 0).all() and (x[keep] != 0).any()
 
 
@@ -79,11 +81,11 @@ def test_rf_and_bundled_model_score_one_month_and_all(prep):
     }
     for name, scorer in scorers.items():
         full = scorer(prep)
-        every = scorer(thinned_split(prep, ["S2"], ALL, 0))
+        every = scorer(thinned_split(prep, RESPLIT, ["S2"], ALL, 0))
         np.testing.assert_allclose(every, full, rtol=STATS_RTOL)
         score_all = metrics("classification", every, y)["macro_f1"]
         assert score_all == pytest.approx(metrics("classification", full, y)["macro_f1"], rel=STATS_RTOL)
-        one = scorer(thinned_split(prep, ["S2"], 1, 0))
+        one = scorer(thinned_split(prep, RESPLIT, ["S2"], 1, 0))
         assert one.shape == full.shape and np.isfinite(one).all()
         assert np.abs(one - full).max() > 0.1, name  # one month is not the full year
         assert metrics("classification", one, y)["macro_f1"] < score_all, name

@@ -45,6 +45,8 @@ MONTHS_SPEC = CONFIG_DIR / "months.yaml"
 ALL = "all"
 #: Scores a thinned split: its test outputs (probabilities, or regression values).
 Scorer = Callable[[SplitData], np.ndarray]
+#: Builds a dataset's splits and network inputs as its run did (:func:`resplitter`).
+Resplit = Callable[[EODataset], SplitData]
 
 
 def step_subsets(data: EODataset, idx: np.ndarray, modalities, k: int | str, seed: int) -> np.ndarray:
@@ -75,12 +77,21 @@ def thin(data: EODataset, idx: np.ndarray, keep: np.ndarray, modalities) -> EODa
     return replace(data, physical=physical)
 
 
-def thinned_split(prep: SplitData, modalities, k: int | str, seed: int) -> SplitData:
-    """``prep`` with its test samples thinned to ``k`` steps (subset seed ``seed``) and their
-    network inputs rebuilt from the thinned values with the run's statistics."""
+def resplitter(seed: int, val_fraction: float, split: str) -> Resplit:
+    """The run's own ``split_data`` call, to build a (thinned) dataset's inputs as training did."""
+    return lambda data: split_data(data, seed, val_fraction, split)
+
+
+def thinned_split(prep: SplitData, resplit: Resplit, modalities, k: int | str, seed: int) -> SplitData:
+    """``prep`` with its test samples thinned to ``k`` steps (subset seed ``seed``), every network
+    input rebuilt from the thinned values by ``resplit`` (the training path: fills, and availability
+    masks for students that take them, follow the values). Training samples are not thinned, so
+    the splits and the card statistics stay the run's; checked."""
     idx = prep.splits["test"]
-    data = thin(prep.data, idx, step_subsets(prep.data, idx, modalities, k, seed), modalities)
-    return replace(prep, data=data, arrays={**prep.arrays, "test": data.arrays(idx, prep.specs)})
+    out = resplit(thin(prep.data, idx, step_subsets(prep.data, idx, modalities, k, seed), modalities))
+    if not np.array_equal(out.splits["test"], idx) or out.specs != prep.specs:
+        raise RuntimeError("thinning the test split changed the splits or the card statistics")
+    return out
 
 
 def network_scorer(predictor) -> Scorer:
@@ -124,14 +135,14 @@ def bundled_scorer(path: Path) -> Scorer:
 
 
 def score_months(
-    prep: SplitData, modalities, scorers: dict[str, Scorer], spec: dict, meta: dict
+    prep: SplitData, resplit: Resplit, modalities, scorers: dict[str, Scorer], spec: dict, meta: dict
 ) -> list[dict]:
     """Every scorer on every (k, subset seed) thinning of the test split: one record each."""
     task = prep.data.info.task
     records = []
     for k in spec["k"]:
         for s in range(spec["subset_seeds"]):
-            thinned = thinned_split(prep, modalities, k, s)
+            thinned = thinned_split(prep, resplit, modalities, k, s)
             for label, scorer in scorers.items():
                 out = scorer(thinned)
                 records.append(
@@ -164,6 +175,8 @@ def run_months_seed(
     quiet_worker(1)
     spec = months_of(spec, dataset)
     run = _Seed(dataset, data_dir, seed, overrides, log)
+    base = dataset_method_config(dataset, "teacher", overrides)
+    resplit = resplitter(seed, base.val_fraction, base.split)
     if any(row["method"] in GUIDED for row in spec["rows"].values()):
         run.fit_outputs("teacher", [], list(MODALITIES), seed)
     records = []
@@ -182,7 +195,7 @@ def run_months_seed(
                 predictor = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])[2]
                 scorers[label] = network_scorer(predictor)
         meta = {"dataset": dataset, "modality": modality, "seed": seed}
-        records += score_months(run.prep, [modality], scorers, spec, meta)
+        records += score_months(run.prep, resplit, [modality], scorers, spec, meta)
         log(f"[{dataset} seed {seed}] {modality}: {len(scorers)} rows scored on k = {spec['k']}")
     return records
 
@@ -192,12 +205,12 @@ def saved_run_records(run_dir: Path, data_dir: Path, spec: dict) -> list[dict]:
     test split, thinned in all its modalities; its row is the folder name."""
     module, run = load_run(run_dir)
     cfg = run["config"]
-    data = load_dataset(cfg["dataset"], data_dir)
-    prep = split_data(data, cfg["seed"], cfg["val_fraction"], cfg.get("split", "random"))
+    resplit = resplitter(cfg["seed"], cfg["val_fraction"], cfg.get("split", "random"))
+    prep = resplit(load_dataset(cfg["dataset"], data_dir))
     modalities = list(cfg["modalities"])
     meta = {"dataset": cfg["dataset"], "modality": "+".join(modalities), "seed": cfg["seed"]}
     scorers = {Path(run_dir).name: network_scorer(module.predictor())}
-    return score_months(prep, modalities, scorers, months_of(spec, cfg["dataset"]), meta)
+    return score_months(prep, resplit, modalities, scorers, months_of(spec, cfg["dataset"]), meta)
 
 
 def summarise_months(records: list[dict]) -> dict:
