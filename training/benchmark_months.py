@@ -168,6 +168,17 @@ def bundled_path(row: dict, dataset: str, modality: str) -> Path:
     return MODELS_DIR / row["file"].format(dataset=dataset, modality=modality.lower())
 
 
+def teacher_for(run: _Seed, teachers: dict[tuple, dict], sets: list[str], seed: int) -> dict:
+    """The teacher weights for a row with overrides ``sets``, trained once per distinct ``sets``:
+    a student's teacher has the student's network and context inputs (``net.*``, ``context``), and
+    the teacher ignores ``time_dropout``, so it always sees the full series."""
+    key = tuple(sets)
+    if key not in teachers:
+        run.fit_predictor("teacher", list(sets), list(MODALITIES), seed)
+        teachers[key] = run.teacher_state
+    return teachers[key]
+
+
 def run_months_seed(
     dataset: str, data_dir: Path, seed: int, overrides: list[str], spec: dict, modalities: list[str], log=_log
 ) -> list[dict]:
@@ -177,8 +188,7 @@ def run_months_seed(
     run = _Seed(dataset, data_dir, seed, overrides, log)
     base = dataset_method_config(dataset, "teacher", overrides)
     resplit = resplitter(seed, base.val_fraction, base.split)
-    if any(row["method"] in GUIDED for row in spec["rows"].values()):
-        run.fit_outputs("teacher", [], list(MODALITIES), seed)
+    teachers: dict[tuple, dict] = {}
     records = []
     for modality in modalities:
         scorers: dict[str, Scorer] = {}
@@ -192,6 +202,8 @@ def run_months_seed(
                 elif seed == 0:
                     log(f"[{dataset}] {label} {modality}: no bundled model {path.name}, row left out")
             else:
+                if row["method"] in GUIDED:
+                    run.teacher_state = teacher_for(run, teachers, row.get("set", []), seed)
                 predictor = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])[2]
                 scorers[label] = network_scorer(predictor)
         meta = {"dataset": dataset, "modality": modality, "seed": seed}
