@@ -65,8 +65,12 @@ def test_thinning_sets_dropped_steps_to_nan_in_a_copy(prep):
     for m, values in before.items():  # the original dataset is unmodified
         np.testing.assert_array_equal(data.physical[m], values)
     # the network inputs follow the values: dropped steps get the fill (0, the band mean)
-    x = thinned_split(prep, RESPLIT, ["S2"], 2, 0).arrays["test"]["S2"]
-    assert (x[~keep] == 0).all() and (x[keep] != 0).any()
+    arrays = thinned_split(prep, RESPLIT, ["S2"], 2, 0).arrays["test"]
+    assert (arrays["S2"][~keep] == 0).all() and (arrays["S2"][keep] != 0).any()
+    mask = arrays.get("mask_s2")  # built once runs take availability masks (time-flexible students)
+    if mask is not None:
+        available = np.isfinite(before["S2"][idx]).all(axis=2)
+        np.testing.assert_array_equal(mask.astype(bool), keep & available)
 
 
 def test_rf_and_bundled_model_score_one_month_and_all(prep):
