@@ -4,6 +4,8 @@ to end run writing results.md and the plot."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,7 @@ from training.methods.rf import evaluate_rf, fit_rf
 from training.run import fit, metrics, save_run
 
 from .conftest import ROOT
+from .test_training_cli import run_cli
 from .tolerances import STATS_RTOL
 
 RESPLIT = resplitter(0, 0.2, "grouped")
@@ -131,3 +134,30 @@ def test_tiny_run_writes_results_and_plot(data_dir, tmp_path, prep):
     assert "| fixed single - bundled |" in text and "test metrics in its card" in text
     png = (tmp_path / "out" / "months.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_cli_months_on_lfmc_relative_steps(data_dir, tmp_path):
+    out = tmp_path / "months"
+    run_cli(
+        "months",
+        "--dataset",
+        "lfmc",
+        "--modality",
+        "S2",
+        "--seeds",
+        "1",
+        "--rows",
+        "bundled",
+        "--subset-seeds",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
+        data_dir=data_dir,
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert {r["k"] for r in results["records"]} == {1, 2, ALL}  # LFMC: 3 steps before the date
+    rmse = {(r["row"], r["k"]): r["test"]["rmse"] for r in results["records"]}
+    assert rmse[("bundled", 1)] > rmse[("bundled", 2)] > rmse[("bundled", ALL)]
+    assert "python -m training months --dataset lfmc" in (out / "results.md").read_text()
