@@ -5,8 +5,9 @@ Analysts have one scene, a few dates or a full year. Every row of ``configs/mont
 trained on the full training series (the benchmark's machinery and tuning grid,
 :mod:`training.benchmark`) and scored on the test split thinned to ``k`` steps per sample: the
 other steps' physical values of the cell's modalities become NaN (in a copy), and the network
-inputs are rebuilt from them with ``EODataset.arrays`` and the run's card statistics, so fills
-(and availability masks, for students that take them) follow the values as in QGIS. The ``k``
+inputs are rebuilt from them by the run's own ``split_data`` call (``EODataset.arrays`` with the
+run's card statistics), so fills (and availability masks, for students that take them) follow
+the values as in QGIS. The ``k``
 steps are drawn per sample among the steps that have data first (an analyst gives dates with
 data; a cloudy month is not a date one has), seeded by (subset seed, k): every row sees the same
 subsets, so rows pair. The bundled ONNX model runs through the plugin's own ``core.block`` path on
@@ -111,14 +112,17 @@ def bundled_outputs(session: ModelSession, data: EODataset, idx: np.ndarray) -> 
         raise ValueError(f"model {card.name} predicts classes {names}, not the dataset's classes")
     months = data.months[idx] if data.months is not None else np.zeros((len(idx), 1), dtype=int)
     _, group = np.unique(months, axis=0, return_inverse=True)
-    latlon = data.latlon[idx] if data.latlon is not None else np.zeros((len(idx), 2))
     out = np.empty((len(idx), values_per_pixel(card)), dtype=np.float32)
     for g in range(group.max() + 1):
         sel = np.flatnonzero(group.reshape(-1) == g)
         arrays = {
             s.modality: data.physical[s.modality][idx[sel]].transpose(1, 2, 0)[..., None] for s in card.inputs
         }
-        context = BlockContext(months[sel[0]].tolist(), latlon[sel, :1], latlon[sel, 1:])
+        context = BlockContext(  # without months or locations, a card that needs them is refused
+            None if data.months is None else months[sel[0]].tolist(),
+            None if data.latlon is None else data.latlon[idx[sel], :1],
+            None if data.latlon is None else data.latlon[idx[sel], 1:],
+        )
         res = predict_block(arrays, card, session, probabilities=True, check_units=False, context=context)
         if not res.valid.all():
             raise ValueError(
