@@ -342,7 +342,9 @@ def months_markdown(records: list[dict], diffs: list[dict], header: dict, notes:
         if cell_diffs:
             lines += [
                 "",
-                "Paired differences a - b (95 % cluster bootstrap; **bold**: excludes 0):",
+                f"Paired differences a - b in {cell_diffs[0]['metric']} (95 % cluster bootstrap; "
+                f"{'negative' if cell_diffs[0]['metric'] == 'rmse' else 'positive'} = a better; "
+                "**bold**: excludes 0):",
                 "",
                 "| a - b | " + " | ".join(f"k = {k}" for k in ks) + " |",
                 "|---" * (len(ks) + 1) + "|",
