@@ -22,7 +22,7 @@ from training.config import CONFIG_DIR, load_config
 from training.datasets import load_dataset
 from training.export import build_card, declaration, export_run
 from training.methods.base import keep_steps
-from training.models import TempCNN, TimeMLP
+from training.models import TempCNN, TimeMLP, build_encoder
 from training.run import build_module, evaluate, fit, split_data
 
 FAST = ["max_epochs=2", "patience=5"]
@@ -70,6 +70,18 @@ def fast_card(prep):
            "stats": {m: {"mean": list(s.mean), "std": list(s.std)} for m, s in prep.specs.items()},
            "card": declaration(cfg, prep.data, prep.splits["train"])}
     return build_card(run, prep.data.info, "probe")
+
+
+def test_bad_context_arch_dropout_and_teacher_are_named(crop):
+    with pytest.raises(ValueError, match="context must list each of mask, month, latlon at most once"):
+        fast_config("kd", ["context=[months]"])
+    with pytest.raises(ValueError, match="time_dropout is a probability"):
+        fast_config("kd", ["time_dropout=1.5"])
+    with pytest.raises(ValueError, match=r"unknown net\.arch 'transformer'; choose one of tempcnn, mlp"):
+        build_encoder({"arch": "transformer"}, 9, 12)
+    other = build_module(fast_config("teacher", ["context=[month]"]), crop).model.state_dict()
+    with pytest.raises(ValueError, match=r"train the teacher with the student's net .* and context"):
+        build_module(fast_config("kd"), crop).load_teacher(other)
 
 
 def test_keep_steps_keeps_one_step_at_least_and_thins_at_the_rate():

@@ -170,6 +170,16 @@ class MethodModule(L.LightningModule):
         )
 
 
+def load_guide(guide: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A trained teacher's weights into a method's copy of the teacher, or a plain reason why
+    they do not fit (a teacher of another net or context than the student's)."""
+    try:
+        guide.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError("the teacher's weights do not fit this student's teacher network: train the teacher "
+                         "with the student's net (arch, filters, layers) and context") from err
+
+
 def full(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The unthinned batch a guide (teacher, full-modality branch) reads: every step of every
     modality, whatever time-step dropout removed from the student's view."""

@@ -32,7 +32,7 @@ from torch import nn
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 
 from ..models import NetInput, build_encoder
-from .base import EncoderHead, MethodModule, full, mark_teacher
+from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
 from .losses import (
     dice_loss,
     feature_distillation,
@@ -163,7 +163,7 @@ class DIS2Module(MethodModule):
             )
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
-        self.teacher.load_state_dict(state)
+        load_guide(self.teacher, state)
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """DIS2's class-weighted cross-entropy + Dice for classification (with ``dice``)."""

@@ -8,7 +8,7 @@ from torch import nn
 
 from eo_missing_qgis.core.definitions import MODALITIES
 
-from .base import EncoderHead, MethodModule, full, mark_teacher
+from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
 from .losses import feature_distillation, output_distillation
 
 
@@ -27,7 +27,7 @@ class KDModule(MethodModule):
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
         """Weights of a trained teacher (its ``model.`` entries)."""
-        self.teacher.load_state_dict(state)
+        load_guide(self.teacher, state)
 
     def train(self, mode: bool = True):
         super().train(mode)
