@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from eo_missing_qgis.core.definitions import MODALITIES
+from eo_missing_qgis.core.model_index import footprint_entry
 
 from .config import dataset_method_config, read_yaml
 from .datasets import load_dataset
@@ -74,6 +75,8 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
                     "modalities": list(cfg.modalities),
                     "name": card.name,
                     "title": card.title,
+                    # the choice by location reads it here, not from every ONNX file
+                    **({"footprint": footprint_entry(card)} if card.footprint else {}),
                 }
             )
     (out / "index.json").write_text(
