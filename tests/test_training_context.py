@@ -135,6 +135,8 @@ def test_time_flexible_student_runs_on_one_month_through_the_engine(crop, data_d
     assert [(c.kind, c.tensor) for c in card.context] == [
         (ContextKind.MASK, "mask_s2"), (ContextKind.MONTH, "month"), (ContextKind.LATLON, "latlon")]
     assert card.title.endswith("with month and location") and card.footprint
+    assert "from 1 to 12 monthly composites of S2 with month and location" in card.description
+    assert card.stac_mlm["mlm:architecture"] == "time-as-channels MLP"
     model = onnx.load(str(path))
     assert [i.name for i in model.graph.input] == ["s2", "mask_s2", "month", "latlon"]
     ops = {n.op_type for n in model.graph.node}

@@ -344,6 +344,8 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
     method = cfg["method"]
     arch = cfg["net"].get("arch", "tempcnn")
     extra = [CONTEXT_TITLES[k] for k in CONTEXT_TITLES if k in cfg.get("context", [])]
+    least = run.get("card", {}).get("time", {}).get("min_steps", run["steps"])
+    span = f"{run['steps']} consecutive" if least >= run["steps"] else f"{least} to {run['steps']}"
     if info.task == "classification":
         output = OutputSpec(tensor="probabilities", name=info.name, classes=info.classes)
     else:
@@ -354,7 +356,8 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
         + (f" with {' and '.join(extra)}" if extra else ""),
         description=description
         or (
-            f"{info.title} per pixel from {run['steps']} consecutive monthly composites of {label}. "
+            f"{info.title} per pixel from {span} monthly composites of {label}"
+            f"{' with ' + ' and '.join(extra) if extra else ''}. "
             f"{ARCH_NAMES[arch]} student trained with method '{method}' on dataset '{cfg['dataset']}' "
             f"(seed {cfg['seed']})."
         ),
