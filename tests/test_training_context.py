@@ -152,3 +152,15 @@ def test_time_flexible_student_runs_on_one_month_through_the_engine(crop, data_d
     valid = (s2_stack(data_dir)[7] != 65535).all(axis=0)
     ids = {c.id for c in card.output.classes}
     assert valid.sum() > 9000 and set(np.unique(classes[valid])) <= ids and (classes[~valid] == 0).all()
+
+
+def test_time_axis_per_dataset(data_dir):
+    lfmc = load_dataset("lfmc", data_dir)
+    cfg = asdict(load_config([CONFIG_DIR / "lfmc.yaml", CONFIG_DIR / "methods" / "kd.yaml"]))
+    every = np.arange(len(lfmc.target))
+    assert declaration(cfg, lfmc, every) == {"time": {"alignment": "relative", "min_steps": 3}, "context": []}
+    crop = load_dataset("crop_type", data_dir)
+    cfg = asdict(fast_config("kd"))
+    flanders = np.flatnonzero(crop.meta["region"] == "flanders")
+    time = declaration(cfg, crop, flanders)["time"]
+    assert time == {"alignment": "calendar", "min_steps": 1, "first_month": 11}  # all start in November
