@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from eo_missing_qgis.core.definitions import MODALITIES, Task
+from eo_missing_qgis.core.definitions import MODALITIES, ContextKind, Task
 
 from .config import dataset_method_config
 from .datasets.base import _stratifiable
@@ -44,6 +44,8 @@ from .run import RunConfig, SplitData, fit, metrics, predict
 from .stats import headline
 
 KINDS = ("rf", "network", "ensemble")
+#: Context arrays the RF teacher adds to the sensors: when and where each sample is.
+CONTEXT = (str(ContextKind.MONTH), str(ContextKind.LATLON))
 DEFAULT_FOLDS = 5
 TREES = 200
 
@@ -57,22 +59,17 @@ class OOF:
     fold: np.ndarray  #: the held-out fold each sample was predicted in
 
 
-def context_features(data, idx: np.ndarray) -> np.ndarray:
-    """Month sin/cos per step, latitude / 90, sin/cos longitude: the card's default context encodings."""
-    if data.months is None or data.latlon is None:
-        raise ValueError(f"dataset {data.name} carries no months or lat/lon, which the RF teacher needs")
-    month = 2 * np.pi * (data.months[idx] - 1) / 12
-    lat, lon = data.latlon[idx, 0], np.radians(data.latlon[idx, 1])
-    return np.concatenate(
-        [np.sin(month), np.cos(month), np.stack([lat / 90, np.sin(lon), np.cos(lon)], axis=1)], axis=1
-    )
-
-
 def rf_inputs(prep: SplitData, split: str) -> np.ndarray:
-    """The RF teacher's features of one split: every modality flattened, then the context."""
-    return np.concatenate(
-        [features(prep.arrays[split], MODALITIES), context_features(prep.data, prep.splits[split])], axis=1
-    )
+    """The RF teacher's features of one split: every modality flattened, then the context arrays
+    :func:`training.run.split_data` computes as the plugin does (month sin/cos per step, latitude
+    / 90, sin/cos longitude)."""
+    arrays = prep.arrays[split]
+    missing = [c for c in CONTEXT if c not in arrays]
+    if missing:
+        raise ValueError(
+            f"dataset {prep.data.name} has no {' or '.join(missing)}, which the RF teacher needs"
+        )
+    return features(arrays, (*MODALITIES, *CONTEXT))
 
 
 def folds(prep: SplitData, k: int, seed: int) -> np.ndarray:
@@ -196,9 +193,8 @@ def oof_targets(
         ]
         return OOF(parts[0].index, np.mean([p.output for p in parts], axis=0), parts[0].fold)
     cfg = replace(cfg or dataset_method_config(prep.data.name, "teacher"), seed=seed)
-    settings = (
-        {"trees": TREES, "grid": GRID[prep.data.info.task]} if kind == "rf" else asdict(teacher_config(cfg))
-    )
+    rf_settings = {"trees": TREES, "grid": GRID[prep.data.info.task], "inputs": [*MODALITIES, *CONTEXT]}
+    settings = rf_settings if kind == "rf" else asdict(teacher_config(cfg))
     path = _cache_file(cache, prep, kind, k, seed, settings) if cache else None
     if path is not None and path.is_file():
         return _load(path)

@@ -15,7 +15,7 @@ from torch import nn
 
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 
-from .base import EncoderHead, MethodModule, mark_teacher
+from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
 from .losses import feature_distillation, output_distillation
 
 #: Teachers ``kd`` distils from: the live network, or stored out-of-fold outputs of a kind.
@@ -60,16 +60,18 @@ class KDModule(MethodModule):
         )
         h = self.hparams
         self.needs_teacher = self.wants_teacher(teacher=teacher)
-        self.model = EncoderHead(self.modalities, h.channels, h.steps, h.n_outputs, self.net_args)
+        self.model = EncoderHead(
+            self.modalities, h.channels, h.steps, h.n_outputs, self.net_args, context=self.context
+        )
         if self.needs_teacher:
             self.teacher = mark_teacher(
-                EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args)
+                EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args, context=self.context)
             )
             self.teacher.requires_grad_(False)
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
         """Weights of a trained teacher (its ``model.`` entries)."""
-        self.teacher.load_state_dict(state)
+        load_guide(self.teacher, state)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -95,7 +97,7 @@ class KDModule(MethodModule):
         parts = {"task": self.loss(out, batch)}
         if self.needs_teacher:
             with torch.no_grad():
-                _, t_emb = self.teacher.features(batch)
+                _, t_emb = self.teacher.features(full(batch))
                 t_out = self.teacher.head(t_emb)
             parts["hint"] = feature_distillation(emb, t_emb)
         else:
