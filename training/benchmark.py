@@ -25,7 +25,7 @@ from .datasets import load_dataset
 from .methods import GUIDED
 from .methods.rf import GRID as RF_GRID
 from .methods.rf import evaluate_rf, fit_rf
-from .models import Predictor
+from .models import Predictor, context_specs
 from .run import SplitData, fit, metrics, predict, split_data
 from .stats import headline, paired_difference, spread
 
@@ -55,6 +55,7 @@ class _Seed:
         self.cache = cache  # out-of-fold teacher outputs, shared by rows and grid points
         base = dataset_method_config(dataset, "teacher", overrides)
         self.prep = split_data(load_dataset(dataset, data_dir), seed, base.val_fraction, base.split)
+        self.context = list(base.context)
         self.task = self.prep.data.info.task
         self.key, _, self.sign = headline(self.task)
         self.rows: list[dict] = []
@@ -137,8 +138,11 @@ class _Seed:
         )
 
     def forest(self, modalities: list[str], label: str):
-        """The random forest tuned on its grid (recorded as row ``rf``); returns the chosen forest."""
+        """The random forest tuned on its grid (recorded as row ``rf``); returns the chosen forest.
+        It reads what the networks of the run read: the modalities' values and, when the run has
+        context inputs, the same masks, months and location (a fair baseline)."""
         t0 = time.perf_counter()
+        modalities = [*modalities, *(c.tensor for c in context_specs(self.context, modalities))]
 
         def fit_point(params):
             model = fit_rf(self.prep, modalities, self.seed, jobs=1, **params)
