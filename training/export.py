@@ -241,7 +241,7 @@ def as_ir(model: onnx.ModelProto) -> None:
 FOOTPRINT_CELL_DEG = 5.0
 #: How the training samples' regions are named to the user, per dataset and its ``meta["region"]``.
 REGION_NAMES = {"lfmc": "western-US shrublands", "east_africa": "East-African croplands",
-                "flanders": "Flanders (Belgium) croplands"}
+                "flanders": "Flanders (Belgium) croplands", "europe": "Belgian croplands"}
 
 
 def footprint(latlon: np.ndarray, labels: np.ndarray) -> tuple[Region, ...]:
@@ -292,11 +292,11 @@ def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def with_footprint(card: ModelCard, data: EODataset, train: np.ndarray) -> ModelCard:
     """``card`` (now schema 1.2) with the footprint and season of the ``train`` samples of ``data``;
     unchanged for a dataset without sample locations."""
-    if "latlon" not in data.meta:
+    if data.latlon is None:
         return card
     labels = np.asarray(data.meta.get("region", np.full(len(data.target), data.name)))[train]
-    months = data.meta.get("month")
-    season = tuple(sorted({int(m) + 1 for m in months[train, -1]})) if months is not None else ()
+    months = data.months
+    season = tuple(sorted({int(m) for m in months[train, -1]})) if months is not None else ()
     return ModelCard(**{**card.__dict__, "schema_version": SCHEMA_VERSION,
                         "footprint": footprint(data.latlon[train], labels), "season": season})
 

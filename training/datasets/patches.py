@@ -126,7 +126,8 @@ def _radar(folder: Path, months: pd.DatetimeIndex) -> np.ndarray:
 
 def _weather(folder: Path, months: pd.DatetimeIndex) -> np.ndarray:
     """(12, 2) monthly mean temperature (K) and precipitation total (mm) of the location."""
-    raw, dates = _read(next(folder.glob("AgERA5_DAILY_1000m_*.nc")), ("temperature_mean", "precipitation_flux"))
+    names = ("temperature_mean", "precipitation_flux")
+    raw, dates = _read(next(folder.glob("AgERA5_DAILY_1000m_*.nc")), names)
     daily = {k: np.where(v == -9999, np.nan, v).reshape(len(dates)) for k, v in raw.items()}
     return np.stack([_monthly(daily["temperature_mean"], dates, months, np.nanmean),
                      _monthly(daily["precipitation_flux"], dates, months, np.nansum)], axis=1)
