@@ -41,6 +41,7 @@ SIZE = 64
 #: Scene classification values kept (4 vegetation, 5 bare soil, 6 water, 7 unclassified).
 SCL_CLEAR = (4, 5, 6, 7)
 DN_10000 = Encoding(scale=1e-4, nodata=0)
+_TIME_UNITS = {"days": "D", "hours": "h", "seconds": "s"}
 _NAME = re.compile(r"_(\d{5})_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})\.nc$")
 
 
@@ -62,7 +63,10 @@ def _read(path: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], pd
     group = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     stamp = group.OpenMDArray("timestamp")
     unit, origin = stamp.GetUnit().split(" since ")
-    dates = pd.Timestamp(origin) + pd.to_timedelta(stamp.ReadAsArray().astype(np.int64), unit=unit[0])
+    if unit not in _TIME_UNITS:
+        raise ValueError(f"{path.name}: time unit {unit!r} is not one of {', '.join(_TIME_UNITS)}")
+    offsets = pd.to_timedelta(stamp.ReadAsArray().astype(np.int64), unit=_TIME_UNITS[unit])
+    dates = pd.Timestamp(origin) + offsets
     return {n: group.OpenMDArray(n).ReadAsArray() for n in names}, pd.DatetimeIndex(dates)
 
 
