@@ -54,7 +54,16 @@ from eo_missing_qgis.core.definitions import MODALITIES
 from eo_missing_qgis.core.preprocessing import to_physical
 
 from .base import EODataset, TaskInfo, grouped_stratified_split, location_groups
-from .crop_type import ENCODINGS, RADIUS_M, STEPS, TEST_FRACTION, TEST_SEED, flanders_series, wide_series
+from .crop_type import (
+    ENCODINGS,
+    RADIUS_M,
+    STEPS,
+    TEST_FRACTION,
+    TEST_SEED,
+    ewoc_class,
+    flanders_series,
+    wide_series,
+)
 from .patches import read_patch, sample_parcels
 
 #: Pixels kept per parcel of the patches (a few dozen parcels hold ~10 000 labelled pixels).
@@ -115,16 +124,14 @@ def legacy_europe(ct: int, lc: int) -> int:
     return NONE if ct == 9998 else 4
 
 
+#: :data:`EAST_AFRICA` index of each class of the pooled ``crop_type`` taxonomy: its grassland
+#: (ewoc 2) joins non-crop, its root and tuber crops (6 samples) join other crops.
+_FROM_POOLED = (0, 1, 4, 2, 3, 4, 3)
+
+
 def ewoc_east_africa(code: int) -> int:
     """Class index of :data:`EAST_AFRICA` for an ``ewoc_code``."""
-    text = f"{int(code):010d}"
-    if text.startswith("110106"):
-        return 0
-    if text[:6] in ("110107", "110112"):
-        return 1
-    if text[:4] in ("1105", "1106"):
-        return 2
-    return 3 if text[0] == "1" else 4
+    return _FROM_POOLED[ewoc_class(code)]
 
 
 def legacy_east_africa(ct: int, lc: int) -> int:
