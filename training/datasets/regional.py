@@ -168,7 +168,14 @@ class Part:
     latlon: np.ndarray
     months: np.ndarray
     location: np.ndarray
-    parcel: np.ndarray | None = None
+    parcel: np.ndarray | None = None  # patches only; fields of the parquets are grouped by place
+
+    def labelled(self) -> Part:
+        """The samples a class takes."""
+        keep = self.labels != NONE
+        parcel = None if self.parcel is None else self.parcel[keep]
+        return Part({m: v[keep] for m, v in self.physical.items()}, self.labels[keep], self.latlon[keep],
+                    self.months[keep], self.location[keep], parcel)
 
 
 def _months(first: int, n: int) -> np.ndarray:
@@ -218,15 +225,15 @@ def patch_parts(folder: Path, legacy, tanzania: bool) -> list[Part]:
 def assemble(name: str, info: TaskInfo, region: str, parts: list[Part]) -> EODataset:
     """One dataset from ``parts``: unlabelled samples left out, groups = parcels (patches) or
     location clusters (fields of the parquets), a fixed grouped stratified test split."""
-    parts = [Part({m: v[p.labels != NONE] for m, v in p.physical.items()}, *(
-        None if a is None else a[p.labels != NONE]
-        for a in (p.labels, p.latlon, p.months, p.location, p.parcel))) for p in parts]
+    parts = [p.labelled() for p in parts]
     latlon = np.concatenate([p.latlon for p in parts])
     location = np.concatenate([p.location for p in parts])
-    points = location == "points"
+    points = np.concatenate([np.full(len(p.labels), p.parcel is None) for p in parts])
     cluster = np.zeros(len(latlon), np.int64)
-    cluster[points] = location_groups(latlon[points], RADIUS_M) if points.any() else []
-    cluster[~points] = np.concatenate([p.parcel for p in parts if p.parcel is not None] or [[]])
+    if points.any():
+        cluster[points] = location_groups(latlon[points], RADIUS_M)
+    if not points.all():
+        cluster[~points] = np.concatenate([p.parcel for p in parts if p.parcel is not None])
     keys = np.char.add(np.char.add(location.astype(str), "/"), cluster.astype(str))
     groups = np.unique(keys, return_inverse=True)[1]
     labels = np.concatenate([p.labels for p in parts])
