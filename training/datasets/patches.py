@@ -15,7 +15,8 @@ NaN. Months: the 12 months November .. October of the season named in the file (
 year), else the 12 full months before the end date (the Tanzania patch ends in September).
 
 Pixels of a parcel are not independent samples: :func:`parcels` labels connected components of one
-(LC, CT) value, and :func:`sample_parcels` keeps at most ``cap`` pixels of each.
+(LC, CT) value, and :func:`sample_parcels` keeps at most ``cap`` pixels of each. Only
+:func:`interior` pixels are sampled: a boundary pixel mixes two parcels (and a 20 m pixel spans it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Patch:
     lc: np.ndarray
     ct: np.ndarray
     parcel: np.ndarray
+    interior: np.ndarray
     latlon: np.ndarray
     months: np.ndarray
 
@@ -161,6 +163,17 @@ def parcels(lc: np.ndarray, ct: np.ndarray) -> np.ndarray:
     return out
 
 
+def interior(parcel: np.ndarray) -> np.ndarray:
+    """(64, 64) pixels whose 8 neighbours lie in their parcel: no mixed pixel at a boundary, and
+    the 20 m pixel repeated there lies inside the parcel too."""
+    same = np.ones(parcel.shape, bool)
+    padded = np.pad(parcel, 1, constant_values=-1)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            same &= padded[1 + dr:1 + dr + parcel.shape[0], 1 + dc:1 + dc + parcel.shape[1]] == parcel
+    return same & (parcel > 0)
+
+
 def read_patch(folder: Path) -> Patch:
     """One location of ``old_training_patches`` as monthly per-pixel values on the 10 m grid."""
     truth = next(folder.glob("OUTPUT_POLY-110_10m_*.nc"))
@@ -168,6 +181,7 @@ def read_patch(folder: Path) -> Patch:
     labels = gdal.OpenEx(str(truth), gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     lc, ct = (labels.OpenMDArray(n).ReadAsArray().astype(np.int64) for n in ("LC", "CT"))
     n = SIZE * SIZE
+    parcel = parcels(lc, ct)
     per_pixel = {"S2": _optical(folder, months), "S1": _radar(folder, months)}
     physical = {m: v.transpose(2, 3, 0, 1).reshape(n, STEPS, -1) for m, v in per_pixel.items()}
     physical["weather"] = np.repeat(_weather(folder, months)[None], n, axis=0)
@@ -177,7 +191,8 @@ def read_patch(folder: Path) -> Patch:
         physical={m: physical[m] for m in MODALITIES},
         lc=lc.ravel(),
         ct=ct.ravel(),
-        parcel=parcels(lc, ct).ravel(),
+        parcel=parcel.ravel(),
+        interior=interior(parcel).ravel(),
         latlon=_latlon(truth),
         months=np.repeat(months.month.to_numpy()[None], n, axis=0),
     )

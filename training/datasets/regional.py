@@ -216,7 +216,7 @@ def patch_parts(folder: Path, legacy, tanzania: bool) -> list[Part]:
             continue
         patch = read_patch(location)
         labels = np.array([legacy(int(c), int(lc)) for c, lc in zip(patch.ct, patch.lc, strict=True)])
-        keep = sample_parcels(patch.parcel, (labels != NONE) & (patch.parcel > 0), PIXELS_PER_PARCEL, 0)
+        keep = sample_parcels(patch.parcel, (labels != NONE) & patch.interior, PIXELS_PER_PARCEL, 0)
         out.append(Part({m: v[keep] for m, v in patch.physical.items()}, labels[keep], patch.latlon[keep],
                         patch.months[keep], np.full(len(keep), patch.location), patch.parcel[keep]))
     return out
