@@ -33,7 +33,9 @@ cropland product: ewoc first digit 1, legacy LC 10-12; grassland (LC 13, ewoc 2)
 
 Samples and splits. A parquet sample is one field; patch pixels of one parcel (a connected
 component of one LC / CT value, :func:`.patches.parcels`) are not independent, so at most
-:data:`PIXELS_PER_PARCEL` random pixels are taken per parcel and ``groups`` are parcels (location
+:data:`PIXELS_PER_PARCEL` random interior pixels (:func:`.patches.interior`; boundary pixels mix
+two parcels: with them a random forest on S2 scored 0.21 test macro-F1 on Europe, without them
+0.58) are taken per parcel and ``groups`` are parcels (location
 clusters of :data:`.crop_type.RADIUS_M` for the parquet samples): test (25 %, fixed) and
 validation hold out whole parcels, never single pixels. Groups are parcels rather than whole
 locations because three Belgian locations cannot give every class to train, validation and test;
