@@ -8,7 +8,8 @@ import pytest
 
 from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.definitions import BANDS
-from eo_missing_qgis.core.preprocessing import mask_implausible, standardize
+from eo_missing_qgis.core.preprocessing import mask_implausible, standardize, to_physical
+from eo_missing_qgis.core.units import BOA_OFFSET_PRESET, preset
 from training.datasets import load_dataset
 from training.datasets.base import input_spec
 from training.datasets.patches import read_patch
@@ -93,6 +94,9 @@ def test_impossible_values_become_missing():
     assert physical[0, 0, 1] == np.float32(1.7)  # the caller's array is untouched
     clean = physical[:, :1, :1]
     assert mask_implausible(clean, ["reflectance"]) is clean
+    # The limits of 0 and 1 hold whichever encoding carries them (float32 rounding of the offset).
+    edges = to_physical(np.array([[[1000], [11000]]], np.uint16), [preset("reflectance", BOA_OFFSET_PRESET)])
+    assert np.isfinite(mask_implausible(edges, ["reflectance"])).all()
     # Inference masks the same way: a band whose every value is impossible leaves nothing to fill.
     s2 = np.full((1, 12, len(BANDS["S2"])), 0.1, np.float32)
     s2[0, :, 3] = 3.0

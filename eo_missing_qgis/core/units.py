@@ -28,9 +28,11 @@ UNITS: dict[str, tuple[float, float]] = {
 #: 0..1 (e.g. the unmasked 2.5-6.2 of the Flanders 20 m bands) and backscatter below any sensor's
 #: noise floor or above any target's return. Such values become missing in training and inference
 #: alike (:func:`.preprocessing.mask_implausible`). Narrower than :data:`UNITS`, which only judges
-#: whether an encoding fits and must stay tolerant of a few bright clouds.
+#: whether an encoding fits and must stay tolerant of a few bright clouds. Reflectance limits are
+#: widened by half a DN (5e-5): float32 decoding of DN 1000 with the -0.1 offset of baseline 04.00
+#: gives -1e-9, not 0, and DN 10000 must stay valid whichever encoding carries it.
 PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {
-    "reflectance": (0.0, 1.0),
+    "reflectance": (-5e-5, 1.0 + 5e-5),
     "dB": (-50.0, 20.0),
 }
 
