@@ -26,10 +26,12 @@ def test_index_lists_the_six_models_and_they_stay_small():
     assert index["version"] == 1
     assert {m["file"] for m in index["models"]} == EXPECTED
     for m in index["models"]:
-        assert set(m) == {"file", "task", "task_title", "modalities", "name", "title"}
+        assert set(m) == {"file", "task", "task_title", "modalities", "name", "title", "footprint"}
         assert m["file"] == f"{m['task']}_{'_'.join(x.lower() for x in m['modalities'])}.onnx"
     assert sum((MODELS_DIR / f).stat().st_size for f in EXPECTED) < 5 * 1024 * 1024
     assert [b.file.name for b in load_index()] == [m["file"] for m in index["models"]]
+    for b in load_index():  # the index's footprint, read for the choice by location, is the card's
+        assert b.footprint == read_card(b.file).footprint
 
 
 @pytest.fixture(scope="module")

@@ -96,10 +96,10 @@ def test_engine_feeds_the_availability_of_each_step(tmp_path, data_dir):
     valid = avail.any(axis=0)
     assert (avail.sum(axis=(1, 2)) == 0).sum() >= 2  # the cube lacks S2 in some whole months
     np.testing.assert_allclose(out[valid], expected[valid], rtol=FLOAT32_INPUT_RTOL)
-    # no dates given: the calendar card's first month names the steps
-    empty = [label for label, a in zip(("Nov", "Dec", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
-                                        "Sep", "Oct"), avail.any(axis=(1, 2)), strict=True) if not a]
-    assert tags["EO_MONTHS_USED"].split(",")[0] == "Nov" and tags["EO_MONTHS_MISSING"] == ",".join(empty)
+    # the cube's netCDF time coordinate names the steps (2020-11 .. 2021-10)
+    labels = ["2020-11", "2020-12"] + [f"2021-{m:02d}" for m in range(1, 11)]
+    empty = [label for label, a in zip(labels, avail.any(axis=(1, 2)), strict=True) if not a]
+    assert tags["EO_MONTHS_USED"].split(",")[0] == "2020-11" and tags["EO_MONTHS_MISSING"] == ",".join(empty)
 
 
 @pytest.mark.parametrize("encoding", ["sin_cos", "index"])
@@ -189,10 +189,11 @@ def test_a_1_1_card_runs_unchanged_and_lists_its_months(tmp_path, data_dir):
     out, tags = predict(tmp_path, data, "s2", [1.0] + [0.0] * (12 * 9 - 1),
                         [RasterInput(cube_path(data_dir))], log=messages.append)
     log = "\n".join(messages)
-    assert "12 of 12 months: step 1, step 2, step 3" in log  # what the layers hold
-    empty = [f"step {t + 1}" for t, a in enumerate(available(data_dir).any(axis=(1, 2))) if not a]
-    assert empty == ["step 2", "step 3"]  # and what they had values for
-    assert "no valid values in step 2, step 3 (nodata or clouds): 10 of 12 months" in log
+    assert "12 of 12 months: 2020-11, 2020-12, 2021-01" in log  # what the layers hold, dated by the cube
+    empty = [m for m, a in zip(("2020-11", "2020-12", "2021-01"), available(data_dir).any(axis=(1, 2)),
+                               strict=False) if not a]
+    assert empty == ["2020-12", "2021-01"]  # and what they had values for
+    assert "no valid values in 2020-12, 2021-01 (nodata or clouds): 10 of 12 months" in log
     assert np.isfinite(out).sum() > 9000 and tags["EO_MONTHS_MISSING"] == ",".join(empty)
     one = one_month(tmp_path, data_dir, 0, "2020-11")
     one.dates, one.time_index = None, 0

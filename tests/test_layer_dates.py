@@ -10,11 +10,12 @@ import pytest
 import rasterio
 from rasterio.enums import Resampling
 
-from eo_missing_qgis.core.card import card_from_dict
+from eo_missing_qgis.core.card import card_from_dict, read_card
 from eo_missing_qgis.core.dates import (
     description_dates,
     l1c_reason,
     name_date,
+    netcdf_band_dates,
     netcdf_date,
     netcdf_time,
     recognised_dates,
@@ -22,8 +23,9 @@ from eo_missing_qgis.core.dates import (
 from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.prediction import LayerMapping, parse_mapping
 from eo_missing_qgis.core.raster_inputs import match_inputs
+from eo_missing_qgis.core.raster_io import read_header
 from eo_missing_qgis.core.recognition import RasterInput
-from tests.engine_data import CUBE_TRANSFORM, read_variable, s2_stack, variable, write_tif
+from tests.engine_data import CUBE_TRANSFORM, cube_path, read_variable, s2_stack, variable, write_tif
 from tests.test_context_engine import available, one_month, predict, regression_card
 from tests.tiny_models import S2_BANDS, input_dict, probe_onnx
 from tests.tolerances import FLOAT32_INPUT_RTOL
@@ -64,6 +66,18 @@ def test_the_real_cube_carries_netcdf_time(data_dir):
     with rasterio.open(variable(data_dir, "S2-L2A-B04")) as ds:
         metadata = {**ds.tags(), **ds.tags(JUNE + 1)}
     assert netcdf_time(metadata).startswith("2021-06")
+
+
+def test_a_multi_step_netcdf_variable_is_dated_band_by_band(data_dir):
+    """The cube's variables hold one band per month: each band's date comes from the netCDF time
+    coordinate, so the months are read from the data, not assumed from band order."""
+    header = read_header(variable(data_dir, "S2-L2A-B04"))
+    months = [d[:7] for d in recognised_dates(header.path, header.metadata, header.descriptions)]
+    assert months == [f"2020-{m}" for m in ("11", "12")] + [f"2021-{m:02d}" for m in range(1, 11)]
+    plan = match_inputs(read_card(BUNDLED / "crop_type_s2.onnx"), [RasterInput(cube_path(data_dir))])
+    assert plan.time.summary().startswith("12 of 12 months: 2020-11, 2020-12, 2021-01")
+    assert netcdf_band_dates({**header.metadata, "NETCDF_DIM_EXTRA": "{t,z}"}) is None  # bands not per date
+    assert netcdf_band_dates({**header.metadata, "t#units": "months since 1990-01-01"}) is None
 
 
 def sentinel_band_files(tmp_path, data_dir, stamp: str = "20210612T104021",

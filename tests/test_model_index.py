@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from eo_missing_qgis.core.model_index import NoModelError, load_index, select_model
@@ -63,3 +64,26 @@ def test_incomplete_richer_model_gives_way_and_says_what_it_lacked(models):
     assert model.modalities == ("S1", "S2") and "incomplete" not in reason
     model, _ = select_model(models, "lfmc", {"S1", "S2"}, lambda m: lacking)  # none complete
     assert model.modalities == ("S1", "S2")
+
+
+def test_place_decides_before_sensors_and_a_model_without_footprint_beats_a_far_one(tmp_path):
+    """The footprint in index.json is read without opening an ONNX file; a model that says nothing
+    of where it holds is preferred to one known to be far, and a model known to be here to both."""
+    square = {"name": "square", "samples": 9, "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+    entries = [
+        {"file": "near.onnx", "task": "t", "task_title": "T", "modalities": ["S2"], "name": "near",
+         "title": "Near", "footprint": [square]},
+        {"file": "global.onnx", "task": "t", "task_title": "T", "modalities": ["S1", "S2"], "name": "global",
+         "title": "Global"},
+    ]
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "models": entries}))
+    models = load_index(tmp_path)
+    assert models[0].footprint[0].polygon[2] == (1.0, 1.0) and models[1].footprint == ()
+    inside, far = np.array([[0.5, 0.5]]), np.array([[40.0, 40.0]])
+    model, reason = select_model(models, "t", {"S1", "S2"}, outline=inside)
+    assert model.name == "near" and reason.startswith("Input is in square, where 'Near' was trained; not "
+                                                      "used here: 'Global', trained in an unknown area")
+    model, reason = select_model(models, "t", {"S1", "S2"}, outline=far)
+    assert model.name == "global" and "'Global' has no training footprint" in reason
+    assert models[0].outside(far).km > 4000 and models[0].outside(inside) is None
+    assert select_model(models, "t", {"S1", "S2"})[0].name == "global"  # no place given: sensors only

@@ -114,7 +114,7 @@ def test_dis2_full_branch_shares_the_available_encoder_and_exports_without_it(pr
         None,  # the default (DIS2) variant trains its full-modality branch online: no teacher
     )
     assert not module.needs_teacher and all(loss > 0 for loss in losses)
-    assert module.missing_modalities == ("S1", "weather", "DEM")
+    assert module.missing_input.modalities == ("S1", "weather", "DEM")
     batch = {k: torch.from_numpy(v[:32]) for k, v in prep.arrays["train"].items()}
     module.train()
     _, parts = module.training_loss(batch)

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .datasets import load_dataset
 from .methods import GUIDED
 from .methods.rf import GRID as RF_GRID
 from .methods.rf import evaluate_rf, fit_rf
+from .models import Predictor
 from .run import SplitData, fit, metrics, predict, split_data
 from .stats import headline, paired_difference, spread
 
@@ -79,7 +81,8 @@ class _Seed:
         """Whether validation scores ``a`` beat ``b`` on the headline metric."""
         return b is None or self.sign * (a[self.key] - b[self.key]) > 0
 
-    def fit_outputs(self, method: str, sets: list[str], modalities: list[str], seed: int):
+    def fit_predictor(self, method: str, sets: list[str], modalities: list[str], seed: int) -> Predictor:
+        """Train one network (a teacher is kept to guide the students of this seed)."""
         cfg = replace(
             dataset_method_config(self.dataset, method, [*self.overrides, *sets]),
             seed=seed,
@@ -88,19 +91,34 @@ class _Seed:
         module, _ = fit(cfg, self.prep, teacher_state=self.teacher_state)
         if method == "teacher":
             self.teacher_state = module.model.state_dict()
-        predictor = module.predictor()
+        return module.predictor()
+
+    def fit_outputs(self, method: str, sets: list[str], modalities: list[str], seed: int):
+        predictor = self.fit_predictor(method, sets, modalities, seed)
         return {s: predict(predictor, self.prep.arrays[s]) for s in ("val", "test")}
 
-    def tuned(self, label: str, method: str, sets: list[str], modality: str, grid: list[list[str]]):
-        """Fit every grid point, keep the best on validation; returns its outputs and point."""
-        t0, best, best_val, choice = time.perf_counter(), None, None, None
+    def choose(self, grid, fit_point: Callable[[object], tuple[object, dict[str, np.ndarray]]]):
+        """Fit every grid point with ``fit_point(point) -> (model, {split: outputs})`` and keep the
+        best on validation: returns (model, outputs, point) of the chosen one."""
+        best, best_val = None, None
         for point in grid:
-            out = self.fit_outputs(method, [*sets, *point], [modality], self.seed)
+            model, out = fit_point(point)
             val = metrics(self.task, out["val"], self.prep.arrays["val"]["y"])
             if self.better(val, best_val):
-                best, best_val, choice = out, val, point
+                best, best_val = (model, out, point), val
+        return best
+
+    def tuned(self, label: str, method: str, sets: list[str], modality: str, grid: list[list[str]]):
+        """Fit every grid point, keep the best on validation; returns its outputs, point and predictor."""
+        t0 = time.perf_counter()
+
+        def fit_point(point):
+            predictor = self.fit_predictor(method, [*sets, *point], [modality], self.seed)
+            return predictor, {s: predict(predictor, self.prep.arrays[s]) for s in ("val", "test")}
+
+        predictor, best, choice = self.choose(grid, fit_point)
         self.record(label, modality, best, t0, choice)
-        return best, choice
+        return best, choice, predictor
 
     def ensemble(self, first: dict, sets: list[str], modality: str, size: int, t0: float) -> None:
         """The chosen ``single`` plus ``size - 1`` more seeds of it, outputs averaged."""
@@ -115,15 +133,44 @@ class _Seed:
             t0,
         )
 
-    def forest(self, modalities: list[str], label: str) -> None:
-        t0, best, best_val, choice = time.perf_counter(), None, None, None
-        for params in RF_GRID[self.task]:
+    def forest(self, modalities: list[str], label: str):
+        """The random forest tuned on its grid (recorded as row ``rf``); returns the chosen forest."""
+        t0 = time.perf_counter()
+
+        def fit_point(params):
             model = fit_rf(self.prep, modalities, self.seed, jobs=1, **params)
-            out = {s: evaluate_rf(model, self.prep, modalities, s)[1] for s in ("val", "test")}
-            val = metrics(self.task, out["val"], self.prep.arrays["val"]["y"])
-            if self.better(val, best_val):
-                best, best_val, choice = out, val, params
+            return model, {s: evaluate_rf(model, self.prep, modalities, s)[1] for s in ("val", "test")}
+
+        model, best, choice = self.choose(RF_GRID[self.task], fit_point)
         self.record("rf", label, best, t0, choice)
+        return model
+
+
+def quiet_worker(threads: int) -> None:
+    """One worker process: ``threads`` torch threads, no Lightning chatter."""
+    torch.set_num_threads(threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+
+
+def run_tasks(worker: Callable[..., list[dict]], tasks: list[tuple], jobs: int) -> list[dict]:
+    """``worker(*task)`` for every task in ``jobs`` spawned processes (in this one if 1); rows joined."""
+    if jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            parts = pool.starmap(worker, tasks)
+    else:
+        parts = [worker(*t) for t in tasks]
+    return [r for part in parts for r in part]
+
+
+def select_rows(spec: dict, rows: list[str], what: str = "benchmark") -> dict:
+    """``spec`` with only the table rows ``rows`` (all when empty); unknown labels are refused."""
+    if not rows:
+        return spec
+    unknown = sorted(set(rows) - set(spec["rows"]))
+    if unknown:
+        raise ValueError(f"unknown {what} rows {unknown}; known: {list(spec['rows'])}")
+    return {**spec, "rows": {k: v for k, v in spec["rows"].items() if k in rows}}
 
 
 def run_seed(
@@ -136,9 +183,7 @@ def run_seed(
     log=_log,
 ) -> list[dict]:
     """Teacher, then every row and the random forests, for one (dataset, seed)."""
-    torch.set_num_threads(threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="lightning")
+    quiet_worker(threads)
     spec = spec or read_yaml(SPEC)
     run = _Seed(dataset, data_dir, seed, overrides, log)
     t0 = time.perf_counter()
@@ -146,7 +191,7 @@ def run_seed(
     for modality in INFERENCE:
         for label, row in spec["rows"].items():
             t0 = time.perf_counter()
-            out, choice = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])
+            out, choice, _ = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])
             if label == "single" and spec.get("ensemble", 1) > 1:
                 run.ensemble(out, choice, modality, spec["ensemble"], t0)
         run.forest([modality], modality)
@@ -376,20 +421,11 @@ def benchmark(
     spec = read_yaml(SPEC)
     if grid:
         spec["grid"] = spec["grid"][:grid]
-    if rows:
-        unknown = sorted(set(rows) - set(spec["rows"]))
-        if unknown:
-            raise ValueError(f"unknown benchmark rows {unknown}; known: {list(spec['rows'])}")
-        spec["rows"] = {k: v for k, v in spec["rows"].items() if k in rows}
+    spec = select_rows(spec, rows)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tasks = [(d, data_dir, s, list(overrides), 1, spec) for d in datasets for s in range(seeds)]
-    if jobs > 1:
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            parts = pool.starmap(run_seed, tasks)
-    else:
-        parts = [run_seed(*t) for t in tasks]
-    results = [r for part in parts for r in part]
+    results = run_tasks(run_seed, tasks, jobs)
     tests = test_sets(datasets, data_dir, list(overrides))
     diffs = differences(results, tests, spec)
     header = {

@@ -12,6 +12,9 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from eo_missing_qgis.core.definitions import MODALITIES
+from eo_missing_qgis.core.model_index import footprint_entry
+
 from .config import dataset_method_config, read_yaml
 from .datasets import load_dataset
 from .export import export_run
@@ -33,17 +36,18 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
     for task, entries in spec["tasks"].items():
         dataset = TASK_DATASETS[task]
         prep = split_data(load_dataset(dataset, data_dir), seed)
-        teacher_state = None
+        teachers: dict[str, dict] = {}  # per net and context: a student distils a teacher of its own kind
         for entry in entries:
             cfg = replace(
                 dataset_method_config(dataset, entry["method"], entry.get("set", [])),
                 seed=seed,
                 modalities=list(entry["modalities"]),
             )
-            if METHODS[cfg.method].wants_teacher(**cfg.method_args) and teacher_state is None:
-                teacher, _ = fit(replace(dataset_method_config(dataset, "teacher"), seed=seed), prep)
-                teacher_state = teacher.model.state_dict()
-            module, _ = fit(cfg, prep, teacher_state)
+            kind = json.dumps([cfg.net, cfg.context], sort_keys=True)
+            if METHODS[cfg.method].wants_teacher(**cfg.method_args) and kind not in teachers:
+                t_cfg = replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES))
+                teachers[kind] = fit(t_cfg, prep)[0].model.state_dict()
+            module, _ = fit(cfg, prep, teachers.get(kind))
             run = {
                 "config": asdict(cfg),
                 "steps": prep.data.steps,
@@ -71,6 +75,8 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
                     "modalities": list(cfg.modalities),
                     "name": card.name,
                     "title": card.title,
+                    # the choice by location reads it here, not from every ONNX file
+                    **({"footprint": footprint_entry(card)} if card.footprint else {}),
                 }
             )
     (out / "index.json").write_text(

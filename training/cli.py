@@ -1,4 +1,4 @@
-"""``python -m training fit|evaluate|benchmark|export|bundle``.
+"""``python -m training fit|evaluate|benchmark|months|export|bundle``.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     python -m training evaluate --run runs/lfmc_kd_s2
     python -m training benchmark --dataset all --seeds 5 --out runs/benchmark
     python -m training benchmark --dataset crop_type --set split=random --out runs/benchmark_random
+    python -m training months --dataset crop_type --modality S2 --seeds 1 --rows "fixed kd" rf bundled \\
+        --k 1 3 all --jobs 1 --out runs/months     # accuracy against the number of months
     python -m training export --run runs/lfmc_kd_s2 --out lfmc_s2.onnx
     python -m training bundle --out eo_missing_qgis/models      # the six bundled models
 """
@@ -118,6 +120,26 @@ def cmd_benchmark(args) -> None:
     )
 
 
+def cmd_months(args) -> None:
+    from .benchmark_months import load_months_spec, months_benchmark
+
+    datasets = list(LOADERS) if args.dataset == ["all"] else args.dataset
+    command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    spec = load_months_spec(args.rows, args.k, args.subset_seeds, args.grid)
+    months_benchmark(
+        datasets,
+        _data_dir(args.data_dir),
+        Path(args.out),
+        spec,
+        args.seeds,
+        args.modality,
+        args.set,
+        args.run,
+        command,
+        args.jobs,
+    )
+
+
 def cmd_export(args) -> None:
     from .export import export_run
 
@@ -185,6 +207,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", default="runs/benchmark")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser(
+        "months", help="accuracy against the number of months kept per test sample; results.md, plot"
+    )
+    common(p)
+    p.add_argument("--dataset", nargs="+", default=["all"], choices=[*LOADERS, "all"])
+    p.add_argument("--modality", nargs="+", default=["S1", "S2"], choices=["S1", "S2"])
+    p.add_argument("--seeds", type=int, default=5, help="training seeds per row")
+    p.add_argument("--subset-seeds", type=int, default=0, help="random month subsets per k (default: YAML)")
+    p.add_argument("--k", nargs="+", default=[], help="months kept per sample, e.g. 1 3 all (default: YAML)")
+    p.add_argument("--rows", nargs="+", default=[], help="a subset of the rows (configs/months.yaml)")
+    p.add_argument("--run", action="append", default=[], help="also score this saved run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--jobs", type=int, default=2, help="processes (one thread each) running seeds")
+    p.add_argument("--grid", type=int, default=0, help="use the first N tuning grid points (default: all)")
+    p.add_argument("--out", default="runs/months")
+    p.set_defaults(func=cmd_months)
 
     p = sub.add_parser("export", help="ONNX file with the model card, checked against torch")
     common(p)

@@ -1,7 +1,8 @@
 """Export a trained student to ONNX with its model card, and check parity with torch.
 
 The graph takes one float32 tensor per modality, (batch, time, bands) = the card's NTC layout,
-already standardised by :func:`eo_missing_qgis.core.preprocessing.standardize`; it returns
+already standardised by :func:`eo_missing_qgis.core.preprocessing.standardize`, then the run's
+context inputs (card schema 1.2: masks, month, location, in the card's order); it returns
 ``probabilities`` (batch, K) after softmax in the card's class order, or ``prediction``
 (batch, 1) in physical units (card scale 1, offset 0).
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from eo_missing_qgis.core.card import (
     SCHEMA_VERSION,
+    ContextSpec,
     ModelCard,
     OutputSpec,
     Provenance,
@@ -30,10 +32,11 @@ from eo_missing_qgis.core.card import (
     embed_card,
     read_card,
 )
+from eo_missing_qgis.core.definitions import ContextKind, TimeAlignment
 
 from . import __version__
 from .datasets import EODataset, TaskInfo, load_dataset
-from .models import Predictor
+from .models import Predictor, context_specs
 from .run import SplitData, specs_from_dict
 
 OPSET = 18
@@ -53,6 +56,17 @@ METHOD_TITLES = {
     "mdico": "MDiCo co-learned",
     "dis2": "DIS2-distilled",
 }
+#: How each dataset's time steps are anchored: crop type and algae on calendar months, LFMC on
+#: the months before the measurement (others: relative, the pre-1.2 meaning).
+ALIGNMENTS = {
+    "crop_type": TimeAlignment.CALENDAR, "algae": TimeAlignment.CALENDAR, "lfmc": TimeAlignment.RELATIVE,
+    "crop_type_europe": TimeAlignment.CALENDAR, "crop_type_east_africa": TimeAlignment.CALENDAR,
+    "cropland": TimeAlignment.CALENDAR,
+}
+#: What the title says a model also reads, per context kind (the mask is implied by the sensors).
+CONTEXT_TITLES = {ContextKind.MONTH: "month", ContextKind.LATLON: "location"}
+#: The STAC-MLM architecture of each ``net.arch``.
+ARCH_NAMES = {"tempcnn": "TempCNN", "mlp": "time-as-channels MLP"}
 
 
 class ExportError(RuntimeError):
@@ -141,7 +155,7 @@ def _stac_mlm(card: ModelCard) -> dict:
         }
     return {
         "mlm:name": card.name,
-        "mlm:architecture": "TempCNN",
+        "mlm:architecture": card.stac_mlm.get("mlm:architecture", "TempCNN"),
         "mlm:tasks": output["tasks"],
         "mlm:framework": "pytorch",
         "mlm:framework_version": torch.__version__.split("+")[0],
@@ -295,8 +309,7 @@ def with_footprint(card: ModelCard, data: EODataset, train: np.ndarray) -> Model
     if data.latlon is None:
         return card
     labels = np.asarray(data.meta.get("region", np.full(len(data.target), data.name)))[train]
-    months = data.months
-    season = tuple(sorted({int(m) for m in months[train, -1]})) if months is not None else ()
+    season = tuple(sorted({int(m) for m in data.months[train, -1]})) if data.months is not None else ()
     return ModelCard(**{**card.__dict__, "schema_version": SCHEMA_VERSION,
                         "footprint": footprint(data.latlon[train], labels), "season": season})
 
@@ -331,17 +344,23 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
     specs = specs_from_dict({m: run["stats"][m] for m in modalities})
     label = " + ".join(modalities)
     method = cfg["method"]
+    arch = cfg["net"].get("arch", "tempcnn")
+    extra = [CONTEXT_TITLES[k] for k in CONTEXT_TITLES if k in cfg.get("context", [])]
+    least = run.get("card", {}).get("time", {}).get("min_steps", run["steps"])
+    span = f"{run['steps']} consecutive" if least >= run["steps"] else f"{least} to {run['steps']}"
     if info.task == "classification":
         output = OutputSpec(tensor="probabilities", name=info.name, classes=info.classes)
     else:
         output = OutputSpec(tensor="prediction", name=info.name, unit=info.unit, range=info.range)
     card = ModelCard(
         name=name,
-        title=title or f"{info.title} from {label} ({METHOD_TITLES.get(method, method)})",
+        title=(title or f"{info.title} from {label} ({METHOD_TITLES.get(method, method)})")
+        + (f" with {' and '.join(extra)}" if extra else ""),
         description=description
         or (
-            f"{info.title} per pixel from {run['steps']} consecutive monthly composites of {label}. "
-            f"TempCNN student trained with method '{method}' on dataset '{cfg['dataset']}' "
+            f"{info.title} per pixel from {span} monthly composites of {label}"
+            f"{' with ' + ' and '.join(extra) if extra else ''}. "
+            f"{ARCH_NAMES[arch]} student trained with method '{method}' on dataset '{cfg['dataset']}' "
             f"(seed {cfg['seed']})."
         ),
         task=info.task,
@@ -357,6 +376,7 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
             created=dt.date.today().isoformat(),
             metrics=dict(run["metrics"]["test"]),
         ),
+        stac_mlm={"mlm:architecture": ARCH_NAMES[arch]},
     )
     declared = run.get("card", {})
     if declared:
@@ -367,18 +387,45 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
     return with_stac_mlm(card)
 
 
+def declaration(cfg: dict, data: EODataset, train: np.ndarray) -> dict:
+    """The time axis and context inputs of a run, for :func:`build_card`'s ``run["card"]``:
+    alignment per dataset (:data:`ALIGNMENTS`), a calendar card's first month when every
+    training sample starts in the same month (else none: the months come from the layers' dates),
+    ``min_steps`` 1 for a student trained with time-step dropout (else every step), and the
+    context inputs the networks read."""
+    alignment = ALIGNMENTS.get(cfg["dataset"], TimeAlignment.RELATIVE)
+    time = {"alignment": str(alignment), "min_steps": 1 if cfg.get("time_dropout", 0.0) > 0 else data.steps}
+    if alignment == TimeAlignment.CALENDAR:
+        first = np.unique(data.months[train, 0]) if data.months is not None else []
+        time["first_month"] = int(first[0]) if len(first) == 1 else None
+    specs = context_specs(cfg.get("context", []), cfg["modalities"])
+    return {"time": time, "context": [_context_dict(c) for c in specs]}
+
+
+def _context_dict(spec: ContextSpec) -> dict:
+    return {"kind": str(spec.kind), "tensor": spec.tensor, "encoding": str(spec.encoding),
+            **({"modality": spec.modality} if spec.modality else {})}
+
+
+def _example(card: ModelCard) -> tuple[torch.Tensor, ...]:
+    """Zeros in the shape of every graph input (batch 2), in the card's order."""
+    shapes = [[2, card.time.steps, len(s.bands)] for s in card.inputs]
+    shapes += [[2 if d == "batch" else d for d in c.shape(card.time.steps)] for c in card.context]
+    return tuple(torch.zeros(*shape) for shape in shapes)
+
+
 def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
     """Write the graph (weights inside, dynamic batch) with ``card`` embedded."""
     check_student(predictor)
     predictor.eval()
-    example = tuple(torch.zeros(2, card.time.steps, len(s.bands)) for s in card.inputs)
+    example = _example(card)
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
         predictor,
         example,
-        input_names=[s.tensor for s in card.inputs],
+        input_names=[s.tensor for s in card.inputs] + [c.tensor for c in card.context],
         output_names=[card.output.tensor],
-        dynamic_shapes=(tuple({0: batch} for _ in card.inputs),),
+        dynamic_shapes=(tuple({0: batch} for _ in example),),
         opset_version=OPSET,
         dynamo=True,
         external_data=False,
@@ -397,6 +444,7 @@ def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
 def onnx_predict(path: Path, card: ModelCard, arrays: dict[str, np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {s.tensor: arrays[s.modality].astype(np.float32) for s in card.inputs}
+    feeds |= {c.tensor: arrays[c.tensor].astype(np.float32) for c in card.context}
     return session.run([card.output.tensor], feeds)[0]
 
 
@@ -420,8 +468,9 @@ def parity(path: Path, predictor: Predictor, card: ModelCard, prep: SplitData) -
 def export_run(
     module, run: dict, prep: SplitData, path: Path, name: str, title: str = "", description: str = ""
 ) -> tuple[ModelCard, float]:
-    card = with_footprint(build_card(run, prep.data.info, name, title, description), prep.data,
-                          prep.splits["train"])
+    train = prep.splits["train"]
+    run = {"card": declaration(run["config"], prep.data, train), **run}
+    card = with_footprint(build_card(run, prep.data.info, name, title, description), prep.data, train)
     predictor = module.predictor()
     to_onnx(predictor, card, Path(path))
     return card, parity(Path(path), predictor, card, prep)

@@ -16,13 +16,15 @@ from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_sco
 from torch.utils.data import DataLoader
 
 from eo_missing_qgis.core.card import InputSpec
-from eo_missing_qgis.core.definitions import MODALITIES, Task
+from eo_missing_qgis.core.context import encode_latlon, encode_month, step_available
+from eo_missing_qgis.core.definitions import MODALITIES, ContextKind, Task
 
 from .datasets import EODataset
 from .datasets.base import SPLITS, input_spec
 from .datasets.modalities import check_modalities
 from .methods import METHODS, MethodModule
-from .models import Predictor
+from .models import Predictor, check_context, context_specs, mask_tensor
+from .models.inputs import ENCODINGS
 
 
 @dataclass
@@ -44,6 +46,12 @@ class RunConfig:
     #: ``grouped`` (by site or location cluster) or ``random`` (the leaky earlier splits, kept only
     #: to report the leak's effect): see :data:`training.datasets.base.SPLITS`.
     split: str = "grouped"
+    #: Context inputs of every network (``mask``, ``month``, ``latlon``; :mod:`training.models.inputs`),
+    #: computed as the plugin computes them and declared in the exported card.
+    context: list[str] = field(default_factory=list)
+    #: Probability that a training sample's student input is thinned in time (``MethodModule.thin``);
+    #: > 0 exports a card that accepts a single month (``time.min_steps`` 1).
+    time_dropout: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -57,6 +65,9 @@ class RunConfig:
         if cfg.method not in (*METHODS, "rf"):
             raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}, rf")
         cfg.modalities = list(MODALITIES if cfg.method == "teacher" else check_modalities(cfg.modalities))
+        cfg.context = check_context(cfg.context)
+        if not 0.0 <= cfg.time_dropout <= 1.0:
+            raise ValueError(f"time_dropout is a probability (0-1), not {cfg.time_dropout}")
         return cfg
 
 
@@ -75,7 +86,7 @@ class SplitData:
 def split_data(data: EODataset, seed: int, val_fraction: float = 0.2, split: str = "grouped") -> SplitData:
     splits = data.splits(seed, val_fraction, split)
     specs = data.input_specs(splits["train"])
-    arrays = {name: data.arrays(idx, specs) for name, idx in splits.items()}
+    arrays = {name: {**data.arrays(idx, specs), **context_arrays(data, idx)} for name, idx in splits.items()}
     y = data.target[splits["train"]].astype(np.float64)
     regression = data.info.task == Task.REGRESSION
     return SplitData(
@@ -86,6 +97,20 @@ def split_data(data: EODataset, seed: int, val_fraction: float = 0.2, split: str
         float(y.mean()) if regression else 0.0,
         float(y.std()) if regression else 1.0,
     )
+
+
+def context_arrays(data: EODataset, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The context tensors of samples ``idx``, by their card tensor names, computed with the
+    plugin's own functions: every modality's mask (from the NaNs of its physical values), and the
+    month and location when the dataset has them."""
+    out = {mask_tensor(m): step_available(data.physical[m][idx], band_axis=2).astype(np.float32)
+           for m in MODALITIES}
+    if data.months is not None:
+        out[str(ContextKind.MONTH)] = encode_month(data.months[idx], ENCODINGS[ContextKind.MONTH])
+    if data.latlon is not None:
+        lat, lon = data.latlon[idx, 0], data.latlon[idx, 1]
+        out[str(ContextKind.LATLON)] = encode_latlon(lat, lon, ENCODINGS[ContextKind.LATLON])
+    return out
 
 
 def specs_from_dict(stats: dict[str, dict]) -> dict[str, InputSpec]:
@@ -137,6 +162,11 @@ class KeepBest(L.Callback):
 
 def build_module(cfg: RunConfig, prep: SplitData) -> MethodModule:
     info = prep.data.info
+    have = prep.arrays["train"]
+    lacking = [c.tensor for c in context_specs(cfg.context, MODALITIES) if c.tensor not in have]
+    if lacking:
+        raise ValueError(f"context {cfg.context} needs {', '.join(lacking)}, which dataset {prep.data.name} "
+                         "does not have (no months or sample locations)")
     # plain strings, not vocabulary enums: checkpoints load with torch's weights-only unpickler
     return METHODS[cfg.method](
         task=str(info.task),
@@ -145,6 +175,8 @@ def build_module(cfg: RunConfig, prep: SplitData) -> MethodModule:
         channels={str(m): len(s.bands) for m, s in prep.specs.items()},
         modalities=[str(m) for m in cfg.modalities],
         net=cfg.net,
+        context=list(cfg.context),
+        time_dropout=cfg.time_dropout,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         target_mean=prep.target_mean,
@@ -194,7 +226,7 @@ def predict(predictor: Predictor, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Predictor outputs (probabilities, or physical regression values) for numpy inputs."""
     predictor.eval()
     with torch.no_grad():
-        out = predictor(*(torch.from_numpy(arrays[m]) for m in predictor.modalities))
+        out = predictor(*(torch.from_numpy(arrays[m]) for m in predictor.names))
     return out.numpy()
 
 

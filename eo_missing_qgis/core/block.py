@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .card import ContextSpec, ModelCard
-from .definitions import ContextEncoding, ContextKind
+from .context import encode_latlon, encode_month, step_available
+from .definitions import ContextKind
 from .errors import InputError, ModelError
 from .preprocessing import decode, standardize
 from .preprocessing import valid_pixels as valid_samples
@@ -145,7 +146,7 @@ def valid_pixels(physical: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def available_steps(physical: np.ndarray) -> np.ndarray:
     """(time, height, width) of one modality's (time, bands, H, W) values: every band has a value."""
-    return np.isfinite(physical).all(axis=1)
+    return step_available(physical, band_axis=1)
 
 
 def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
@@ -191,19 +192,12 @@ def context_tensor(spec: ContextSpec, card: ModelCard, physical: Mapping[str, np
         if context is None or context.months is None:
             raise InputError(f"model {card.name} takes the month of each time step; this route was not "
                              "given the layers' dates")
-        m = np.asarray(context.months, dtype=np.float64) - 1
-        if spec.encoding == ContextEncoding.SIN_COS:
-            m = np.stack([np.sin(2 * np.pi * m / 12), np.cos(2 * np.pi * m / 12)], axis=-1)
+        m = encode_month(context.months, spec.encoding)
         return np.ascontiguousarray(np.broadcast_to(m, (n, *m.shape)), dtype=np.float32)
     if context is None or context.lat is None or context.lon is None:
         raise InputError(f"model {card.name} takes each pixel's latitude/longitude; this route was not "
                          "given the block's grid")
-    lat, lon = context.lat.ravel()[keep], context.lon.ravel()[keep]
-    if spec.encoding == ContextEncoding.DEGREES:
-        columns = [lat, lon]
-    else:
-        columns = [lat / 90, np.sin(np.radians(lon)), np.cos(np.radians(lon))]
-    return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
+    return encode_latlon(context.lat.ravel()[keep], context.lon.ravel()[keep], spec.encoding)
 
 
 def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,

@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="predict a model over raster layers",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="ONNX model with a model card")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="ONNX model with a model card (used wherever the layers are; the log "
+                                       "warns outside its training footprint)")
+    which.add_argument("--task", help="a bundled task (e.g. crop_type): its model is chosen from the layers' "
+                                      "sensors and location, as in QGIS")
     p.add_argument("--input", dest="inputs", action=_NewInput, required=True, metavar="PATH",
                    help='a GDAL raster, e.g. cube.nc or NETCDF:"cube.nc":S2-L2A-B04 (repeatable)')
     p.add_argument("--modality", action=_InputField, choices=MODALITIES)
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             options = RunOptions(tile_size=args.tile_size, memory_mb=args.memory_mb,
                                  batch_size=args.batch_size, device=args.device, threads=args.threads,
                                  write_probabilities=args.probabilities, reference=reference)
-            result = run_model(args.model, inputs, args.out, options=options, cancel=cancel,
+            model = args.model or _bundled(args.task, inputs, log)
+            result = run_model(model, inputs, args.out, options=options, cancel=cancel,
                                progress=None if args.quiet else _progress, log=None if args.quiet else log)
         except Cancelled:
             print(f"error: {cancel.describe()}; no output was written", file=sys.stderr)
@@ -140,6 +145,33 @@ def main(argv: list[str] | None = None) -> int:
     for key, path in result.outputs.items():
         print(f"{key}: {path}")
     return 0
+
+
+def _bundled(task: str, inputs: list[RasterInput], log) -> str:
+    """The bundled model of ``task`` fitting the layers' sensors and place (:func:`.model_index.select_model`,
+    as Processing and the panel choose), said in the log."""
+    from .card import read_card
+    from .errors import InputError
+    from .footprint import layers_outline
+    from .model_index import load_index, select_model
+    from .raster_inputs import expand, match_inputs
+    from .recognition import recognise
+
+    layers, _ = expand(inputs)  # headers read once, reused by the checks below
+
+    def problems(m) -> str:
+        try:
+            match_inputs(read_card(m.file), layers)
+        except InputError as exc:
+            return str(exc)
+        return ""
+
+    available = {m for inp in layers for m in recognise(inp, inp.header).modalities}
+    model, reason = select_model(load_index(), task, available, problems,
+                                 layers_outline([i.path for i in layers], {i.path: i.header for i in layers}))
+    log(f"Model: {model.title} ({model.file.name}).")
+    log(reason)
+    return str(model.file)
 
 
 def _openeo_graph(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 Most analysts load single scenes whose date is in the product metadata or the Sentinel file
 name; reading it here lets a one-date layer be placed on a model's months without the user typing
 it (issue 10). Sources, most specific first: GDAL metadata keys written by the Sentinel and
-Landsat drivers, a netCDF time coordinate (``NETCDF_DIM_t`` with ``t#units``), the
+Landsat drivers, a netCDF time coordinate (``NETCDF_DIM_t_VALUES``: one date per band of a
+multi-step variable, so its months come from the data, not from band order; or a band's
+``NETCDF_DIM_t``; both with ``t#units``), the
 Sentinel product or tile name (bands of one scene in 10/20/60 m files share it), then band
 descriptions that hold a date. Dates given by the user always win (:func:`.raster_inputs.layer_dates`).
 """
@@ -59,6 +61,21 @@ def netcdf_time(metadata: Mapping[str, str]) -> str | None:
     return None
 
 
+def netcdf_band_dates(metadata: Mapping[str, str]) -> list[str] | None:
+    """One date per raster band of a netCDF variable with one band per time step: GDAL lists the
+    variable's extra dimension in ``NETCDF_DIM_EXTRA`` (e.g. ``{t}``) and its coordinate values in
+    ``NETCDF_DIM_<dim>_VALUES``, with ``<dim>#units`` ``<unit> since <date>``. None when the variable
+    has another extra dimension too (its bands are then not one per date) or the units say no date.
+    """
+    extra = metadata.get("NETCDF_DIM_EXTRA", "").strip("{} ").split(",")
+    if len(extra) != 1 or not extra[0]:
+        return None
+    dim = extra[0].strip()
+    values = metadata.get(f"NETCDF_DIM_{dim}_VALUES", "").strip("{} ").split(",")
+    dates = [netcdf_date(v, metadata.get(f"{dim}#units", "")) for v in values if v.strip()]
+    return dates if dates and all(dates) else None  # type: ignore[return-value]
+
+
 def name_date(path: str) -> str | None:
     """The sensing date in a Sentinel product or tile file name (or any folder of its path)."""
     m = _SENTINEL.search(Path(path).as_posix())
@@ -79,15 +96,16 @@ def description_dates(descriptions: tuple[str, ...] | list[str]) -> list[str] | 
 
 def recognised_dates(path: str, metadata: Mapping[str, str],
                      descriptions: tuple[str, ...]) -> list[str] | None:
-    """A layer's date(s) as ``YYYY-MM-DD`` from its metadata, netCDF time, file name or band
-    descriptions; None when it carries none."""
+    """A layer's date(s) as ``YYYY-MM-DD`` from its metadata, netCDF time (one per band of a
+    multi-step variable), file name or band descriptions; None when it carries none."""
     for key in DATE_KEYS:
         date = _iso(str(metadata.get(key, "")))
         if date:
             return [date]
     date = netcdf_time(metadata)
-    if date:
-        return [date]
+    dates = netcdf_band_dates(metadata) or ([date] if date else None)
+    if dates:
+        return dates
     date = name_date(path)
     if date:
         return [date]

@@ -26,17 +26,19 @@ OUTSIDE_TAG = "EO_OUTSIDE_FOOTPRINT"
 
 @dataclass(frozen=True)
 class FootprintCheck:
-    """An input outside every training region: the ``nearest`` one and how far away (km)."""
+    """An input outside every training region of model ``model`` (trained on ``regions``): the
+    ``nearest`` one and how far away (km)."""
 
-    card: ModelCard
+    model: str
+    regions: tuple[Region, ...]
     nearest: Region
     km: float
 
     @property
     def message(self) -> str:
         """The plain sentence for the log and the panel."""
-        names = ", ".join(r.name for r in self.card.footprint)
-        return (f"model {self.card.name} was trained on {names}; this area is outside it (nearest training "
+        names = ", ".join(r.name for r in self.regions)
+        return (f"model {self.model} was trained on {names}; this area is outside it (nearest training "
                 f"region: {self.nearest.name}, about {self.km:,.0f} km away): treat the map with caution")
 
     @property
@@ -49,20 +51,48 @@ def check_footprint(card: ModelCard, outline: np.ndarray) -> FootprintCheck | No
     """None when the card has no footprint or the input (``outline``: (n, 2) lon/lat points of its
     edges and centre, see :func:`.raster_io.outline_lonlat`) touches one of its regions or comes
     within :data:`NEAR_KM` of one."""
-    if not card.footprint:
+    return outside_footprint(card.name, card.footprint, outline)
+
+
+def outside_footprint(model: str, regions: tuple[Region, ...], outline: np.ndarray) -> FootprintCheck | None:
+    """:func:`check_footprint` for a model known by its name and regions (e.g. from ``index.json``)."""
+    if not regions:
         return None
+    nearest, km = nearest_region(regions, outline)
+    return None if km <= NEAR_KM else FootprintCheck(model, regions, nearest, km)
+
+
+def nearest_region(regions: tuple[Region, ...], outline: np.ndarray) -> tuple[Region, float]:
+    """The region of ``regions`` (not empty) nearest the input and its distance in km: 0 for the
+    first one the input touches (a hull vertex in its bounding box, or an outline point in the hull)."""
     lon_lo, lat_lo = outline.min(axis=0)
     lon_hi, lat_hi = outline.max(axis=0)
     away: list[tuple[float, int]] = []
-    for n, region in enumerate(card.footprint):
+    for n, region in enumerate(regions):
         poly = np.asarray(region.polygon, np.float64)
         vertex_in = ((poly[:, 0] >= lon_lo) & (poly[:, 0] <= lon_hi)
                      & (poly[:, 1] >= lat_lo) & (poly[:, 1] <= lat_hi)).any()
         if vertex_in or any(_inside(p, poly) for p in outline):
-            return None
+            return region, 0.0
         away.append((min(_distance_km(p, poly) for p in outline), n))
     km, nearest = min(away)
-    return None if km <= NEAR_KM else FootprintCheck(card, card.footprint[nearest], km)
+    return regions[nearest], km
+
+
+def layers_outline(sources: list[str], headers: dict | None = None) -> np.ndarray | None:
+    """The lon/lat outline of several layers together (GDAL ``sources``; ``headers``, source ->
+    :class:`.raster_io.RasterHeader`, holds those already read): each one's edge points and centre,
+    stacked, placed as coarsely as one grid. None when no layer's grid can be placed."""
+    from .raster_io import outline_lonlat, read_header
+
+    points = []
+    for source in dict.fromkeys(sources):
+        try:
+            header = (headers or {}).get(source) or read_header(source)
+            points.append(outline_lonlat(header.grid))
+        except (ValueError, ImportError, OSError):  # unreadable, no CRS: the run says why; no place here
+            continue
+    return np.vstack(points) if points else None
 
 
 def _inside(point: np.ndarray, poly: np.ndarray) -> bool:

@@ -29,6 +29,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.card import ModelCard, read_card
 from ..core.definitions import LAYER_MODEL_PROPERTY, Modality, OutputKind
 from ..core.dependencies import install_hint, missing_packages
+from ..core.footprint import layers_outline
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import (
     LayerMapping,
@@ -49,6 +50,7 @@ MODALITY_CHOICES = (Modality.S1, Modality.S2, Modality.DEM, ALL, IGNORE)
 COL_LAYER, COL_MODALITY, COL_BANDS, COL_FIRST, COL_DATE, COL_DETAIL = range(6)
 EDITABLE = {COL_BANDS: 0, COL_FIRST: 1, COL_DATE: 2}  # column -> place in the texts kept per layer
 PROGRESS_FORMAT = "%p%"  # QProgressBar's own, shown until the first estimate of the time left
+WARNING_STYLE = "color: #b35900; font-weight: bold"  # the outside-footprint line stands out before Run
 
 
 def tr(text: str) -> str:
@@ -103,6 +105,7 @@ class EoMissingPanel(QDockWidget):
         self.chosen = None
         self.cards: dict[Path, ModelCard] = {}
         self.headers: dict[str, RasterHeader] = {}  # of the listed layers, reused by every request
+        self.warned = ""  # the footprint warning last pushed to the message bar (pushed once)
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -111,6 +114,12 @@ class EoMissingPanel(QDockWidget):
             self.task_combo.addItem(title, task_id)
         layout.addWidget(QLabel(tr("Task")))
         layout.addWidget(self.task_combo)
+        self.model_combo = QComboBox()  # data: the model's file; None to choose by sensors and place
+        self.model_combo.setToolTip(tr("Automatic picks the task's model from the layers' sensors and "
+                                       "location; a model picked here is always used (a warning says "
+                                       "when the layers are outside where it was trained)."))
+        layout.addWidget(QLabel(tr("Model")))
+        layout.addWidget(self.model_combo)
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels([tr("Layer"), tr("Modality"), tr("Bands"), tr("First step"),
                                               tr("Date"), tr("Recognised as")])
@@ -127,6 +136,11 @@ class EoMissingPanel(QDockWidget):
         self.choice = QLabel()
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
+        self.place_warning = QLabel()  # outside the chosen model's training footprint, said before Run
+        self.place_warning.setWordWrap(True)
+        self.place_warning.setStyleSheet(WARNING_STYLE)
+        self.place_warning.setVisible(False)
+        layout.addWidget(self.place_warning)
         self.install_button = QPushButton(tr("Install dependencies…"))
         self.install_button.clicked.connect(self.show_install_dialog)
         layout.addWidget(self.install_button)
@@ -164,11 +178,13 @@ class EoMissingPanel(QDockWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.diagnostics_button.clicked.connect(self.copy_diagnostics)
-        self.task_combo.currentIndexChanged.connect(self.update_choice)
+        self.task_combo.currentIndexChanged.connect(self.list_models)
+        self.model_combo.currentIndexChanged.connect(self.update_choice)
         self.table.itemChanged.connect(self.set_typed)
         project = QgsProject.instance()
         project.layersAdded.connect(self.refresh)
         project.layersRemoved.connect(self.refresh)
+        self.list_models()
         self.refresh()
 
     # -- layers and model choice ---------------------------------------------------------------
@@ -217,6 +233,19 @@ class EoMissingPanel(QDockWidget):
         self.typed.setdefault(layer_id, ["", "", ""])[EDITABLE[item.column()]] = item.text()
         self.update_choice()
 
+    def list_models(self, *_args) -> None:
+        """The model choices of the task: automatic, then each of its models; a choice is kept."""
+        kept = self.model_combo.currentData()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItem(tr("automatic (by sensors and location)"), None)
+        for m in self.models:
+            if m.task == self.task_combo.currentData():
+                self.model_combo.addItem(m.title, str(m.file))
+        self.model_combo.setCurrentIndex(max(self.model_combo.findData(kept), 0))
+        self.model_combo.blockSignals(False)
+        self.update_choice()
+
     def list_grids(self, layers: list[QgsRasterLayer]) -> None:
         """The output grid choices: the finest input, then every listed layer; a choice is kept."""
         kept = self.grid_combo.currentData()
@@ -259,16 +288,33 @@ class EoMissingPanel(QDockWidget):
                 return str(exc)
 
         problems_of = cache(problems_in)
-        try:  # among the models whose inputs are complete
-            model, reason = select_model(self.models, self.task_combo.currentData(), available, problems_of)
+        outline = layers_outline([lyr.source() for found in self.selected_layers().values() for lyr in found],
+                                 self.headers)
+        picked = [m for m in self.models if str(m.file) == self.model_combo.currentData()]
+        try:  # among the models whose inputs are complete, at the layers' place; a model picked is kept
+            model, reason = (picked[0], tr("Model picked: '{}'.").format(picked[0].title)) if picked else \
+                select_model(self.models, self.task_combo.currentData(), available, problems_of, outline)
         except NoModelError as exc:
             self.choice.setText(str(exc))
+            self.show_place_warning("")
             self.run_button.setEnabled(False)
             return
         self.chosen = model
         problems = problems_of(model)
         self.choice.setText(reason + ("\n" + problems if problems else ""))
+        outside = model.outside(outline) if outline is not None else None
+        self.show_place_warning(outside.message if outside else "")
         self.run_button.setEnabled(self.task is None and not problems)
+
+    def show_place_warning(self, message: str) -> None:
+        """Say before Run that the layers lie outside the model's footprint: under the choice, and
+        once in the message bar at warning level (not again while nothing changes)."""
+        self.place_warning.setText(tr("Warning: {}.").format(message) if message else "")
+        self.place_warning.setVisible(bool(message))
+        if message and message != self.warned and self.iface is not None:
+            self.iface.messageBar().pushMessage(tr("EO missing modalities"), message,
+                                                level=Qgis.MessageLevel.Warning)
+        self.warned = message
 
     def card_of(self, model) -> ModelCard:
         """The card of a bundled model, read once per panel (not on every combo change)."""

@@ -35,6 +35,7 @@ from ..core.definitions import (
     TimeLayout,
 )
 from ..core.dependencies import install_hint, missing_packages
+from ..core.footprint import layers_outline
 from ..core.interrupts import cancel_on_signals
 from ..core.model_index import NoModelError, load_index, select_model, tasks
 from ..core.prediction import (
@@ -77,9 +78,10 @@ class PredictAlgorithm(EoMissingAlgorithm):
     ID, DISPLAY_NAME, GROUP, GROUP_ID = "predict", "Predict from available layers", "Prediction", "prediction"
     INTRO = (
         "Give whichever layers you have: Sentinel-1 (VV, VH backscatter), Sentinel-2 (B02-B08, "
-        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model whose "
-        "inputs are all present (the S1 + S2 model when both are given, the S1 or S2 student "
-        "otherwise), says in the log which one and why, runs it with ONNX Runtime (GPU when "
+        "B11, B12) or both, as monthly time series. The algorithm picks the bundled model trained "
+        "where the layers are (else the nearest region's, with a warning) whose inputs are all "
+        "present (the S1 + S2 model when both are given, the S1 or S2 student otherwise), says in "
+        "the log which one and why, runs it with ONNX Runtime (GPU when "
         "available) and writes the prediction. Pixels with an input band missing in every month "
         "are nodata."
     )
@@ -220,7 +222,8 @@ class PredictAlgorithm(EoMissingAlgorithm):
         return mapping_for_layers(parse_mapping(text), layers)
 
     def _model(self, parameters, context, modalities: set[str], feedback, request: PredictionRequest) -> str:
-        """The custom ONNX file when one is given, else the bundled model that fits the layers
+        """The custom ONNX file when one is given (kept wherever the layers are; the run warns when
+        they are outside its footprint), else the bundled model that fits the layers and their place
         (among those whose inputs ``request`` holds completely)."""
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
@@ -229,10 +232,12 @@ class PredictAlgorithm(EoMissingAlgorithm):
         task = self.enum_text(parameters, self.TASK, context)
         if task not in self.task_ids:
             raise QgsProcessingException(self.tr("Task is '{}' but no model file was given.").format(CUSTOM))
+        sources = [src for found in request.layers.values() for src, _ in found]
         try:
             model, reason = select_model(
                 self.models, self.task_ids[task], modalities,
-                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)))
+                lambda m: input_problems(replace(request, model_path=str(m.file)), read_card(m.file)),
+                layers_outline(sources, request.headers))
         except NoModelError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(self.tr("Model: {} ({}).").format(model.title, model.file.name))

@@ -7,14 +7,18 @@ import lightning as L  # noqa: N812 - the usual Lightning alias
 import torch
 from torch import nn
 
-from eo_missing_qgis.core.definitions import Task
+from eo_missing_qgis.core.definitions import MODALITIES, Modality, Task
 
-from ..models import Predictor, TempCNN
+from ..models import NetInput, Predictor, build_encoder, context_specs, mask_tensor
 from .losses import task_loss
+
+#: Modalities whose steps time-step dropout thins: the DEM is one static layer, never missing by date.
+TIME_SERIES = tuple(m for m in MODALITIES if m != Modality.DEM)
 
 
 class EncoderHead(nn.Module):
-    """TempCNN over the concatenated bands of ``modalities`` + a linear head (single, teacher, KD).
+    """The ``net`` encoder over the bands of ``modalities`` and the run's ``context`` + a linear
+    head (single, teacher, KD).
 
     ``encoders`` > 1 adds encoders over the same input whose embeddings are concatenated before
     the head: the capacity-matched control for the two-encoder guided students.
@@ -28,18 +32,20 @@ class EncoderHead(nn.Module):
         n_outputs: int,
         net: dict,
         encoders: int = 1,
+        context: list[str] | tuple[str, ...] = (),
     ):
         super().__init__()
         self.modalities = tuple(modalities)
-        width = sum(channels[m] for m in self.modalities)
-        self.encoder = TempCNN(width, steps, **net)
-        self.extra = nn.ModuleList(TempCNN(width, steps, **net) for _ in range(encoders - 1))
+        self.input = NetInput(self.modalities, context)
+        width, static = self.input.widths(channels)
+        self.encoder = build_encoder(net, width, steps, static)
+        self.extra = nn.ModuleList(build_encoder(net, width, steps, static) for _ in range(encoders - 1))
         self.head = nn.Linear(self.encoder.filters * encoders, n_outputs)
 
     def features(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        x = torch.cat([inputs[m] for m in self.modalities], dim=2)
-        levels = self.encoder(x)
-        embeds = [self.encoder.embed(levels[-1]), *(e.embed(e(x)[-1]) for e in self.extra)]
+        x, static = self.input(inputs)
+        levels = self.encoder(x, static)
+        embeds = [self.encoder.embed(levels[-1]), *(e.embed(e(x, static)[-1]) for e in self.extra)]
         return levels, torch.cat(embeds, dim=1)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -56,12 +62,18 @@ def mark_teacher(module: nn.Module) -> nn.Module:
 class MethodModule(L.LightningModule):
     """Base LightningModule; subclasses define :meth:`training_loss` and :meth:`inference_core`.
 
-    ``modalities`` are the inputs of the exported student. Regression targets are standardised
-    with ``target_mean``/``target_std`` (training split statistics) inside the losses; the
-    exported predictor undoes it, so its output is in physical units.
+    ``modalities`` are the inputs of the exported student; ``context`` the context kinds every
+    network of the method reads (:mod:`training.models.inputs`). Regression targets are
+    standardised with ``target_mean``/``target_std`` (training split statistics) inside the
+    losses; the exported predictor undoes it, so its output is in physical units.
+
+    ``time_dropout`` > 0 thins the students' training inputs (:meth:`thin`); guides read the
+    full series from ``batch["full"]`` (:func:`full`).
     """
 
     method = ""
+    #: Whether ``time_dropout`` applies (False for the teacher, which always sees the full series).
+    time_flexible = True
     #: Whether :func:`training.run.fit` must hand it a pre-trained teacher (``load_teacher``).
     needs_teacher = False
 
@@ -79,6 +91,8 @@ class MethodModule(L.LightningModule):
         channels: dict[str, int],
         modalities: list[str],
         net: dict | None = None,
+        context: list[str] | None = None,
+        time_dropout: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         target_mean: float = 0.0,
@@ -90,6 +104,9 @@ class MethodModule(L.LightningModule):
         self.task = task
         self.modalities = tuple(modalities)
         self.net_args = dict(net or {})
+        self.context = tuple(context or ())
+        if not 0.0 <= time_dropout <= 1.0:
+            raise ValueError(f"time_dropout is a probability (0-1), not {time_dropout}")
 
     # -- to implement ---------------------------------------------------------------------------
     def training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -109,8 +126,27 @@ class MethodModule(L.LightningModule):
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return task_loss(output, self.target(batch), self.task)
 
+    def thin(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The students' view of a training batch: with probability ``time_dropout`` a sample
+        keeps one step, loses a contiguous gap, or keeps a random subset (one of the three, each
+        keeping 1 step at least); its dropped steps become missing in every time-series
+        modality, value 0 (what ``standardize`` fills for NaN) and mask 0. The unthinned batch
+        stays under ``"full"`` for the guides. Random numbers from torch's generator, seeded by
+        Lightning's ``seed_everything``."""
+        p = self.hparams.time_dropout if self.time_flexible else 0.0
+        if p <= 0:
+            return batch
+        keep = keep_steps(len(batch["y"]), self.hparams.steps, p, batch["y"].device)
+        out = dict(batch, full=batch)
+        for m in TIME_SERIES:
+            if m in batch:
+                out[m] = batch[m] * keep.unsqueeze(-1)
+            if mask_tensor(m) in batch:
+                out[mask_tensor(m)] = batch[mask_tensor(m)] * keep
+        return out
+
     def training_step(self, batch, batch_idx):
-        loss, parts = self.training_loss(batch)
+        loss, parts = self.training_loss(self.thin(batch))
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
         for key, value in parts.items():
             self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
@@ -127,8 +163,42 @@ class MethodModule(L.LightningModule):
     def predictor(self) -> Predictor:
         return Predictor(
             self.inference_core(),
-            self.modalities,
+            (*self.modalities, *(c.tensor for c in context_specs(list(self.context), self.modalities))),
             self.task,
             self.hparams.target_mean,
             self.hparams.target_std,
         )
+
+
+def load_guide(guide: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A trained teacher's weights into a method's copy of the teacher, or a plain reason why
+    they do not fit (a teacher of another net or context than the student's)."""
+    try:
+        guide.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError("the teacher's weights do not fit this student's teacher network: train the teacher "
+                         "with the student's net (arch, filters, layers) and context") from err
+
+
+def full(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The unthinned batch a guide (teacher, full-modality branch) reads: every step of every
+    modality, whatever time-step dropout removed from the student's view."""
+    return batch.get("full", batch)
+
+
+def keep_steps(n: int, steps: int, p: float, device: torch.device | None = None) -> torch.Tensor:
+    """(n, steps) float 0/1: which steps each sample keeps. A sample is thinned with probability
+    ``p``, then by one of: a single step, a contiguous gap (at most all but one step), a random
+    subset (each step kept with probability 1/2; the single step's pick if none is)."""
+    thinned = torch.rand(n, device=device) < p
+    mode = torch.randint(0, 3, (n,), device=device)
+    t = torch.arange(steps, device=device).expand(n, steps)
+    pick = torch.randint(0, steps, (n, 1), device=device)
+    single = t == pick
+    length = torch.randint(1, max(steps, 2), (n, 1), device=device).clamp(max=steps - 1)
+    start = (torch.rand(n, 1, device=device) * (steps - length + 1)).floor().long()
+    gap = ~((t >= start) & (t < start + length))
+    draw = torch.rand(n, steps, device=device) < 0.5
+    subset = draw | (single & ~draw.any(1, keepdim=True))
+    chosen = torch.where(mode[:, None] == 0, single, torch.where(mode[:, None] == 1, gap, subset))
+    return (chosen | ~thinned[:, None]).float()

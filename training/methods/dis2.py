@@ -31,8 +31,8 @@ from torch import nn
 
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 
-from ..models import TempCNN
-from .base import EncoderHead, MethodModule, mark_teacher
+from ..models import NetInput, build_encoder
+from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
 from .losses import (
     dice_loss,
     feature_distillation,
@@ -85,19 +85,20 @@ def fuse_levels(a: list[torch.Tensor], b: list[torch.Tensor], fusions: nn.Module
 
 class DIS2Student(nn.Module):
     def __init__(
-        self, modalities: tuple[str, ...], channels: int, steps: int, n_outputs: int, task: str, net: dict
+        self, net_input: NetInput, channels: dict[str, int], steps: int, n_outputs: int, task: str, net: dict
     ):
         super().__init__()
-        self.modalities = modalities
-        self.available = TempCNN(channels, steps, **net)
-        self.compensation = TempCNN(channels, steps, **net)
+        self.input = net_input
+        width, static = net_input.widths(channels)
+        self.available = build_encoder(net, width, steps, static)
+        self.compensation = build_encoder(net, width, steps, static)
         self.fuse = _fusions(self.available.filters, len(self.available.blocks))
-        self.head = _head(self.available.filters, steps, n_outputs, task)
+        self.head = _head(self.available.filters, self.available.out_steps, n_outputs, task)
 
     def levels(self, inputs: dict[str, torch.Tensor]):
         """Available, compensation and fused feature sequences per level, and the output."""
-        x = torch.cat([inputs[m] for m in self.modalities], dim=2)
-        avail, comp = self.available(x), self.compensation(x)
+        x, static = self.input(inputs)
+        avail, comp = self.available(x, static), self.compensation(x, static)
         fused = fuse_levels(avail, comp, self.fuse)
         return avail, comp, fused, self.head(fused[-1])
 
@@ -138,8 +139,8 @@ class DIS2Module(MethodModule):
         self.needs_teacher = self.wants_teacher(shared_encoder=shared_encoder)
         h = self.hparams
         self.student = DIS2Student(
-            self.modalities,
-            sum(h.channels[m] for m in self.modalities),
+            NetInput(self.modalities, self.context),
+            h.channels,
             h.steps,
             h.n_outputs,
             self.task,
@@ -149,20 +150,20 @@ class DIS2Module(MethodModule):
         self.deep_heads = nn.ModuleList(nn.Linear(width, h.n_outputs) for _ in self.student.fuse[:-1])
         if shared_encoder:
             missing = [m for m in MODALITIES if m not in self.modalities]
-            self.missing_modalities = tuple(missing)
-            self.missing = mark_teacher(
-                TempCNN(sum(h.channels[m] for m in missing), h.steps, **self.net_args)
-            )
+            self.missing_input = NetInput(missing, self.context)
+            m_width, m_static = self.missing_input.widths(h.channels)
+            self.missing = mark_teacher(build_encoder(self.net_args, m_width, h.steps, m_static))
             self.full_fuse = mark_teacher(_fusions(width, len(self.student.fuse)))
-            self.full_head = mark_teacher(_head(width, h.steps, h.n_outputs, self.task))
+            out_steps = self.student.available.out_steps
+            self.full_head = mark_teacher(_head(width, out_steps, h.n_outputs, self.task))
             self.available_head = nn.Linear(width, h.n_outputs)
         else:
             self.teacher = mark_teacher(
-                EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args)
+                EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args, context=self.context)
             )
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
-        self.teacher.load_state_dict(state)
+        load_guide(self.teacher, state)
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """DIS2's class-weighted cross-entropy + Dice for classification (with ``dice``)."""
@@ -174,9 +175,9 @@ class DIS2Module(MethodModule):
     def full_branch(self, batch, avail: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Guide features per level and guide output, with the shared encoder or the teacher."""
         if not self.hparams.shared_encoder:
-            t_levels, t_emb = self.teacher.features(batch)
+            t_levels, t_emb = self.teacher.features(full(batch))
             return t_levels, self.teacher.head(t_emb)
-        missing = self.missing(torch.cat([batch[m] for m in self.missing_modalities], dim=2))
+        missing = self.missing(*self.missing_input(full(batch)))
         fused = fuse_levels(avail, missing, self.full_fuse)
         return fused, self.full_head(fused[-1])
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from eo_missing_qgis.core.definitions import MODALITIES
 
-from .base import EncoderHead, MethodModule, mark_teacher
+from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
 from .losses import feature_distillation, output_distillation
 
 
@@ -19,13 +19,15 @@ class KDModule(MethodModule):
     def __init__(self, temperature: float = 2.0, kd_weight: float = 1.0, hint_weight: float = 1.0, **kwargs):
         super().__init__(temperature=temperature, kd_weight=kd_weight, hint_weight=hint_weight, **kwargs)
         h = self.hparams
-        self.model = EncoderHead(self.modalities, h.channels, h.steps, h.n_outputs, self.net_args)
-        self.teacher = mark_teacher(EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args))
+        self.model = EncoderHead(self.modalities, h.channels, h.steps, h.n_outputs, self.net_args,
+                                 context=self.context)
+        self.teacher = mark_teacher(EncoderHead(MODALITIES, h.channels, h.steps, h.n_outputs, self.net_args,
+                                                context=self.context))
         self.teacher.requires_grad_(False)
 
     def load_teacher(self, state: dict[str, torch.Tensor]) -> None:
         """Weights of a trained teacher (its ``model.`` entries)."""
-        self.teacher.load_state_dict(state)
+        load_guide(self.teacher, state)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -37,7 +39,7 @@ class KDModule(MethodModule):
         _, emb = self.model.features(batch)
         out = self.model.head(emb)
         with torch.no_grad():
-            _, t_emb = self.teacher.features(batch)
+            _, t_emb = self.teacher.features(full(batch))
             t_out = self.teacher.head(t_emb)
         parts = {
             "task": self.loss(out, batch),

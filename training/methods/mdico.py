@@ -30,7 +30,7 @@ from torch import nn
 
 from eo_missing_qgis.core.definitions import MODALITIES
 
-from ..models import TempCNN
+from ..models import NetInput, build_encoder
 from .base import MethodModule
 from .losses import info_nce
 
@@ -39,21 +39,27 @@ class MDiCoStudent(nn.Module):
     """Inference path of one modality: [informative specific half, projected shared] -> head."""
 
     def __init__(
-        self, modality: str, specific: TempCNN, shared: TempCNN, projection: nn.Module, head: nn.Module
+        self,
+        net_input: NetInput,
+        specific: nn.Module,
+        shared: nn.Module,
+        projection: nn.Module,
+        head: nn.Module,
     ):
         super().__init__()
-        self.modality = modality
+        self.input = net_input
         self.specific, self.shared, self.projection, self.head = specific, shared, projection, head
 
-    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(informative, unused, shared) embeddings of one modality's input."""
-        spec = self.specific.embed(self.specific(x)[-1])
+    def parts(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(informative, unused, shared) embeddings of one modality's input (and its context)."""
+        x, static = self.input(inputs)
+        spec = self.specific.embed(self.specific(x, static)[-1])
         informative, unused = spec.chunk(2, dim=1)
-        shared = self.projection(self.shared.embed(self.shared(x)[-1]))
+        shared = self.projection(self.shared.embed(self.shared(x, static)[-1]))
         return informative, unused, shared
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        informative, _, shared = self.parts(inputs[self.modality])
+        informative, _, shared = self.parts(inputs)
         return self.head(torch.cat([informative, shared], dim=1))
 
 
@@ -94,8 +100,11 @@ class MDiCoModule(MethodModule):
             )
         half = width // 2
 
-        def encoder(m: str) -> TempCNN:
-            return TempCNN(h.channels[m], h.steps, **self.net_args)
+        self.inputs = {m: NetInput((m,), self.context) for m in MODALITIES}
+
+        def encoder(m: str) -> nn.Module:
+            width, static = self.inputs[m].widths(h.channels)
+            return build_encoder(self.net_args, width, h.steps, static)
 
         self.specific = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
         self.shared = nn.ModuleDict({m: encoder(m) for m in MODALITIES})
@@ -111,7 +120,7 @@ class MDiCoModule(MethodModule):
 
     def student(self, modality: str) -> MDiCoStudent:
         return MDiCoStudent(
-            modality,
+            self.inputs[modality],
             self.specific[modality],
             self.shared[modality],
             self.projection[modality],
@@ -122,7 +131,7 @@ class MDiCoModule(MethodModule):
         terms = {"task": 0.0, "aux": 0.0, "modality": 0.0, "contrast": 0.0}
         shared_parts = []
         for k, m in enumerate(MODALITIES):
-            informative, unused, shared = self.student(m).parts(batch[m])
+            informative, unused, shared = self.student(m).parts(batch)
             shared_parts.append(shared)
             terms["task"] = terms["task"] + self.loss(
                 self.heads[m](torch.cat([informative, shared], 1)), batch

@@ -19,7 +19,9 @@ class SingleModule(MethodModule):
             raise ValueError(f"encoders must be 1 or more, not {encoders}")
         super().__init__(encoders=encoders, **kwargs)
         h = self.hparams
-        self.model = EncoderHead(self.modalities, h.channels, h.steps, h.n_outputs, self.net_args, encoders)
+        self.model = EncoderHead(
+            self.modalities, h.channels, h.steps, h.n_outputs, self.net_args, encoders, self.context
+        )
 
     def training_loss(self, batch):
         return self.loss(self.model(batch), batch), {}
@@ -30,6 +32,7 @@ class SingleModule(MethodModule):
 
 class TeacherModule(SingleModule):
     method = "teacher"
+    time_flexible = False
 
     def __init__(self, **kwargs):
         kwargs["modalities"] = list(MODALITIES)
