@@ -129,4 +129,7 @@ def test_each_regional_dataset_trains_and_exports(data_dir, tmp_path, name):
     card = read_card(onnx)
     expected = "East-African croplands" if name == "crop_type_east_africa" else "Belgian croplands"
     assert [r.name for r in card.footprint] == [expected]
+    # Calendar months: November first in Belgium; East Africa mixes Dec (public) and Sep (Tanzania).
+    assert card.time.alignment == "calendar"
+    assert card.time.first_month == (None if name == "crop_type_east_africa" else 11)
     assert len(card.output.classes) == len(load_dataset(name, data_dir).info.classes)
