@@ -121,6 +121,7 @@ def standardized_s2(data_dir, card: ModelCard) -> np.ndarray:
     """The cube's S2 as the network sees it, (1, T, C, H, W), computed by hand."""
     raw = s2_stack(data_dir).astype(np.float32)
     phys = np.where(raw == 65535, np.nan, raw * np.float32(1e-4))
+    phys[phys > 1] = np.nan  # reflectance above 1 (bright clouds) is impossible: missing
     spec = card.inputs[0]
     x = (phys - np.float32(spec.mean)[:, None, None]) / np.float32(spec.std)[:, None, None]
     return np.nan_to_num(x).astype(np.float32)[None]

@@ -60,6 +60,8 @@ METHOD_TITLES = {
 #: the months before the measurement (others: relative, the pre-1.2 meaning).
 ALIGNMENTS = {
     "crop_type": TimeAlignment.CALENDAR, "algae": TimeAlignment.CALENDAR, "lfmc": TimeAlignment.RELATIVE,
+    "crop_type_europe": TimeAlignment.CALENDAR, "crop_type_east_africa": TimeAlignment.CALENDAR,
+    "cropland": TimeAlignment.CALENDAR,
 }
 #: What the title says a model also reads, per context kind (the mask is implied by the sensors).
 CONTEXT_TITLES = {ContextKind.MONTH: "month", ContextKind.LATLON: "location"}
@@ -253,7 +255,7 @@ def as_ir(model: onnx.ModelProto) -> None:
 FOOTPRINT_CELL_DEG = 5.0
 #: How the training samples' regions are named to the user, per dataset and its ``meta["region"]``.
 REGION_NAMES = {"lfmc": "western-US shrublands", "east_africa": "East-African croplands",
-                "flanders": "Flanders (Belgium) croplands"}
+                "flanders": "Flanders (Belgium) croplands", "europe": "Belgian croplands"}
 
 
 def footprint(latlon: np.ndarray, labels: np.ndarray) -> tuple[Region, ...]:

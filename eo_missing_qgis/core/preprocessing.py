@@ -19,7 +19,7 @@ import numpy as np
 
 from .card import InputSpec
 from .definitions import TensorLayout
-from .units import Encoding
+from .units import PHYSICAL_LIMITS, Encoding
 
 
 def decode(values: np.ndarray, encoding: Encoding) -> np.ndarray:
@@ -51,6 +51,27 @@ def to_physical(raw: np.ndarray, encodings: Sequence[Encoding]) -> np.ndarray:
     out = np.empty(raw.shape, dtype=np.float32)
     for c, enc in enumerate(encodings):
         out[..., c] = decode(raw[..., c], enc)
+    return out
+
+
+def mask_implausible(physical: np.ndarray, units: Sequence[str]) -> np.ndarray:
+    """``physical`` (batch, time, bands, ...) with values outside :data:`.units.PHYSICAL_LIMITS` of
+    their band's unit set to NaN (missing), so training statistics and inference treat an
+    impossible value like a cloud gap. Returns the input itself when nothing needs masking."""
+    if physical.shape[2] != len(units):
+        raise ValueError(f"{physical.shape[2]} bands given but {len(units)} units")
+    out = physical
+    for c, unit in enumerate(units):
+        if unit not in PHYSICAL_LIMITS:
+            continue
+        lo, hi = PHYSICAL_LIMITS[unit]
+        band = out[:, :, c]
+        with np.errstate(invalid="ignore"):
+            bad = (band < lo) | (band > hi)
+        if bad.any():
+            if out is physical:
+                out = physical.astype(np.result_type(physical.dtype, np.float32), copy=True)
+            out[:, :, c][bad] = np.nan
     return out
 
 
@@ -86,8 +107,9 @@ def standardize(physical: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.n
     """Scale physical values (batch, time, bands), or (batch, time, bands, H, W) for a spatial
     card, as the card says.
 
-    Returns the network input (float32, NaN replaced by 0, i.e. the band mean) and
-    :func:`valid_pixels` of ``physical``.
+    Impossible values are masked first (:func:`mask_implausible`), as training did. Returns the
+    network input (float32, NaN replaced by 0, i.e. the band mean) and :func:`valid_pixels` of
+    ``physical``.
     """
     ndim = 5 if spec.layout == TensorLayout.NTCHW else 3
     if physical.ndim != ndim or physical.shape[2] != len(spec.bands):
@@ -95,6 +117,7 @@ def standardize(physical: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.n
         raise ValueError(
             f"input '{spec.tensor}' needs {dims.format(len(spec.bands))} values, got {physical.shape}"
         )
+    physical = mask_implausible(physical, [b.unit for b in spec.bands])
     valid = valid_pixels(physical)
     x = scale(physical, spec).astype(np.float32, copy=False)
     x[~np.isfinite(x)] = 0.0  # as nan_to_num(nan=0, posinf=0, neginf=0), in one pass

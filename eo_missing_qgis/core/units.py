@@ -24,6 +24,18 @@ UNITS: dict[str, tuple[float, float]] = {
     "degree": (0.0, 90.0),
 }
 
+#: Decoded values no sensor can report, per unit (inclusive limits): surface reflectance outside
+#: 0..1 (e.g. the unmasked 2.5-6.2 of the Flanders 20 m bands) and backscatter below any sensor's
+#: noise floor or above any target's return. Such values become missing in training and inference
+#: alike (:func:`.preprocessing.mask_implausible`). Narrower than :data:`UNITS`, which only judges
+#: whether an encoding fits and must stay tolerant of a few bright clouds. Reflectance limits are
+#: widened by half a DN (5e-5): float32 decoding of DN 1000 with the -0.1 offset of baseline 04.00
+#: gives -1e-9, not 0, and DN 10000 must stay valid whichever encoding carries it.
+PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {
+    "reflectance": (-5e-5, 1.0 + 5e-5),
+    "dB": (-50.0, 20.0),
+}
+
 #: Medians a band's decoded values have over any real scene: outside them an encoding is wrong even
 #: when every value lies in the plausible range (linear power read as dB is positive; reflectance
 #: 0-1 read as x 10000 is about 0; an offset applied twice makes reflectance negative).

@@ -1,13 +1,20 @@
-"""Loaders of the three real datasets, each taking the shared data directory."""
+"""Loaders of the real datasets, each taking the shared data directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import algae, crop_type, lfmc
+from . import algae, crop_type, lfmc, regional
 from .base import EODataset, TaskInfo
 
-LOADERS = {"lfmc": lfmc.load, "algae": algae.load, "crop_type": crop_type.load}
+LOADERS = {
+    "lfmc": lfmc.load,
+    "algae": algae.load,
+    "crop_type": crop_type.load,
+    "crop_type_europe": regional.load_europe,
+    "crop_type_east_africa": regional.load_east_africa,
+    "cropland": regional.load_cropland,
+}
 
 __all__ = ["LOADERS", "EODataset", "TaskInfo", "load_dataset"]
 

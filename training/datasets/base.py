@@ -10,6 +10,8 @@ discard most crop-type samples (up to 46 % of the Flanders S2 months are cloudy)
 the same with the same function: a pixel missing a band in some months is filled and predicted
 (the real WorldCereal cube lacks S2 in two months); only a pixel whose band is missing in every
 month is written as nodata (:func:`~eo_missing_qgis.core.preprocessing.valid_pixels`).
+Physically impossible values (reflectance outside 0..1, backscatter outside -50..20 dB) are
+missing too (:func:`~eo_missing_qgis.core.preprocessing.mask_implausible`), in training and QGIS.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sklearn.neighbors import BallTree
 
 from eo_missing_qgis.core.card import Band, ClassInfo, InputSpec
 from eo_missing_qgis.core.definitions import BAND_UNITS, BANDS, MODALITIES, SENSORS, Task
-from eo_missing_qgis.core.preprocessing import band_statistics, standardize
+from eo_missing_qgis.core.preprocessing import band_statistics, mask_implausible, standardize
 
 from .modalities import check_modalities
 
@@ -83,6 +85,9 @@ class EODataset:
                 raise ValueError(
                     f"{self.name}: {mod} has shape {arr.shape}, expected ({n}, T, {len(BANDS[mod])})"
                 )
+            # Impossible values are missing, here as in QGIS (standardize masks them too), so they
+            # neither inflate the card's statistics nor reach the network.
+            self.physical[mod] = mask_implausible(arr, BAND_UNITS[mod])
 
     @property
     def steps(self) -> int:

@@ -90,7 +90,7 @@ def ewoc_class(code: int) -> int:
     return 6
 
 
-def _wide(df: pd.DataFrame, first_step: int) -> dict[str, np.ndarray]:
+def wide_series(df: pd.DataFrame, first_step: int) -> dict[str, np.ndarray]:
     """Stored values (N, 12, bands) from the wide ``OPTICAL-/SAR-/METEO-/DEM-`` layout."""
     steps = range(first_step, first_step + STEPS)
 
@@ -110,7 +110,7 @@ def _wide(df: pd.DataFrame, first_step: int) -> dict[str, np.ndarray]:
     }
 
 
-def _long(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def flanders_series(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The Flanders LPIS long layout, Nov 2020 .. Oct 2021, one row per sample and month."""
     months = pd.date_range("2020-11-01", periods=STEPS, freq="MS")
     df = df[df["timestamp"].isin(months)].sort_values(["sample_id", "timestamp"])
@@ -131,12 +131,12 @@ def load(data_dir: str | Path) -> EODataset:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: pass the shared data directory")
     public = pd.read_parquet(folder / "test_public_extractions.parquet")
-    flanders, flanders_codes, flanders_latlon = _long(
+    flanders, flanders_codes, flanders_latlon = flanders_series(
         pd.read_parquet(folder / "private_extractions_dummy_2021_BEL_LPIS-Flanders.parquet")
     )
     prometheo = pd.read_parquet(folder / "prometheo_worldcereal_dataset_monthly.parquet")
     prometheo = prometheo[prometheo["CROPTYPE_LABEL"] != 0]
-    parts = [_wide(public, 0), flanders, _wide(prometheo, 3)]  # prometheo starts 2020-08
+    parts = [wide_series(public, 0), flanders, wide_series(prometheo, 3)]  # prometheo starts 2020-08
     labels = np.concatenate(
         [
             [ewoc_class(c) for c in public["ewoc_code"]],
