@@ -344,7 +344,7 @@ def build_card(run: dict, info: TaskInfo, name: str, title: str = "", descriptio
     specs = specs_from_dict({m: run["stats"][m] for m in modalities})
     label = " + ".join(modalities)
     method = cfg["method"]
-    arch = cfg["net"].get("arch", "tempcnn")
+    arch = cfg.get("net", {}).get("arch", "tempcnn")
     extra = [CONTEXT_TITLES[k] for k in CONTEXT_TITLES if k in cfg.get("context", [])]
     least = run.get("card", {}).get("time", {}).get("min_steps", run["steps"])
     span = f"{run['steps']} consecutive" if least >= run["steps"] else f"{least} to {run['steps']}"
