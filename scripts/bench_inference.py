@@ -69,9 +69,11 @@ def mlp_onnx(path: Path, hidden: int) -> Path:
 
 
 def mosaic(folder: Path, data_dir: Path, band: str, size: int) -> str:
-    """``size``² px VRT repeating one cube variable: 500² tiles of the cube, then tiles of those."""
+    """``size``² px VRT repeating one cube variable, an S2 band (``B02``) or any variable by name
+    (``S1-SIGMA0-VV``): tiles of the cube up to 500², then 500² tiles of those; ``size`` a multiple
+    of 500, or of 100 up to 500."""
     nc = data_dir / CUBE
-    var = f"S2-L2A-{band}"
+    var = band if "-" in band else f"S2-L2A-{band}"
     unit = 500
 
     def vrt(path: Path, n: int, px: int, source: str, src_px: int, block: int) -> None:
@@ -92,10 +94,14 @@ def mosaic(folder: Path, data_dir: Path, band: str, size: int) -> str:
         path.write_text(f'<VRTDataset rasterXSize="{px}" rasterYSize="{px}"><SRS>EPSG:32631</SRS>'
                         f"<GeoTransform>{gt}</GeoTransform>{''.join(bands)}</VRTDataset>")
 
-    base = folder / f"{var}_500.vrt"
-    if not base.exists():
-        vrt(base, unit // TILE, unit, f'NETCDF:"{nc}":{var}', TILE, TILE)
+    cube = f'NETCDF:"{nc}":{var}'
     out = folder / f"{var}_{size}.vrt"
+    if size <= unit:
+        vrt(out, size // TILE, size, cube, TILE, TILE)
+        return str(out)
+    base = folder / f"{var}_{unit}.vrt"
+    if not base.exists():
+        vrt(base, unit // TILE, unit, cube, TILE, TILE)
     vrt(out, size // unit, size, str(base), unit, TILE)
     return str(out)
 
