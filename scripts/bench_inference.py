@@ -35,18 +35,38 @@ CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
 TILE = 100  # the cube's size, and its block size
 
 
-def mlp_onnx(path: Path, hidden: int) -> Path:
-    """A per-pixel MLP (time series flattened -> hidden -> hidden -> classes) with a valid card."""
+def fast_card() -> dict:
+    """The card of a fast student: 12 months of S2 and S1, each modality's availability mask, the
+    month of each step and the pixel's lat/lon (schema 1.2), the months of the real cube."""
+    data = card_dict(modalities=("S1", "S2"))
+    data["schema_version"] = "1.2"
+    data["time"].update(alignment="calendar", first_month=11)
+    data["context"] = [
+        {"kind": "mask", "tensor": "s1_mask", "modality": "S1", "encoding": "binary"},
+        {"kind": "mask", "tensor": "s2_mask", "modality": "S2", "encoding": "binary"},
+        {"kind": "month", "tensor": "month", "encoding": "sin_cos"},
+        {"kind": "latlon", "tensor": "latlon", "encoding": "lat_sin_cos_lon"},
+    ]
+    return data
+
+
+def mlp_onnx(path: Path, hidden: int, card: dict | None = None) -> Path:
+    """A per-pixel MLP (every input, sensors and context, flattened and concatenated -> hidden ->
+    hidden -> classes: time as channels, Gemm only) with a valid card (default: S2 only)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    card = card_from_dict(card_dict(modalities=("S2",)))
-    spec, steps = card.inputs[0], card.time.steps
-    n_in, n_out = steps * len(spec.bands), len(card.output.classes)
+    card = card_from_dict(card or card_dict(modalities=("S2",)))
+    steps = card.time.steps
+    shapes = {s.tensor: ["batch", steps, len(s.bands)] for s in card.inputs}
+    shapes.update({c.tensor: c.shape(steps) for c in card.context})
+    n_in = sum(int(np.prod(shape[1:])) for shape in shapes.values())
+    n_out = len(card.output.classes)
     rng = np.random.default_rng(0)
     sizes = [n_in, hidden, hidden, n_out]
-    inits = [numpy_helper.from_array(np.array([-1, n_in], np.int64), "flat")]
-    nodes = [helper.make_node("Reshape", [spec.tensor, "flat"], ["h0"])]
+    nodes = [helper.make_node("Flatten", [name], [f"{name}_flat"], axis=1) for name in shapes]
+    nodes.append(helper.make_node("Concat", [f"{name}_flat" for name in shapes], ["h0"], axis=1))
+    inits = []
     for k in range(3):
         w = (rng.normal(size=(sizes[k], sizes[k + 1])) / np.sqrt(sizes[k])).astype(np.float32)
         bias = np.zeros(sizes[k + 1], np.float32)
@@ -58,7 +78,7 @@ def mlp_onnx(path: Path, hidden: int) -> Path:
             nodes.append(helper.make_node("Softmax", [f"g{k}"], ["probabilities"], axis=1))
     graph = helper.make_graph(
         nodes, "bench_mlp",
-        [helper.make_tensor_value_info(spec.tensor, TensorProto.FLOAT, ["batch", steps, len(spec.bands)])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in shapes.items()],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
