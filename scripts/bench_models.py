@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_inference import TILE, mosaic  # noqa: E402
+from scripts.bench_inference import TILE, fast_card, mlp_onnx, mosaic  # noqa: E402
 
 MODELS = ROOT / "eo_missing_qgis" / "models"
 #: Cube variable of each band a card may ask for.
@@ -214,6 +214,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="more .onnx files to bench after the bundled ones")
     p.add_argument("--no-bundled", action="store_true", help="only the models given")
+    p.add_argument("--stand-in", type=int, metavar="HIDDEN", default=0,
+                   help="also a stand-in fast student: a Gemm MLP over 12 months of S1 + S2, masks, "
+                        "month and lat/lon, HIDDEN units per layer (264: ~120 k multiply-adds per pixel)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000],
                    help="mosaic sides in px: multiples of 500, or of 100 up to 500")
     p.add_argument("--max-seconds", type=float, default=None, help="stop each size's engine run after this")
@@ -232,12 +235,15 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     models = ([] if args.no_bundled else bundled()) + [Path(m) for m in args.models]
-    if not models:
-        sys.exit("no model to bench: give .onnx files or leave out --no-bundled")
     matmul = matmul_macs_per_second(args.threads, args.matmul_size)
     sizes = " | ".join(f"RSS {s}² MB" for s in args.sizes)
     rows = []
     with tempfile.TemporaryDirectory(prefix="eo_bench_models_") as work:
+        if args.stand_in:
+            stand_in = Path(work) / f"stand_in_mlp_{args.stand_in}.onnx"
+            models.append(mlp_onnx(stand_in, args.stand_in, fast_card()))
+        if not models:
+            sys.exit("no model to bench: give .onnx files, --stand-in, or leave out --no-bundled")
         for model in models:
             runs = [run_size(model, size, args, work) for size in args.sizes]
             rows.append(table_row(model, macs_per_pixel(model), matmul, runs))
