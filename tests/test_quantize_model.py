@@ -1,4 +1,5 @@
-"""scripts/quantize_model.py: the Gemm -> MatMul rewrite is the same arithmetic, the int8 copy keeps the card."""
+"""scripts/quantize_model.py: the Gemm -> MatMul rewrite is the same arithmetic; the int8 copy
+keeps the card."""
 
 from __future__ import annotations
 
