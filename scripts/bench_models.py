@@ -40,9 +40,9 @@ CUBE_VARS = {"S1": "S1-SIGMA0-{}", "S2": "S2-L2A-{}"}
 S2_TILE = 10980
 
 
-def macs_per_pixel(path: str | Path) -> int:
-    """Multiply-adds of one pixel through the graph's Gemm, MatMul and Conv nodes, from the shapes
-    ONNX shape inference gives with every input's batch dimension set to 1."""
+def pixel_graph(path: str | Path):
+    """The graph of ``path`` with every input's batch dimension set to 1 and every tensor's shape
+    inferred (``value_info``): one pixel's tensors."""
     import onnx
 
     model = onnx.load(str(path))
@@ -50,7 +50,22 @@ def macs_per_pixel(path: str | Path) -> int:
         dims = inp.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = 1
-    graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+
+
+def activation_bytes_per_pixel(path: str | Path) -> int:
+    """Bytes of all intermediate tensors of one pixel (4 bytes a value): what the activations take
+    if none were freed or reused during a run, an upper bound on what ONNX Runtime holds."""
+    graph = pixel_graph(path)
+    weights = {i.name for i in graph.initializer}  # exporters list them in value_info too
+    return sum(4 * int(np.prod([d.dim_value for d in v.type.tensor_type.shape.dim]))
+               for v in graph.value_info if v.name not in weights)
+
+
+def macs_per_pixel(path: str | Path) -> int:
+    """Multiply-adds of one pixel through the graph's Gemm, MatMul and Conv nodes, from the shapes
+    ONNX shape inference gives with every input's batch dimension set to 1."""
+    graph = pixel_graph(path)
     shapes = {i.name: list(i.dims) for i in graph.initializer}
     for v in (*graph.input, *graph.value_info, *graph.output):
         shapes[v.name] = [d.dim_value for d in v.type.tensor_type.shape.dim]
