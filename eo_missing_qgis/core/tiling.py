@@ -16,9 +16,11 @@ import numpy as np
 from .card import ModelCard
 from .providers import CPU
 
-#: Bytes a pixel costs per input value while a window is in flight (raw values and masks per band,
-#: stacked, physical, transposed, standardised: 30-34 measured with the bundled models).
-_BYTES_PER_VALUE = 40
+#: Bytes a pixel costs per input value while a window is in flight (raw values and masks per layer,
+#: decoded, physical, standardised, pixels first: 13-16 measured by ``peak_growth`` of one window's
+#: read and preparation, 300² to 500² px, crop_type_s2 and a 12-month S1 + S2 MLP with context;
+#: doubled, less what small budgets need for fixed costs: 24 let a 48 MB run peak at 49 MB).
+_BYTES_PER_VALUE = 30
 #: Bytes a pixel is assumed to cost per input value inside the network where its cost cannot be
 #: measured: the bundled TempCNNs take about 220 (23 KB for 12 months x 9 bands).
 _NETWORK_BYTES_PER_VALUE = 320
