@@ -10,8 +10,9 @@ read -> preprocess -> ONNX Runtime -> GeoTIFF), their ratio, the model's multipl
 as a share of a plain fp32 MatMul measured in the same run, peak RSS per raster size (a fresh
 process each) and the time a 10 980² tile would take at the largest size's end-to-end speed.
 ``--max-seconds`` stops a size after that long (marked ``*``): its RSS and px/s are those so far.
-Bare ORT is timed in each size's process just before its engine run, so the ratio is of one moment
-of a shared machine; the load average is printed with the table.
+Bare ORT is timed in each size's process right after its engine run; on a shared machine wall-clock
+ratios move with the load (printed with the table), so the CPU seconds per pixel of bare ORT over
+those of the engine run are given too (1.0: the engine costs nothing but the model).
 """
 
 from __future__ import annotations
@@ -143,15 +144,21 @@ def cube_feeds(session, inputs: list, batch: int) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:]))) for k, x in prepared.tensors.items()}
 
 
-def bare_px_per_second(session, feeds: dict[str, np.ndarray], seconds: float) -> float:
-    """Pixels/s of ``session.run`` alone on ``feeds``."""
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_px_per_second(session, feeds: dict[str, np.ndarray], seconds: float) -> tuple[float, float]:
+    """Pixels per second of ``session.run`` alone on ``feeds``, and CPU seconds per pixel."""
     batch = len(next(iter(feeds.values())))
     session.run(feeds)
-    start, done = time.perf_counter(), 0
+    start, cpu, done = time.perf_counter(), cpu_seconds(), 0
     while done < 3 * batch or time.perf_counter() - start < seconds:
         session.run(feeds)
         done += batch
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), (cpu_seconds() - cpu) / done
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -167,6 +174,7 @@ bare ORT at the engine's batch."""
     card = session.card
     inputs = cube_inputs(card, folder, data_dir, args.size)
     done = [0.0]
+    cpu = cpu_seconds()
     start = time.perf_counter()
     limit = args.max_seconds if args.max_seconds is not None else float("inf")
     try:
@@ -179,14 +187,15 @@ bare ORT at the engine's batch."""
             Path(p).unlink()
     except Cancelled:
         pixels, seconds, stopped = done[0] * args.size**2, time.perf_counter() - start, True
+    e2e_cpu = (cpu_seconds() - cpu) / pixels
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before bare ORT's own arrays
     # The engine's calls: its batch, never more than the pixels of a window.
     working = working_budget(args.memory_mb)
     th, tw = tile_for(card, None, working, (TILE, TILE))
     batch = min(th * tw, batch_size_for(card, working, None, session.bytes_per_pixel, session.provider))
-    bare = bare_px_per_second(session, cube_feeds(session, inputs, batch), args.bare_seconds)
+    bare, bare_cpu = bare_px_per_second(session, cube_feeds(session, inputs, batch), args.bare_seconds)
     return {"size": args.size, "bare_px_s": bare, "e2e_px_s": pixels / seconds, "batch": batch,
-            "stopped": stopped, "rss_mb": rss}
+            "stopped": stopped, "rss_mb": rss, "cpu_ratio": bare_cpu / e2e_cpu}
 
 
 def run_size(model: Path, size: int, args: argparse.Namespace, work: str) -> dict:
@@ -221,7 +230,8 @@ def table_row(model: Path, macs: int, matmul: float, runs: list[dict]) -> str:
     bare, e2e = last["bare_px_s"], last["e2e_px_s"]
     rss = " | ".join(f"{r['rss_mb']:,.0f}{'*' if r['stopped'] else ''}" for r in runs)
     return (f"| {model.name} | {macs:,} | {bare:,.0f} | {e2e:,.0f}{'*' if last['stopped'] else ''} | "
-            f"{e2e / bare:.2f} | {100 * bare * macs / matmul:.0f} % | {last['batch']:,} | {rss} | "
+            f"{e2e / bare:.2f} | {last['cpu_ratio']:.2f} | {100 * bare * macs / matmul:.0f} % | "
+            f"{last['batch']:,} | {rss} | "
             f"{duration(S2_TILE**2 / e2e)} |")
 
 
@@ -267,9 +277,9 @@ def main() -> None:
           f"{2 * matmul / 1e9:.1f} GFLOP/s ({matmul / 1e9:.1f} G multiply-adds/s); "
           f"memory budget {args.memory_mb:g} MB; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print(f"| model | mult-adds/px | bare ORT px/s | e2e px/s | e2e/bare | of MatMul | batch | {sizes} | "
-          f"{S2_TILE}² tile |")
-    print("|---" * (8 + len(args.sizes)) + "|")
+    print("| model | mult-adds/px | bare ORT px/s | e2e px/s | e2e/bare | CPU bare/e2e | of MatMul | batch | "
+          f"{sizes} | {S2_TILE}² tile |")
+    print("|---" * (9 + len(args.sizes)) + "|")
     print("\n".join(rows))
     print(f"\nSpeeds, ratio and batch from the {args.sizes[-1]}² run; * stopped after --max-seconds "
           f"{args.max_seconds:g} s (RSS and px/s so far)." if args.max_seconds else

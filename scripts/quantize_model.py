@@ -113,7 +113,7 @@ def main() -> None:
     what = "probability" if card.task == "classification" else f"{card.output.name} ({card.output.unit})"
     if card.task != "classification":
         a, b = (x * card.output.scale + card.output.offset for x in (a, b))
-    speeds = [bare_px_per_second(s, feeds, args.seconds) for s in (fp32, int8)]
+    speeds = [bare_px_per_second(s, feeds, args.seconds)[0] for s in (fp32, int8)]
     print(f"{out}: int8 copy of {args.model.name} ({rewritten} Gemm rewritten as MatMul), card kept; "
           f"{out.stat().st_size / 1e6:.2f} MB vs {args.model.stat().st_size / 1e6:.2f} MB")
     print(f"bare ONNX Runtime, {args.threads} threads, batch {batch}: fp32 {speeds[0]:,.0f} px/s, "

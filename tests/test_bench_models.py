@@ -29,6 +29,6 @@ def test_bench_prints_one_row_per_model(tmp_path, data_dir):
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny_s1_s2.onnx")]
     assert len(rows) == 1, proc.stdout
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert len(cells) == 9  # model, mult-adds, bare, e2e, ratio, share, batch, RSS 200², tile time
+    assert len(cells) == 10  # model, mult-adds, bare, e2e, ratio, CPU ratio, share, batch, RSS 200², tile
     assert int(cells[1].replace(",", "")) == macs_per_pixel(model)
-    assert float(cells[3].replace(",", "")) > 0 and float(cells[7].replace(",", "")) > 0
+    assert float(cells[3].replace(",", "")) > 0 and float(cells[8].replace(",", "")) > 0
