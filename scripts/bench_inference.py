@@ -174,6 +174,14 @@ def bare_ort(session, data_dir: Path, memory_mb: float, seconds: float = 5.0) ->
     return done / (time.perf_counter() - start)
 
 
+def add_child_options(p: argparse.ArgumentParser) -> None:
+    """The options a fresh process for one size is started with (hidden from ``--help``)."""
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir",
@@ -182,10 +190,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=256, help="MLP width; 0 = the tiny test model")
     p.add_argument("--memory-mb", type=float, default=512.0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--model", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_child_options(p)
     args = p.parse_args()
     if args.child:
         child(args)

@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_inference import TILE, fast_card, mlp_onnx, mosaic  # noqa: E402
+from scripts.bench_inference import TILE, add_child_options, fast_card, mlp_onnx, mosaic  # noqa: E402
 
 MODELS = ROOT / "eo_missing_qgis" / "models"
 #: Cube variable of each band a card may ask for.
@@ -251,10 +251,7 @@ def main() -> None:
     p.add_argument("--matmul-size", type=int, default=1152)
     p.add_argument("--data-dir",
                    default=os.environ.get("EO_MISSING_DATA_DIR", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--model", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_child_options(p)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args)))
