@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError
 from .preprocessing import decode
-from .raster_inputs import InputPlan
+from .raster_inputs import InputPlan, Slot
 from .raster_io import Grid, Source
 from .tiling import Window
 from .units import Encoding
@@ -32,23 +32,31 @@ class WindowReader:
             self.close()
             raise
         self.requests: dict[int, list[int]] = {}
-        #: Per input, its bands by encoding: each group is decoded in one call (a layer's 12 time
-        #: steps at once rather than 12 small arrays, most of whose cost was numpy's per-call overhead).
-        self.groups: dict[int, dict[Encoding, list[int]]] = {}
-        for rows in plan.slots.values():
-            for row in rows:
-                for s in (part for slot in row for part in slot.parts()):
-                    self.requests.setdefault(s.input, [])
-                    if s.band_index not in self.requests[s.input]:
-                        self.requests[s.input].append(s.band_index)
-                    group = self.groups.setdefault(s.input, {}).setdefault(s.encoding, [])
-                    if s.band_index not in group:
-                        group.append(s.band_index)
+        for s in self._parts():
+            self.requests.setdefault(s.input, [])
+            if s.band_index not in self.requests[s.input]:
+                self.requests[s.input].append(s.band_index)
         for n, bands in self.requests.items():
             count = plan.inputs[n].header.count
             if max(bands) > count:
                 self.close()
                 raise InputError(f"{plan.inputs[n].label} has {count} raster bands, band {max(bands)} needed")
+
+    def _parts(self) -> list[Slot]:
+        """Every slot of the plan, the other dates of a month included."""
+        return [part for rows in self.plan.slots.values() for row in rows for slot in row
+                for part in slot.parts()]
+
+    def _groups(self) -> dict[int, dict[Encoding, list[int]]]:
+        """Per input, its bands by encoding, each group decoded in one call (a layer's 12 time steps
+        at once, not 12 small arrays whose cost was mostly numpy's per call). Built per read: the
+        encoding check may replace a slot's encoding after the reader was opened."""
+        groups: dict[int, dict[Encoding, list[int]]] = {}
+        for s in self._parts():
+            group = groups.setdefault(s.input, {}).setdefault(s.encoding, [])
+            if s.band_index not in group:
+                group.append(s.band_index)
+        return groups
 
     @property
     def warped(self) -> list[str]:
@@ -59,10 +67,11 @@ class WindowReader:
         """Physical values (time, bands, height, width) per modality, NaN where missing: the input
         convention of :mod:`.block`. Runs in the read-ahead thread."""
         decoded: dict[tuple[int, Encoding, int], np.ndarray] = {}
+        groups = self._groups()
         for n, bands in self.requests.items():
             data, missing = self.sources[n].read(bands, win)
             where = {b: k for k, b in enumerate(bands)}
-            for encoding, group in self.groups[n].items():
+            for encoding, group in groups[n].items():
                 ks = [where[b] for b in group]
                 every = ks == list(range(len(bands)))
                 values = decode(data if every else data[ks], encoding)
