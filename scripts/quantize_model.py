@@ -58,6 +58,10 @@ def gemm_as_matmul(model) -> int:
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    # Exporters list weights in value_info too: a transposed weight's old shape would contradict it.
+    kept = [v for v in model.graph.value_info if v.name not in inits]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
     return count
 
 
