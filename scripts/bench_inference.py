@@ -35,18 +35,38 @@ CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
 TILE = 100  # the cube's size, and its block size
 
 
-def mlp_onnx(path: Path, hidden: int) -> Path:
-    """A per-pixel MLP (time series flattened -> hidden -> hidden -> classes) with a valid card."""
+def fast_card() -> dict:
+    """The card of a fast student: 12 months of S2 and S1, each modality's availability mask, the
+    month of each step and the pixel's lat/lon (schema 1.2), the months of the real cube."""
+    data = card_dict(modalities=("S1", "S2"))
+    data["schema_version"] = "1.2"
+    data["time"].update(alignment="calendar", first_month=11)
+    data["context"] = [
+        {"kind": "mask", "tensor": "s1_mask", "modality": "S1", "encoding": "binary"},
+        {"kind": "mask", "tensor": "s2_mask", "modality": "S2", "encoding": "binary"},
+        {"kind": "month", "tensor": "month", "encoding": "sin_cos"},
+        {"kind": "latlon", "tensor": "latlon", "encoding": "lat_sin_cos_lon"},
+    ]
+    return data
+
+
+def mlp_onnx(path: Path, hidden: int, card: dict | None = None) -> Path:
+    """A per-pixel MLP (every input, sensors and context, flattened and concatenated -> hidden ->
+    hidden -> classes: time as channels, Gemm only) with a valid card (default: S2 only)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    card = card_from_dict(card_dict(modalities=("S2",)))
-    spec, steps = card.inputs[0], card.time.steps
-    n_in, n_out = steps * len(spec.bands), len(card.output.classes)
+    card = card_from_dict(card or card_dict(modalities=("S2",)))
+    steps = card.time.steps
+    shapes = {s.tensor: ["batch", steps, len(s.bands)] for s in card.inputs}
+    shapes.update({c.tensor: c.shape(steps) for c in card.context})
+    n_in = sum(int(np.prod(shape[1:])) for shape in shapes.values())
+    n_out = len(card.output.classes)
     rng = np.random.default_rng(0)
     sizes = [n_in, hidden, hidden, n_out]
-    inits = [numpy_helper.from_array(np.array([-1, n_in], np.int64), "flat")]
-    nodes = [helper.make_node("Reshape", [spec.tensor, "flat"], ["h0"])]
+    nodes = [helper.make_node("Flatten", [name], [f"{name}_flat"], axis=1) for name in shapes]
+    nodes.append(helper.make_node("Concat", [f"{name}_flat" for name in shapes], ["h0"], axis=1))
+    inits = []
     for k in range(3):
         w = (rng.normal(size=(sizes[k], sizes[k + 1])) / np.sqrt(sizes[k])).astype(np.float32)
         bias = np.zeros(sizes[k + 1], np.float32)
@@ -58,7 +78,7 @@ def mlp_onnx(path: Path, hidden: int) -> Path:
             nodes.append(helper.make_node("Softmax", [f"g{k}"], ["probabilities"], axis=1))
     graph = helper.make_graph(
         nodes, "bench_mlp",
-        [helper.make_tensor_value_info(spec.tensor, TensorProto.FLOAT, ["batch", steps, len(spec.bands)])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in shapes.items()],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -69,9 +89,11 @@ def mlp_onnx(path: Path, hidden: int) -> Path:
 
 
 def mosaic(folder: Path, data_dir: Path, band: str, size: int) -> str:
-    """``size``² px VRT repeating one cube variable: 500² tiles of the cube, then tiles of those."""
+    """``size``² px VRT repeating one cube variable, an S2 band (``B02``) or any variable by name
+    (``S1-SIGMA0-VV``): tiles of the cube up to 500², then 500² tiles of those; ``size`` a multiple
+    of 500, or of 100 up to 500."""
     nc = data_dir / CUBE
-    var = f"S2-L2A-{band}"
+    var = band if "-" in band else f"S2-L2A-{band}"
     unit = 500
 
     def vrt(path: Path, n: int, px: int, source: str, src_px: int, block: int) -> None:
@@ -92,10 +114,14 @@ def mosaic(folder: Path, data_dir: Path, band: str, size: int) -> str:
         path.write_text(f'<VRTDataset rasterXSize="{px}" rasterYSize="{px}"><SRS>EPSG:32631</SRS>'
                         f"<GeoTransform>{gt}</GeoTransform>{''.join(bands)}</VRTDataset>")
 
-    base = folder / f"{var}_500.vrt"
-    if not base.exists():
-        vrt(base, unit // TILE, unit, f'NETCDF:"{nc}":{var}', TILE, TILE)
+    cube = f'NETCDF:"{nc}":{var}'
     out = folder / f"{var}_{size}.vrt"
+    if size <= unit:
+        vrt(out, size // TILE, size, cube, TILE, TILE)
+        return str(out)
+    base = folder / f"{var}_{unit}.vrt"
+    if not base.exists():
+        vrt(base, unit // TILE, unit, cube, TILE, TILE)
     vrt(out, size // unit, size, str(base), unit, TILE)
     return str(out)
 
@@ -148,6 +174,14 @@ def bare_ort(session, data_dir: Path, memory_mb: float, seconds: float = 5.0) ->
     return done / (time.perf_counter() - start)
 
 
+def add_child_options(p: argparse.ArgumentParser) -> None:
+    """The options a fresh process for one size is started with (hidden from ``--help``)."""
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir",
@@ -156,10 +190,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=256, help="MLP width; 0 = the tiny test model")
     p.add_argument("--memory-mb", type=float, default=512.0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--model", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_child_options(p)
     args = p.parse_args()
     if args.child:
         child(args)

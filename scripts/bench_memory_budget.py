@@ -1,9 +1,13 @@
-"""Peak memory of a run against its memory budget (issue 11), on a mosaic of the real cube.
+"""Peak memory of a run against its memory budget (issues 11, 13), on a mosaic of the real cube.
 
     .venv/bin/python scripts/bench_memory_budget.py [--model M.onnx] [--size 1000] [--budgets 64 128 512]
 
-Each budget runs in a fresh process: the model is loaded (its memory per pixel measured), then
-the run's peak resident memory above that point is measured and printed next to the budget.
+Each budget runs in a fresh process: the model is loaded (its network memory per pixel measured
+by calibration, :func:`.session.probe_output`), then the run's peak resident memory above that
+point is measured and printed next to the budget, with the share the budget gives the network's
+batches (activations and ONNX Runtime's arena: batch x measured bytes per pixel), the graph's own
+bound on activations (every intermediate tensor of the batch alive at once, from ONNX shape
+inference) and the process's whole peak (Python, libraries and model included).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +31,7 @@ def child(model: str, size: int, budget: float, data_dir: Path, work: Path) -> d
     from eo_missing_qgis.core.raster_inputs import RasterInput
     from eo_missing_qgis.core.session import open_session, peak_growth
     from scripts.bench_inference import mosaic
+    from scripts.bench_models import activation_bytes_per_pixel
     from tests.tiny_models import S2_BANDS
 
     inputs = [RasterInput(mosaic(work, data_dir, b, size)) for b in S2_BANDS]
@@ -40,8 +46,13 @@ def child(model: str, size: int, budget: float, data_dir: Path, work: Path) -> d
     grown = peak_growth(run)
     for path in result["run"].outputs.values():
         Path(path).unlink()
-    return {"budget_mb": budget, "peak_mb": round((grown or 0) / 2**20),
-            "sizing": next(m for m in logs if m.startswith("tiles of")),
+    sizing = next(m for m in logs if m.startswith("tiles of"))
+    batch = int(sizing.split("batches of ")[1].split()[0]) if "batches of" in sizing else 0
+    return {"budget_mb": budget, "peak_mb": round((grown or 0) / 2**20), "sizing": sizing,
+            "network_mb": round(batch * (session.bytes_per_pixel or 0) / 2**20),
+            "graph_activations_mb": round(batch * activation_bytes_per_pixel(model) / 2**20),
+            "bytes_per_pixel": session.bytes_per_pixel,
+            "process_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "seconds": round(result["run"].seconds, 1)}
 
 

@@ -31,8 +31,7 @@ from .card import ContextSpec, ModelCard
 from .context import encode_latlon, encode_month, step_available
 from .definitions import ContextKind
 from .errors import InputError, ModelError
-from .preprocessing import decode, standardize
-from .preprocessing import valid_pixels as valid_samples
+from .preprocessing import decode, scale, standardize
 from .session import ModelSession
 from .units import UNITS, Encoding, implausible_fraction
 
@@ -139,9 +138,13 @@ def physical_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
     return out
 
 
-def valid_pixels(physical: Mapping[str, np.ndarray]) -> np.ndarray:
-    """(height, width): every band of every modality has a value at one time step at least."""
-    return np.logical_and.reduce([valid_samples(p[None])[0] for p in physical.values()])
+def valid_pixels(physical: Mapping[str, np.ndarray],
+                 finite: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """(height, width): every band of every modality has a value at one time step at least
+    (:func:`.preprocessing.valid_pixels` per modality); ``finite``: ``np.isfinite`` of each
+    modality's values when the caller has it already."""
+    finite = finite or {m: np.isfinite(p) for m, p in physical.items()}
+    return np.logical_and.reduce([f.any(axis=0).all(axis=0) for f in finite.values()])
 
 
 def available_steps(physical: np.ndarray) -> np.ndarray:
@@ -209,8 +212,9 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
     do it in its read-ahead thread. Units are checked for the bands not yet in ``checked``
     (added to it); not at all without ``checked``."""
     physical = physical_block(arrays, card, encodings)
-    valid = valid_pixels(physical)
-    by_step = np.logical_or.reduce([available_steps(p) for p in physical.values()])
+    finite = {m: np.isfinite(p) for m, p in physical.items()}  # once: valid, steps and NaN fill use it
+    valid = valid_pixels(physical, finite)
+    by_step = np.logical_or.reduce([f.all(axis=1) for f in finite.values()])
     if card.time.min_steps is not None:  # a pixel with fewer steps than the model accepts: nodata
         valid &= by_step.sum(axis=0) >= card.time.min_steps
     messages = [] if checked is None else unit_warnings(physical, card, checked)
@@ -218,11 +222,15 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
     for spec in card.inputs:
         phys = physical[spec.modality]
         if card.spatial:
-            x = phys[None]
-        else:  # pixels first, only the valid ones, contiguous for ONNX Runtime's batches
-            x = phys.reshape(*phys.shape[:2], -1).transpose(2, 0, 1)
-            x = np.ascontiguousarray(x) if valid.all() else x[valid.ravel()]
-        tensors[spec.tensor] = standardize(x, spec)[0]
+            tensors[spec.tensor] = standardize(phys[None], spec)[0]
+            continue
+        # Standardised as (time, bands, pixels), each band's pixels contiguous (bands last is several
+        # times slower), missing values 0 as standardize does; then pixels first, only the valid
+        # ones, contiguous for ONNX Runtime's batches: one copy.
+        x = scale(phys.reshape(*phys.shape[:2], -1), spec, trailing_axes=1)
+        x[~finite[spec.modality].reshape(x.shape)] = 0.0
+        x = x.transpose(2, 0, 1)
+        tensors[spec.tensor] = np.ascontiguousarray(x) if valid.all() else x[valid.ravel()]
     for c in card.context:
         tensors[c.tensor] = context_tensor(c, card, physical, valid.ravel(), context)
     return Prepared(tensors, valid, messages, by_step[:, valid].any(axis=1))

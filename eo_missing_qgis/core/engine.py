@@ -150,12 +150,9 @@ def run_model(
     if reader.warped:
         say(f"resampled onto the reference grid window by window ({options.resampling}): "
             f"{', '.join(reader.warped)}")
-    working_mb = options.memory_mb * (1 - CACHE_SHARE) - RESERVE_MB
-    if working_mb < 8:
-        raise OptionError(f"a memory budget of {options.memory_mb:g} MB leaves nothing for the data; "
-                          f"give at least {(8 + RESERVE_MB) / (1 - CACHE_SHARE):.0f} MB")
+    working_mb = working_budget(options.memory_mb)
     tile = tile_for(card, options.tile_size, working_mb, grid.block)
-    batch = batch_size_for(card, working_mb, options.batch_size, session.bytes_per_pixel)
+    batch = batch_size_for(card, working_mb, options.batch_size, session.bytes_per_pixel, session.provider)
     outs: dict[str, GeoTiffOutput] = {}
     predicted = nodata = 0
     try:
@@ -239,6 +236,16 @@ def run_model(
 #: batches at the cost per pixel measured when the model was loaded (:func:`.tiling.batch_size_for`).
 CACHE_SHARE = 1 / 8
 RESERVE_MB = 12.0
+
+def working_budget(memory_mb: float) -> float:
+    """MB of the budget ``memory_mb`` left for the windows in flight and the network's batches
+    once GDAL's cache and the reserve are taken; a budget that leaves nothing is refused."""
+    working_mb = memory_mb * (1 - CACHE_SHARE) - RESERVE_MB
+    if working_mb < 8:
+        raise OptionError(f"a memory budget of {memory_mb:g} MB leaves nothing for the data; "
+                          f"give at least {(8 + RESERVE_MB) / (1 - CACHE_SHARE):.0f} MB")
+    return working_mb
+
 
 #: A run expected to take longer than this is announced as a warning (the user may want to cancel).
 LONG_RUN_SECONDS = 3600.0

@@ -93,9 +93,13 @@ def band_statistics(physical: np.ndarray) -> tuple[list[float], list[float]]:
     return [float(m) for m in mean], [float(s) for s in std]
 
 
-def scale(physical: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """(physical - mean) / std per band, the way training did; bands on axis 2 of either layout."""
-    trailing = (1, 1) if spec.layout == TensorLayout.NTCHW else ()
+def scale(physical: np.ndarray, spec: InputSpec, trailing_axes: int | None = None) -> np.ndarray:
+    """(physical - mean) / std per band, the way training did; bands on axis 2 of either layout,
+    or followed by ``trailing_axes`` axes (1 for a block (time, bands, pixels), where each band's
+    pixels are contiguous: several times faster than bands last)."""
+    if trailing_axes is None:
+        trailing_axes = 2 if spec.layout == TensorLayout.NTCHW else 0
+    trailing = (1,) * trailing_axes
     mean = np.asarray(spec.mean, dtype=np.float32).reshape(-1, *trailing)
     std = np.asarray(spec.std, dtype=np.float32).reshape(-1, *trailing)
     out = physical - mean

@@ -11,16 +11,7 @@ from .preprocessing import decode
 from .raster_inputs import InputPlan, Slot
 from .raster_io import Grid, Source
 from .tiling import Window
-
-
-def _decoded(read: tuple[np.ndarray, np.ndarray, dict[int, int]], slot: Slot) -> np.ndarray:
-    """Physical values of one slot out of its layer's window ``read``, NaN where missing."""
-    data, missing, where = read
-    k = where[slot.band_index]
-    values = decode(data[k], slot.encoding)
-    if missing[k].any():
-        values[missing[k]] = np.nan
-    return values
+from .units import Encoding
 
 
 class WindowReader:
@@ -41,17 +32,31 @@ class WindowReader:
             self.close()
             raise
         self.requests: dict[int, list[int]] = {}
-        for rows in plan.slots.values():
-            for row in rows:
-                for s in (part for slot in row for part in slot.parts()):
-                    self.requests.setdefault(s.input, [])
-                    if s.band_index not in self.requests[s.input]:
-                        self.requests[s.input].append(s.band_index)
+        for s in self._parts():
+            self.requests.setdefault(s.input, [])
+            if s.band_index not in self.requests[s.input]:
+                self.requests[s.input].append(s.band_index)
         for n, bands in self.requests.items():
             count = plan.inputs[n].header.count
             if max(bands) > count:
                 self.close()
                 raise InputError(f"{plan.inputs[n].label} has {count} raster bands, band {max(bands)} needed")
+
+    def _parts(self) -> list[Slot]:
+        """Every slot of the plan, the other dates of a month included."""
+        return [part for rows in self.plan.slots.values() for row in rows for slot in row
+                for part in slot.parts()]
+
+    def _groups(self) -> dict[int, dict[Encoding, list[int]]]:
+        """Per input, its bands by encoding, each group decoded in one call (a layer's 12 time steps
+        at once, not 12 small arrays whose cost was mostly numpy's per call). Built per read: the
+        encoding check may replace a slot's encoding after the reader was opened."""
+        groups: dict[int, dict[Encoding, list[int]]] = {}
+        for s in self._parts():
+            group = groups.setdefault(s.input, {}).setdefault(s.encoding, [])
+            if s.band_index not in group:
+                group.append(s.band_index)
+        return groups
 
     @property
     def warped(self) -> list[str]:
@@ -61,10 +66,19 @@ class WindowReader:
     def read(self, win: Window) -> dict[str, np.ndarray]:
         """Physical values (time, bands, height, width) per modality, NaN where missing: the input
         convention of :mod:`.block`. Runs in the read-ahead thread."""
-        raw = {}
+        decoded: dict[tuple[int, Encoding, int], np.ndarray] = {}
+        groups = self._groups()
         for n, bands in self.requests.items():
             data, missing = self.sources[n].read(bands, win)
-            raw[n] = (data, missing, {b: k for k, b in enumerate(bands)})
+            where = {b: k for k, b in enumerate(bands)}
+            for encoding, group in groups[n].items():
+                ks = [where[b] for b in group]
+                every = ks == list(range(len(bands)))
+                values = decode(data if every else data[ks], encoding)
+                gone = missing if every else missing[ks]
+                if gone.any():
+                    values[gone] = np.nan
+                decoded.update({(n, encoding, b): v for b, v in zip(group, values, strict=True)})
         out = {}
         for spec in self.plan.card.inputs:
             rows = self.plan.slots[spec.modality]
@@ -72,7 +86,7 @@ class WindowReader:
             phys = np.full((len(rows), len(spec.bands), win.height, win.width), np.nan, dtype=np.float32)
             for t, row in enumerate(rows):
                 for c, slot in enumerate(row):
-                    values = [_decoded(raw[part.input], part) for part in slot.parts()]
+                    values = [decoded[part.input, part.encoding, part.band_index] for part in slot.parts()]
                     if len(values) == 1:
                         phys[t, c] = values[0]
                         continue

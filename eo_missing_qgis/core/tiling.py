@@ -14,13 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from .card import ModelCard
+from .providers import CPU
 
-#: Bytes a pixel costs per input value while a window is in flight (raw values and masks per band,
-#: stacked, physical, transposed, standardised: 30-34 measured with the bundled models).
-_BYTES_PER_VALUE = 40
+#: Bytes a pixel costs per input value while a window is in flight (raw values and masks per layer,
+#: decoded, physical, standardised, pixels first: 13-16 measured by ``peak_growth`` of one window's
+#: read and preparation, 300² to 500² px, crop_type_s2 and a 12-month S1 + S2 MLP with context;
+#: doubled, less what small budgets need for fixed costs: 24 let a 48 MB run peak at 49 MB).
+_BYTES_PER_VALUE = 30
 #: Bytes a pixel is assumed to cost per input value inside the network where its cost cannot be
 #: measured: the bundled TempCNNs take about 220 (23 KB for 12 months x 9 bands).
 _NETWORK_BYTES_PER_VALUE = 320
+#: Device memory a GPU batch may take (MB): what a 4 GB laptop GPU has free next to a desktop.
+GPU_MEMORY_MB = 1024
+#: Most pixels in one CPU batch: a time-as-channels Gemm student's activations for 2048 pixels stay
+#: in the CPU caches (2.4 us of CPU per pixel, 3.9 at 10 000 pixels, 4.1 at 28 561, 120 k
+#: multiply-adds per pixel); the TempCNNs cost the same per pixel at any size. Smaller is cheaper.
+CPU_MAX_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -156,17 +165,25 @@ def halo_tiles(height: int, width: int, tile: tuple[int, int], halo: int) -> lis
 
 # -- sizing: how much to read and run at a time ------------------------------------------------
 def batch_size_for(card: ModelCard, memory_mb: float, batch_size: int | None = None,
-                   network_bytes_per_pixel: float | None = None) -> int:
+                   network_bytes_per_pixel: float | None = None, provider: str = CPU) -> int:
     """Pixels per model call: ``batch_size`` when given, else as many as fit in half of
     ``memory_mb`` (the windows in flight take the other half, :func:`tile_for`) at the network's
-    measured cost per pixel (:attr:`.session.ModelSession.bytes_per_pixel`), or an assumed one."""
+    measured cost per pixel (:attr:`.session.ModelSession.bytes_per_pixel`), or an assumed one,
+    and at most :data:`CPU_MAX_BATCH` on the CPU.
+
+    On a GPU provider (any ``provider`` but the CPU's) the network's activations live in device
+    memory, not in the process, and every call pays a copy to the device and kernel launches: the
+    batch is as many pixels as :data:`GPU_MEMORY_MB` of device memory holds at the same cost per
+    pixel, never fewer than on the CPU. The engine caps it at the window (one call per window).
+    """
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         return batch_size
     values = card.time.steps * sum(len(s.bands) for s in card.inputs)
     per_pixel = network_bytes_per_pixel or values * _NETWORK_BYTES_PER_VALUE
-    return max(1, int(memory_mb * 2**20 / 2 / per_pixel))
+    cpu = max(1, min(CPU_MAX_BATCH, int(memory_mb * 2**20 / 2 / per_pixel)))
+    return cpu if provider == CPU else max(cpu, int(GPU_MEMORY_MB * 2**20 / per_pixel))
 
 
 def tile_for(card: ModelCard, tile_size: int | None, memory_mb: float,
