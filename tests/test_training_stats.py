@@ -63,3 +63,18 @@ def test_headline_direction():
     assert (name, sign) == ("macro_f1", 1) and metric(np.array([0, 1]), np.array([0, 1])) == pytest.approx(
         2 / 3
     )
+
+
+def test_best_guided_student_is_chosen_among_every_guided_row_on_validation():
+    from training.benchmark import best_guided, guided_labels
+
+    spec = {"rows": {"single": {"method": "single"}, "kd": {"method": "kd"},
+                     "kd (RF teacher)": {"method": "kd", "set": ["method_args.teacher=oof_rf"]}}}
+    rows = [{"dataset": "lfmc", "method": label, "modality": "S2", "seed": s,
+             "val": {"rmse": val + s}, "test": {"rmse": test}}
+            for label, val, test in (("single", 30.0, 29.0), ("kd", 28.0, 26.0),
+                                     ("kd (RF teacher)", 27.0, 28.0))
+            for s in (0, 1)]
+    # a labelled row of a guided method counts, and the test split never decides
+    assert guided_labels(spec) == ["kd", "kd (RF teacher)"]
+    assert best_guided(rows, "lfmc", "S2", guided_labels(spec)) == "kd (RF teacher)"

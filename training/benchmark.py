@@ -226,14 +226,14 @@ def summarise(rows: list[dict], split: str = "test") -> dict:
     }
 
 
-def best_guided(rows: list[dict], dataset: str, modality: str) -> str:
-    """The guided method with the best mean *validation* headline metric (test never used);
-    "none" when the table has no guided method."""
+def best_guided(rows: list[dict], dataset: str, modality: str, labels: list[str]) -> str:
+    """The guided row (of ``labels``, e.g. ``kd (RF teacher)``) with the best mean *validation*
+    headline metric (test never used); "none" when the table has no guided row."""
     summary = summarise([r for r in rows if r["dataset"] == dataset], "val")[dataset]
     key = "rmse" if "rmse" in summary["single"][modality] else "macro_f1"
     sign = 1 if key == "rmse" else -1
     return min(
-        (m for m in GUIDED if m in summary), key=lambda m: sign * summary[m][modality][key][0], default="none"
+        (m for m in labels if m in summary), key=lambda m: sign * summary[m][modality][key][0], default="none"
     )
 
 
@@ -311,7 +311,7 @@ def markdown(rows: list[dict], diffs: list[dict], tests: dict, spec: dict, heade
             if method in by_method:
                 cells = [_cell(by_method[method].get(mod), m1, m2) for mod in (*INFERENCE, "all")]
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        sel = {mod: best_guided(rows, dataset, mod) for mod in INFERENCE}
+        sel = {mod: best_guided(rows, dataset, mod, guided_labels(spec)) for mod in INFERENCE}
         test = tests[dataset]
         lines += [
             "",
