@@ -386,9 +386,11 @@ def months_plot(records: list[dict], path: Path) -> Path:
     return path
 
 
-def load_months_spec(rows: list[str] = (), ks: list[str] = (), subset_seeds: int = 0, grid: int = 0) -> dict:
-    """``configs/months.yaml`` with the benchmark's tuning grid, narrowed by the CLI options."""
-    spec = select_rows(read_yaml(MONTHS_SPEC), rows, "months")
+def load_months_spec(rows: list[str] = (), ks: list[str] = (), subset_seeds: int = 0, grid: int = 0,
+                     path: Path = MONTHS_SPEC) -> dict:
+    """``configs/months.yaml`` (or ``path``, e.g. with a row for an earlier release's models) with
+    the benchmark's tuning grid, narrowed by the CLI options."""
+    spec = select_rows(read_yaml(path), rows, "months")
     spec["grid"] = read_yaml(SPEC)["grid"][: grid or None]
     if ks:
         spec["k"] = [k if k == ALL else int(k) for k in ks]

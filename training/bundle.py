@@ -23,6 +23,7 @@ from .export import export_run
 from .methods import METHODS
 from .run import evaluate, fit, split_data
 
+
 def file_stem(dataset: str, modalities: list[str]) -> str:
     return f"{dataset}_{'_'.join(m.lower() for m in modalities)}"
 
@@ -41,7 +42,9 @@ def build_bundle(spec_path: Path, data_dir: Path, out: Path, work: Path) -> list
                 preps[dataset] = split_data(load_dataset(dataset, data_dir), seed)
             prep = preps[dataset]
             cfg = replace(
-                dataset_method_config(dataset, entry["method"], [*spec.get("set", []), *entry.get("set", [])]),
+                dataset_method_config(
+                    dataset, entry["method"], [*spec.get("set", []), *entry.get("set", [])]
+                ),
                 seed=seed,
                 modalities=list(entry["modalities"]),
             )

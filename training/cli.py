@@ -125,7 +125,7 @@ def cmd_months(args) -> None:
 
     datasets = list(LOADERS) if args.dataset == ["all"] else args.dataset
     command = "python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    spec = load_months_spec(args.rows, args.k, args.subset_seeds, args.grid)
+    spec = load_months_spec(args.rows, args.k, args.subset_seeds, args.grid, Path(args.spec))
     months_benchmark(
         datasets,
         _data_dir(args.data_dir),
@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--subset-seeds", type=int, default=0, help="random month subsets per k (default: YAML)")
     p.add_argument("--k", nargs="+", default=[], help="months kept per sample, e.g. 1 3 all (default: YAML)")
     p.add_argument("--rows", nargs="+", default=[], help="a subset of the rows (configs/months.yaml)")
+    p.add_argument("--spec", default=str(CONFIG_DIR / "months.yaml"),
+                   help="rows and k (default: configs/months.yaml); a `bundled` row's file may be absolute")
     p.add_argument("--run", action="append", default=[], help="also score this saved run folder")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--jobs", type=int, default=2, help="processes (one thread each) running seeds")
