@@ -28,7 +28,7 @@ def tr(text: str) -> str:
 
 
 def layer_name(card: ModelCard, kind: OutputKind) -> str:
-    """E.g. 'Crop type [S2] classes (crop_type_s2)': task, modality and model in one glance."""
+    """E.g. 'Crop type (Europe) [S2] classes (crop_type_europe_s2)': task, modality and model at a glance."""
     what = {OutputKind.PREDICTION: tr("classes") if card.task == Task.CLASSIFICATION else card.output.unit,
             OutputKind.CONFIDENCE: tr("confidence"),
             OutputKind.PROBABILITIES: tr("class probabilities")}[kind]

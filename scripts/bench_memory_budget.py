@@ -58,7 +58,7 @@ def child(model: str, size: int, budget: float, data_dir: Path, work: Path) -> d
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx"))
+    p.add_argument("--model", default=str(ROOT / "eo_missing_qgis" / "models" / "crop_type_europe_s2.onnx"))
     p.add_argument("--size", type=int, default=1000, help="mosaic side in px (a multiple of 500, > 500)")
     p.add_argument("--budgets", type=float, nargs="+", default=[64, 128, 512])
     p.add_argument("--data-dir",

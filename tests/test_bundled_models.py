@@ -17,17 +17,20 @@ from training.datasets import load_dataset
 from training.export import onnx_predict
 from training.run import metrics, split_data
 
-EXPECTED = {f"{t}_{m}.onnx" for t in ("lfmc", "crop_type") for m in ("s1", "s2", "s1_s2")}
+REGIONAL = ("lfmc", "crop_type_europe", "crop_type_east_africa", "cropland")
+EXPECTED = {f"{t}_{m}.onnx" for t in REGIONAL for m in ("s1", "s2", "s1_s2")}
 ENTRIES = json.loads((MODELS_DIR / "index.json").read_text())["models"]
 
 
-def test_index_lists_the_six_models_and_they_stay_small():
+def test_index_lists_the_twelve_models_and_they_stay_small():
     index = json.loads((MODELS_DIR / "index.json").read_text())
     assert index["version"] == 1
     assert {m["file"] for m in index["models"]} == EXPECTED
     for m in index["models"]:
         assert set(m) == {"file", "task", "task_title", "modalities", "name", "title", "footprint"}
-        assert m["file"] == f"{m['task']}_{'_'.join(x.lower() for x in m['modalities'])}.onnx"
+        sensors = "_".join(x.lower() for x in m["modalities"])
+        assert m["file"] == f"{m['name']}.onnx" and m["name"].startswith(m["task"])
+        assert m["name"].endswith(f"_{sensors}") and m["footprint"]
     assert sum((MODELS_DIR / f).stat().st_size for f in EXPECTED) < 5 * 1024 * 1024
     assert [b.file.name for b in load_index()] == [m["file"] for m in index["models"]]
     for b in load_index():  # the index's footprint, read for the choice by location, is the card's
@@ -40,8 +43,7 @@ def prepared(data_dir):
 
     def get(dataset: str, seed: int):
         if (dataset, seed) not in cache:
-            # built before the location-grouped splits (issue 15) and not rebuilt yet
-            cache[dataset, seed] = split_data(load_dataset(dataset, data_dir), seed, split="random")
+            cache[dataset, seed] = split_data(load_dataset(dataset, data_dir), seed)
         return cache[dataset, seed]
 
     return get
@@ -55,7 +57,8 @@ def test_bundled_model_reproduces_its_card_metric(entry, prepared):
     assert card.title and card.description and card.stac_mlm["mlm:input"]
     assert card.provenance.method in ("kd", "mdico", "dis2", "single")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == [s.tensor for s in card.inputs]
+    tensors = [s.tensor for s in card.inputs] + [c.tensor for c in card.context]
+    assert [i.name for i in session.get_inputs()] == tensors
     prep = prepared(card.provenance.dataset, card.provenance.seed)
     for spec in card.inputs:  # the card's scaling is the training split's statistics
         recomputed = prep.specs[spec.modality]

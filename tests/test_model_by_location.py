@@ -1,5 +1,5 @@
 """The model chosen by the input's location (issue 14): two crop-type models of one task with
-different footprints (the bundled cards' Flanders and East-African hulls), the real cube in Belgium,
+different footprints (the bundled European and East-African crop-type cards' hulls), the real cube in Belgium,
 the same values placed in East Africa and in northern Italy; an explicit choice is kept and warned about."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from qgis.core import Qgis, QgsProcessingFeedback, QgsRasterLayer
 from rasterio.crs import CRS
 
 from eo_missing_qgis.core.card import read_card
+from eo_missing_qgis.core.dates import netcdf_band_dates
 from eo_missing_qgis.core.footprint import layers_outline
 from eo_missing_qgis.core.model_index import MODELS_DIR, footprint_entry, load_index, select_model
 from tests import test_panel
@@ -22,14 +23,15 @@ from tests.tiny_models import card_dict, tiny_onnx
 
 S2_VARS, S1_VARS, add_cube_layers = test_panel.S2_VARS, test_panel.S1_VARS, test_panel.add_cube_layers
 panel, project = test_panel.panel, test_panel.project  # the panel's fixtures, with this module's models_dir
-BUNDLED_REGIONS = {r.name: r for r in read_card(MODELS_DIR / "crop_type_s2.onnx").footprint}
-FLANDERS = BUNDLED_REGIONS["Flanders (Belgium) croplands"]
+BUNDLED_REGIONS = {r.name: r for stem in ("crop_type_europe_s2", "crop_type_east_africa_s2")
+                   for r in read_card(MODELS_DIR / f"{stem}.onnx").footprint}
+BELGIUM = BUNDLED_REGIONS["Belgian croplands"]
 EAST_AFRICA = BUNDLED_REGIONS["East-African croplands"]
 #: (lon, lat) of the upper-left corner where the cube's values are placed: inside the East-African
-#: hull (Uganda-Kenya border), and in northern Italy (about 650 km from Flanders, far from both).
+#: hull (Uganda-Kenya border), and in northern Italy (about 650 km from the Belgian hull, far from both).
 PLACES = {"east_africa": (34.0, 2.5), "italy": (10.0, 45.0)}
 #: model file stem -> (region, modalities); each region has its own sensors, as regional models may.
-MODELS = {"crop_type_eu_s2": (FLANDERS, ("S2",)), "crop_type_eu_s1_s2": (FLANDERS, ("S1", "S2")),
+MODELS = {"crop_type_eu_s2": (BELGIUM, ("S2",)), "crop_type_eu_s1_s2": (BELGIUM, ("S1", "S2")),
           "crop_type_ea_s1": (EAST_AFRICA, ("S1",)), "crop_type_ea_s2": (EAST_AFRICA, ("S2",))}
 
 
@@ -45,7 +47,7 @@ def models_dir(tmp_path) -> Path:
     entries = []
     for name, (region, combo) in MODELS.items():
         data = card_dict("classification", combo)
-        where = "Europe" if region is FLANDERS else "East Africa"
+        where = "Europe" if region is BELGIUM else "East Africa"
         data.update(name=name, title=f"Crop type ({where}) from {' + '.join(combo)}", schema_version="1.2",
                     footprint=[region_dict(region)])
         card = read_card(tiny_onnx(folder / f"{name}.onnx", data))
@@ -57,15 +59,19 @@ def models_dir(tmp_path) -> Path:
 
 
 def placed(tmp_path: Path, data_dir: Path, place: str, variables: list[str]) -> list[str]:
-    """The cube's ``variables`` as GeoTIFFs (one per band, named like the variable) placed at ``place``."""
+    """The cube's ``variables`` as GeoTIFFs (one per variable, named like it) placed at ``place``, each
+    band's date as its description: the East-African models take calendar months and say no first one."""
     folder = tmp_path / place
     folder.mkdir(exist_ok=True)
     lon, lat = PLACES[place]
     out = []
     for v in variables:
         values, grid = read_variable(data_dir, v)
+        with rasterio.open(variable(data_dir, v)) as ds:
+            dates = netcdf_band_dates(ds.tags())
         out.append(write_tif(folder / f"{v}.tif", values, crs=CRS.from_epsg(4326),
-                             transform=Affine(1e-4, 0, lon, 0, -1e-4, lat), nodata=grid["nodata"]))
+                             transform=Affine(1e-4, 0, lon, 0, -1e-4, lat), nodata=grid["nodata"],
+                             descriptions=dates))
     return out
 
 
@@ -77,7 +83,7 @@ def test_the_belgian_cube_picks_the_european_models(models_dir, data_dir):
     cube = [variable(data_dir, v) for v in S2_VARS + S1_VARS]
     model, reason = choose(models_dir, cube, {"S1", "S2"})
     assert model.name == "crop_type_eu_s1_s2"  # sensors decide among the region's models
-    assert reason.startswith("Input is in Flanders (Belgium) croplands, where 'Crop type (Europe) from "
+    assert reason.startswith("Input is in Belgian croplands, where 'Crop type (Europe) from "
                              "S1 + S2' was trained; not used here: 'Crop type (East Africa) from S1'")
     assert model.outside(layers_outline(cube)) is None
     model, _ = choose(models_dir, cube[:len(S2_VARS)], {"S2"})
@@ -96,11 +102,11 @@ def test_a_raster_elsewhere_picks_the_nearest_region_and_warns(models_dir, data_
     outline = layers_outline(placed(tmp_path, data_dir, "italy", S2_VARS))
     model, reason = select_model(load_index(models_dir), "crop_type", {"S2"}, outline=outline)
     assert model.name == "crop_type_eu_s2"
-    assert "Input is outside every region these models were trained on; the nearest is Flanders (Belgium) " \
-           "croplands, about" in reason and "treat the map with caution" in reason
+    assert "Input is outside every region these models were trained on; the nearest is Belgian croplands, " \
+           "about" in reason and "treat the map with caution" in reason
     warning = model.outside(outline)
     assert warning is not None and 500 < warning.km < 800, warning
-    assert "this area is outside it (nearest training region: Flanders (Belgium) croplands" in warning.message
+    assert "this area is outside it (nearest training region: Belgian croplands" in warning.message
 
 
 def test_processing_picks_by_location(plugin, models_dir, data_dir, tmp_path, monkeypatch):
@@ -121,19 +127,20 @@ def test_processing_picks_by_location(plugin, models_dir, data_dir, tmp_path, mo
 
 
 def test_qgis_process_says_where_with_the_bundled_models(qgis_process, data_dir, tmp_path):
-    """The bundled crop-type cards hold both regions: the place is named in the log either way."""
+    """The bundled European and East-African crop-type models: the place is named in the log either way."""
     for place, sources, region in (
-            ("belgium", [variable(data_dir, v) for v in S2_VARS], "Flanders (Belgium) croplands"),
+            ("belgium", [variable(data_dir, v) for v in S2_VARS], "Belgian croplands"),
             ("east_africa", placed(tmp_path, data_dir, "east_africa", S2_VARS), "East-African croplands")):
         proc = qgis_process("run", "eomissing:predict", "--", "TASK=Crop type",
                             f"OUTPUT={tmp_path / f'{place}.tif'}", *[f"S2={s}" for s in sources])
-        chosen = "where 'Crop type from Sentinel-2 (12 months)' was trained"
+        where = "Europe" if place == "belgium" else "East Africa"
+        chosen = f"where 'Crop type in {where} from Sentinel-2 with month and location' was trained"
         assert f"Input is in {region}, {chosen}" in proc.stdout
 
 
 def test_panel_warns_before_run_and_keeps_an_explicit_choice(panel, project, data_dir, qtbot):
     add_cube_layers(project, data_dir, S2_VARS)
-    assert "Input is in Flanders (Belgium) croplands" in panel.choice.text()
+    assert "Input is in Belgian croplands" in panel.choice.text()
     assert panel.chosen.name == "crop_type_eu_s2" and panel.place_warning.isHidden()
     panel.model_combo.setCurrentIndex(panel.model_combo.findText("Crop type (East Africa) from S2"))
     assert panel.chosen.name == "crop_type_ea_s2" and panel.run_button.isEnabled()  # kept, only warned

@@ -53,9 +53,14 @@ def test_stac_item_beside_each_bundled_model_is_valid(path):
 
     props = item["properties"]
     assert all(key in props for key in MLM_REQUIRED)
+    sensors = [s.tensor for s in card.inputs]
     for obj in props["mlm:input"]:
         assert all(k in obj for k in INPUT_REQUIRED) and all(k in obj["input"] for k in STRUCTURE_REQUIRED)
-        assert {v["type"] for v in obj["value_scaling"]} <= {t.value for t in ValueScalingType}
+        if obj["name"] in sensors:  # standardized bands; context inputs are computed by the plugin, unscaled
+            assert obj["value_scaling"] and len(obj["value_scaling"]) == len(obj["bands"])
+            assert {v["type"] for v in obj["value_scaling"]} <= {t.value for t in ValueScalingType}
+        else:
+            assert "value_scaling" not in obj and obj["description"].startswith("context input")
     assert set(props["mlm:tasks"]) <= {t.value for t in TaskType}
     assert props["mlm:accelerator"] in {a.value for a in AcceleratorType}
     for obj in props["mlm:output"]:
@@ -63,8 +68,8 @@ def test_stac_item_beside_each_bundled_model_is_valid(path):
     # pystac's MLM extension reads every field back with its types and enums.
     stac = pystac.Item.from_dict(item)
     mlm = MLMExtension.ext(stac)
-    assert mlm.mlm_name == card.name and mlm.architecture == "TempCNN"
-    assert [i.name for i in mlm.input] == [s.tensor for s in card.inputs]
+    assert mlm.mlm_name == card.name and mlm.architecture == "time-as-channels MLP"
+    assert [i.name for i in mlm.input] == sensors + [c.tensor for c in card.context]
     assert [o.name for o in mlm.output] == [card.output.tensor]
     assert mlm.accelerator == "cuda" and mlm.accelerator_constrained is False  # GPU if any, not only
     asset = stac.assets["model"]

@@ -8,10 +8,10 @@ Examples::
     python -m training evaluate --run runs/lfmc_kd_s2
     python -m training benchmark --dataset all --seeds 5 --out runs/benchmark
     python -m training benchmark --dataset crop_type --set split=random --out runs/benchmark_random
-    python -m training months --dataset crop_type --modality S2 --seeds 1 --rows "fixed kd" rf bundled \\
-        --k 1 3 all --jobs 1 --out runs/months     # accuracy against the number of months
+    python -m training months --dataset crop_type_europe --modality S1 --seeds 1 \\
+        --rows "fixed kd" rf bundled --k 1 3 all --jobs 1 --out runs/months   # accuracy against months
     python -m training export --run runs/lfmc_kd_s2 --out lfmc_s2.onnx
-    python -m training bundle --out eo_missing_qgis/models      # the six bundled models
+    python -m training bundle --out eo_missing_qgis/models      # the twelve bundled models
 """
 
 from __future__ import annotations

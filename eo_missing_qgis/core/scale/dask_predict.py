@@ -11,7 +11,7 @@ every chunk succeeded, so a failed run leaves no file behind.
     from eo_missing_qgis.core.scale.dask_predict import predict
     client = distributed.Client()           # or any cluster; without one Dask's threads are used
     ds = xarray.open_dataset("cube.nc", chunks={}, mask_and_scale=False).rio.write_crs("EPSG:32631")
-    predict(ds, "crop_type_s2.onnx", "crop.tif")
+    predict(ds, "crop_type_europe_s2.onnx", "crop.tif")
 """
 
 from __future__ import annotations
