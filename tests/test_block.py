@@ -16,7 +16,7 @@ from tests.engine_data import cube_path, s2_stack
 from tests.test_engine_spatial import spatial_card, spatial_onnx
 from tests.tolerances import assert_same_classes
 
-BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s2.onnx"
 DN = [preset("reflectance", "reflectance x 10000 (L2A DN)")] * 9
 
 

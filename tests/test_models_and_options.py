@@ -123,7 +123,7 @@ def test_negative_time_index_is_refused(data_dir):
 ])
 def test_cli_bad_options_are_one_line(tmp_path, data_dir, args, message):
     cube = str(data_dir / "worldcereal" / "worldcereal_preprocessed_inputs.nc")
-    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx")
+    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_europe_s2.onnx")
     proc = subprocess.run([sys.executable, "-m", "eo_missing_qgis.core", "predict", "--model", bundled,
                            "--input", cube, *args, "--out", str(tmp_path / "o.tif"), "--quiet"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -247,7 +247,7 @@ def test_memory_budget_bounds_the_real_peak(tmp_path, data_dir):
         values, grid = read_variable(data_dir, name)
         paths.append(write_tif(tmp_path / f"{name}.tif", np.tile(values, (1, 3, 3)), nodata=grid["nodata"],
                                descriptions=[name] * 12))
-    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_s2.onnx")
+    bundled = str(ROOT / "eo_missing_qgis" / "models" / "crop_type_europe_s2.onnx")
     budget = 48
     proc = subprocess.run([sys.executable, "-c", _PEAK_CHILD, bundled, str(budget), str(tmp_path / "o.tif"),
                            *paths], capture_output=True, text=True, cwd=ROOT, timeout=600)

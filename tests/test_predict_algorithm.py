@@ -112,5 +112,5 @@ def test_incomplete_s2_runs_the_bundled_s1_model_and_says_why(plugin, data_dir, 
               "S2": cube_sources(data_dir, S2_VARS[:4]), "OUTPUT": str(tmp_path / "out.tif")}
     feedback = QgsProcessingFeedback()
     results = processing.run("eomissing:predict", params, feedback=feedback)
-    assert results["MODEL_NAME"] == "crop_type_s1"
+    assert results["MODEL_NAME"] == "crop_type_europe_s1"
     assert "its Sentinel-2 layers are incomplete (missing: S2 B06 (all 12 time steps)" in feedback.textLog()

@@ -30,7 +30,7 @@ da = pytest.importorskip("dask.array")
 rioxarray = pytest.importorskip("rioxarray")
 
 SIZE = 2000
-BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s2.onnx"
 
 
 def mosaic_dataset(data_dir, copies: int) -> xr.Dataset:
@@ -121,17 +121,19 @@ def test_spatial_model_on_the_2000_mosaic_equals_the_engine(tmp_path, data_dir, 
 
 
 def test_bundled_model_equals_the_engine(tmp_path, data_dir, client):
-    """A per-pixel model: on the mosaic's 300 x 300 corner, the engine's map of the cube 3 x 3 times."""
+    """A per-pixel model taking the month and each pixel's latitude/longitude: on the mosaic's
+    300 x 300 corner, the engine's map of the same 300² mosaic (the copies of the cube lie at other
+    places, so their maps differ; chunks of 150 px place each chunk's pixels on the grid)."""
     from eo_missing_qgis.core.scale.dask_predict import predict
 
-    local = run_model(BUNDLED, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
-                      options=RunOptions(write_probabilities=True))
+    vrts = [RasterInput(mosaic(tmp_path, data_dir, b, 300)) for b in S2_VARS]
+    local = run_model(BUNDLED, vrts, tmp_path / "local.tif", options=RunOptions(write_probabilities=True))
     data = mosaic_dataset(data_dir, SIZE // 100).isel(x=slice(0, 300), y=slice(0, 300))
     paths = predict(data, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=150)
-    expected_probs = np.tile(read(local.outputs["probabilities"])[0], (1, 3, 3))
+    expected_probs = read(local.outputs["probabilities"])[0]
     np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
-    assert_same_classes(read(paths["prediction"])[0][0],
-                        np.tile(read(local.outputs["prediction"])[0][0], (3, 3)), expected_probs)
+    assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
+                        expected_probs)
 
 
 def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):

@@ -25,7 +25,7 @@ from openeo.udf import execute_local_udf  # noqa: E402
 
 from eo_missing_qgis.core.scale.openeo_graph import UDF_FILE, build_graph  # noqa: E402
 
-BUNDLED = "eo_missing_qgis/models/crop_type_s1_s2.onnx"
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s1_s2.onnx"
 ENCODINGS = {"S1": "WorldCereal DN (20 log10 DN - 83, nodata 65535)", "S2": "reflectance x 10000 (L2A DN)"}
 
 
@@ -70,7 +70,7 @@ def test_udf_equals_the_engine(tmp_path, data_dir, cube, kind):
 
 
 def test_udf_says_which_bands_are_missing(cube):
-    with pytest.raises(InputError, match="lack bands model crop_type_s1_s2 needs: S1 VH"):
+    with pytest.raises(InputError, match="lack bands model crop_type_europe_s1_s2 needs: S1 VH"):
         run_udf(cube.drop_sel(bands="VH"), {"model": BUNDLED, "encodings": ENCODINGS})
 
 

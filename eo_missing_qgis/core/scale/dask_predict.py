@@ -11,7 +11,7 @@ every chunk succeeded, so a failed run leaves no file behind.
     from eo_missing_qgis.core.scale.dask_predict import predict
     client = distributed.Client()           # or any cluster; without one Dask's threads are used
     ds = xarray.open_dataset("cube.nc", chunks={}, mask_and_scale=False).rio.write_crs("EPSG:32631")
-    predict(ds, "crop_type_s2.onnx", "crop.tif")
+    predict(ds, "crop_type_europe_s2.onnx", "crop.tif")
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ..block import BlockOutputs, physical_block, predict_block, unit_warnings
-from ..card import read_card
+from ..block import BlockContext, BlockOutputs, physical_block, predict_block, unit_warnings
+from ..card import ModelCard, read_card
+from ..definitions import ContextKind
 from ..engine import _write_results
 from ..errors import InputError, missing_dependency
 from ..outputs import create_outputs, output_paths, publish
-from ..raster_io import Grid, check_destination
+from ..raster_io import Grid, check_destination, pixel_latlon
 from ..tiling import Window
+from ..time_axis import TimeAxis
 from ..units import Encoding
 from .common import block_inputs, cached_session
 
@@ -54,15 +56,33 @@ def grid_of_xarray(data: Any, chunk: int) -> Grid:
     return Grid(crs, data.rio.transform(recalc=True), data.rio.width, data.rio.height, (chunk, chunk))
 
 
+def _context(card: ModelCard, grid: Grid) -> tuple[list[int] | None, Grid | None]:
+    """What a card's context inputs need that the chunks do not carry: the calendar month of each
+    step (from a calendar card's ``first_month``; the dataset's dates are not read) and, for
+    latitude/longitude, the grid each chunk is placed on."""
+    axis = TimeAxis.build(card, None, [True] * card.time.steps)
+    months = axis.known_months(card.name) if card.context_of(ContextKind.MONTH) else None
+    return months, grid if card.context_of(ContextKind.LATLON) else None
+
+
 def _predict_chunk(block: np.ndarray, *, model: str, device: str, threads: int | None,
-                   encodings: dict[str, list[Encoding]], splits: list[int],
-                   probabilities: bool) -> np.ndarray:
-    """One chunk (time, all bands, y, x) in a worker -> stacked outputs (layers, 1, y, x)."""
+                   encodings: dict[str, list[Encoding]], splits: list[int], probabilities: bool,
+                   months: list[int] | None, grid: Grid | None, starts: tuple[list[int], list[int]],
+                   halo: int, block_info: dict | None = None) -> np.ndarray:
+    """One chunk (time, all bands, y, x) in a worker -> stacked outputs (layers, 1, y, x).
+    ``starts``: the first row and column of each chunk before the overlap, to place the chunk
+    (grown by ``halo`` on inner sides) on ``grid`` for latitude/longitude inputs."""
     session = cached_session(model, device, threads)
     parts = np.split(block, splits, axis=1)
     arrays = {spec.modality: part for spec, part in zip(session.card.inputs, parts, strict=True)}
+    lat = lon = None
+    if grid is not None and block_info:
+        i, j = block_info[0]["chunk-location"][2:]
+        win = Window(starts[0][i] - (halo if i else 0), starts[1][j] - (halo if j else 0), *block.shape[2:])
+        lat, lon = pixel_latlon(grid, win)
     out = predict_block(arrays, session.card, session, encodings=encodings, probabilities=probabilities,
-                        check_units=False)  # checked once, on the client
+                        check_units=False,  # checked once, on the client
+                        context=BlockContext(months, lat, lon))
     return out.stacked()[:, None]
 
 
@@ -92,11 +112,13 @@ def predict(data: Any, model: str | Path, output: str | Path, *,
     layers = 1 if card.task != "classification" else 2 + probabilities * len(card.output.classes)
     grown = da.overlap.overlap(stacked, depth=depth, boundary="none").chunks
     splits = list(np.cumsum([len(s.bands) for s in card.inputs])[:-1])
+    months, latlon_grid = _context(card, grid)
+    starts = tuple([int(v) for v in np.cumsum((0, *c))[:-1]] for c in stacked.chunks[2:])
     result = da.map_overlap(
         _predict_chunk, stacked, depth=depth, boundary="none", trim=True, dtype=np.float32,
         chunks=((layers,), (1,), *grown[2:]), meta=np.empty((0, 0, 0, 0), np.float32),
         model=model, device=device, threads=threads, encodings=encs, splits=splits,
-        probabilities=probabilities)
+        probabilities=probabilities, months=months, grid=latlon_grid, starts=starts, halo=card.halo)
     rows = np.concatenate([[0], np.cumsum(result.chunks[2])])
     cols = np.concatenate([[0], np.cumsum(result.chunks[3])])
     if log:
