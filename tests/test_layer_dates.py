@@ -201,7 +201,8 @@ def test_qgis_process_runs_sentinel_band_files_without_dates(qgis_process, tmp_p
                  f"OUTPUT={tmp_path / 'b.tif'}", *layers)  # runs from one month (time.min_steps 1)
     with rasterio.open(tmp_path / "b.tif") as ds:
         assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
-    refused = qgis_process("run", "eomissing:predict", "--", f"MODEL={needs_every_month(tmp_path / 'twelve.onnx')}",
+    every_month = needs_every_month(tmp_path / "twelve.onnx")
+    refused = qgis_process("run", "eomissing:predict", "--", f"MODEL={every_month}",
                            f"OUTPUT={tmp_path / 't.tif'}", *layers, check=False)
     assert refused.returncode != 0
     assert "the layers give 1 of 12 months: 2021-06" in refused.stdout + refused.stderr
