@@ -128,7 +128,8 @@ def test_qgis_process_accepts_enum_numbers(qgis_process, data_dir, tmp_path):
     assert report["results"]["MODEL_NAME"] == "crop_type_europe_s1"
     by_name = json.loads(qgis_process(*args[:4], "TASK=Crop type", *args[5:]).stdout)
     assert by_name["results"]["MODEL_NAME"] == "crop_type_europe_s1"
-    bundled = option_number(qgis_process, "eomissing:describemodel", "Crop type from Sentinel-2 (12 months)")
+    bundled = option_number(qgis_process, "eomissing:describemodel",
+                            "Crop type in Europe from Sentinel-2 with month and location")
     card = json.loads(qgis_process("run", "eomissing:describemodel", "--json", "--",
                                    f"BUNDLED={bundled}").stdout)
     assert json.loads(card["results"]["CARD_JSON"])["name"] == "crop_type_europe_s2"
