@@ -22,7 +22,7 @@ from eo_missing_qgis.core.raster_inputs import RasterInput
 from scripts.bench_inference import mosaic
 from tests.engine_data import CUBE_TRANSFORM, S2_VARS, cube_path, read_variable
 from tests.test_engine_spatial import spatial_card, spatial_onnx
-from tests.tolerances import assert_same_classes
+from tests.tolerances import RUNTIME_RTOL, assert_same_classes
 
 distributed = pytest.importorskip("distributed")
 xr = pytest.importorskip("xarray")
@@ -134,6 +134,28 @@ def test_bundled_model_equals_the_engine(tmp_path, data_dir, client):
     np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
     assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
                         expected_probs)
+
+
+def test_the_month_comes_from_the_dataset_dates(tmp_path, data_dir):
+    """LFMC (relative time axis: no first month) on the cube's latest 3 months, dated by the
+    dataset's time coordinate: the engine's map of the cube (its netCDF dates, the latest 3 months)."""
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    model = "eo_missing_qgis/models/lfmc_s2.onnx"
+    local = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif")
+    data = mosaic_dataset(data_dir, 1).isel(t=slice(9, 12))
+    dated = data.assign_coords(t=np.array(["2021-08-01", "2021-09-01", "2021-10-01"], dtype="datetime64[ns]"))
+    paths = predict(dated, model, tmp_path / "dask.tif", chunk=64)
+    np.testing.assert_allclose(read(paths["prediction"])[0], read(local.outputs["prediction"])[0],
+                               rtol=RUNTIME_RTOL)
+    with pytest.raises(InputError, match="takes the calendar month of each time step: give the dataset a "
+                                         r"time coordinate \('t'\) of dates"):
+        predict(data, model, tmp_path / "undated.tif")
+    gap = data.assign_coords(t=np.array(["2021-07-01", "2021-09-01", "2021-10-01"], dtype="datetime64[ns]"))
+    with pytest.raises(InputError, match=r"dates \(2021-07, 2021-09, 2021-10\) are not 3 consecutive months "
+                                         "from 2021-08, as model lfmc_s2 takes them"):
+        predict(gap, model, tmp_path / "gap.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dask.tif", "local.tif"]
 
 
 def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):
