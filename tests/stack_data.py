@@ -19,8 +19,9 @@ S2_EE = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B1
 _S2_FROM = {"B1": "B02", "B8A": "B08", "B9": "B08", "B10": "B12"}
 MONTHLY = ("VV", "VH", *S2_EE, "temperature_2m", "total_precipitation")
 STATIC = ("elevation", "slope")
-#: Belgium, about 10 m pixels in degrees.
-EE_TRANSFORM = Affine(0.00014, 0, 4.60, 0, -0.00009, 50.65)
+#: About 10 m pixels in degrees from the cube's top-left corner (Belgium): the bundled models take
+#: each pixel's latitude/longitude, so the stack must lie where the cube lies to give its map.
+EE_TRANSFORM = Affine(0.00014, 0, 5.3193, 0, -0.00009, 50.6378)
 
 
 def _physical(data_dir: Path, name: str) -> np.ndarray:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from rasterio.crs import CRS
 
-from eo_missing_qgis.core.block import BlockOutputs, output_names, predict_block, valid_pixels
+from eo_missing_qgis.core.block import BlockContext, BlockOutputs, output_names, predict_block, valid_pixels
 from eo_missing_qgis.core.engine import RunOptions, run_model
 from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.raster_inputs import RasterInput
+from eo_missing_qgis.core.raster_io import Grid, pixel_latlon
 from eo_missing_qgis.core.session import open_session
+from eo_missing_qgis.core.tiling import Window
 from eo_missing_qgis.core.units import preset
-from tests.engine_data import cube_path, s2_stack
+from tests.engine_data import CUBE_TRANSFORM, cube_path, s2_stack
 from tests.test_engine_spatial import spatial_card, spatial_onnx
 from tests.tolerances import assert_same_classes
 
-BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s2.onnx"
 DN = [preset("reflectance", "reflectance x 10000 (L2A DN)")] * 9
 
 
@@ -31,9 +34,14 @@ def engine(model, data_dir, tmp_path) -> dict[str, np.ndarray]:
 
 
 def test_stored_values_with_encodings_equal_the_engine(tmp_path, data_dir):
+    """The bundled model also takes the month (the cube's steps are 2020-11 .. 2021-10) and each
+    pixel's latitude/longitude: given as the engine finds them, the maps agree."""
     session = open_session(BUNDLED)
+    grid = Grid(CRS.from_epsg(32631), CUBE_TRANSFORM, 100, 100, (100, 100))
+    lat, lon = pixel_latlon(grid, Window(0, 0, 100, 100))
+    context = BlockContext(months=[11, 12, *range(1, 11)], lat=lat, lon=lon)
     out = predict_block({"S2": s2_stack(data_dir)}, session.card, session, encodings={"S2": DN},
-                        probabilities=True, batch=777)
+                        probabilities=True, batch=777, context=context)
     expected = engine(BUNDLED, data_dir, tmp_path)
     np.testing.assert_allclose(out.probabilities, expected["probabilities"], atol=2e-5)
     np.testing.assert_allclose(out.confidence, expected["confidence"][0], atol=2e-5)

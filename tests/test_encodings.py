@@ -20,7 +20,7 @@ from tests.tiny_models import S2_BANDS
 from tests.tolerances import assert_same_classes
 
 MODELS = Path(__file__).resolve().parent.parent / "eo_missing_qgis" / "models"
-S2_MODEL, S1_MODEL = str(MODELS / "crop_type_s2.onnx"), str(MODELS / "crop_type_s1.onnx")
+S2_MODEL, S1_MODEL = str(MODELS / "crop_type_europe_s2.onnx"), str(MODELS / "crop_type_europe_s1.onnx")
 X10000 = "reflectance x 10000 (L2A DN)"
 
 

@@ -27,7 +27,7 @@ from eo_missing_qgis.core.raster_io import read_header
 from eo_missing_qgis.core.recognition import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, cube_path, read_variable, s2_stack, variable, write_tif
 from tests.test_context_engine import available, one_month, predict, regression_card
-from tests.tiny_models import S2_BANDS, input_dict, probe_onnx
+from tests.tiny_models import S2_BANDS, card_dict, input_dict, probe_onnx, tiny_onnx
 from tests.tolerances import FLOAT32_INPUT_RTOL
 
 BUNDLED = Path(__file__).parents[1] / "eo_missing_qgis" / "models"
@@ -74,7 +74,7 @@ def test_a_multi_step_netcdf_variable_is_dated_band_by_band(data_dir):
     header = read_header(variable(data_dir, "S2-L2A-B04"))
     months = [d[:7] for d in recognised_dates(header.path, header.metadata, header.descriptions)]
     assert months == [f"2020-{m}" for m in ("11", "12")] + [f"2021-{m:02d}" for m in range(1, 11)]
-    plan = match_inputs(read_card(BUNDLED / "crop_type_s2.onnx"), [RasterInput(cube_path(data_dir))])
+    plan = match_inputs(read_card(BUNDLED / "crop_type_europe_s2.onnx"), [RasterInput(cube_path(data_dir))])
     assert plan.time.summary().startswith("12 of 12 months: 2020-11, 2020-12, 2021-01")
     assert netcdf_band_dates({**header.metadata, "NETCDF_DIM_EXTRA": "{t,z}"}) is None  # bands not per date
     assert netcdf_band_dates({**header.metadata, "t#units": "months since 1990-01-01"}) is None
@@ -163,6 +163,14 @@ def test_an_l1c_scene_is_refused_with_the_reason_unless_the_model_was_trained_on
     assert match_inputs(card_from_dict(card), [RasterInput(path)]).time.used == ["2021-06"]
 
 
+def needs_every_month(path: Path) -> Path:
+    """A calendar S2 model from November needing all its 12 steps (no ``time.min_steps``), as the
+    bundled crop-type models were before they took availability masks."""
+    card = card_dict("classification", ("S2",), 12)
+    card["time"].update(alignment="calendar", first_month=11)
+    return tiny_onnx(path, card)
+
+
 def test_cli_runs_sentinel_band_files_without_dates(tmp_path, data_dir, capsys):
     from eo_missing_qgis.core.cli import main
 
@@ -172,8 +180,11 @@ def test_cli_runs_sentinel_band_files_without_dates(tmp_path, data_dir, capsys):
     assert "1 of 12 months: 2021-06; missing: 2020-11" in capsys.readouterr().err
     with rasterio.open(tmp_path / "cli.tif") as ds:
         assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
-    bundled = str(BUNDLED / "crop_type_s2.onnx")
-    assert main(["predict", "--model", bundled, *inputs, "--out", str(tmp_path / "b.tif")]) == 2
+    bundled = str(BUNDLED / "crop_type_europe_s2.onnx")  # runs from one month (time.min_steps 1)
+    assert main(["predict", "--model", bundled, *inputs, "--out", str(tmp_path / "b.tif")]) == 0
+    assert "1 of 12 months: 2021-06; missing: 2020-11" in capsys.readouterr().err
+    every_month = str(needs_every_month(tmp_path / "twelve.onnx"))
+    assert main(["predict", "--model", every_month, *inputs, "--out", str(tmp_path / "t.tif")]) == 2
     err = capsys.readouterr().err
     assert "needs at least 12 of its 12 monthly steps, the layers give 1 of 12 months: 2021-06" in err
     assert "add layers for 11 more of the missing months" in err
@@ -186,10 +197,15 @@ def test_qgis_process_runs_sentinel_band_files_without_dates(qgis_process, tmp_p
                  *layers)
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
-    bundled = qgis_process("run", "eomissing:predict", "--", f"MODEL={BUNDLED / 'crop_type_s2.onnx'}",
-                           f"OUTPUT={tmp_path / 'b.tif'}", *layers, check=False)
-    assert bundled.returncode != 0
-    assert "the layers give 1 of 12 months: 2021-06" in bundled.stdout + bundled.stderr
+    qgis_process("run", "eomissing:predict", "--", f"MODEL={BUNDLED / 'crop_type_europe_s2.onnx'}",
+                 f"OUTPUT={tmp_path / 'b.tif'}", *layers)  # runs from one month (time.min_steps 1)
+    with rasterio.open(tmp_path / "b.tif") as ds:
+        assert ds.tags()["EO_MONTHS_USED"] == "2021-06"
+    every_month = needs_every_month(tmp_path / "twelve.onnx")
+    refused = qgis_process("run", "eomissing:predict", "--", f"MODEL={every_month}",
+                           f"OUTPUT={tmp_path / 't.tif'}", *layers, check=False)
+    assert refused.returncode != 0
+    assert "the layers give 1 of 12 months: 2021-06" in refused.stdout + refused.stderr
 
 
 def test_two_dates_in_one_month_are_composited_per_pixel(tmp_path, data_dir):

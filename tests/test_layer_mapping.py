@@ -71,7 +71,7 @@ def test_multi_sensor_stack_as_s1_reads_only_its_s1_bands(plugin, data_dir, stac
     task = tasks(load_index())["crop_type"]
     got = processing.run("eomissing:predict", {"TASK": task, "S1": [stack],
                                                "OUTPUT": str(tmp_path / "s1.tif")})
-    assert got["MODEL_NAME"] == "crop_type_s1"
+    assert got["MODEL_NAME"] == "crop_type_europe_s1"
     expected = predict(tmp_path, "cube", TASK=task, S1=cube(data_dir, S1_VARS), PROBABILITIES=True)
     assert_same_classes(read(got["OUTPUT"]), expected, read(str(tmp_path / "cube_probabilities.tif")))
 
@@ -82,7 +82,7 @@ def test_multi_sensor_stack_in_both_lists_gives_the_cube_map(plugin, data_dir, s
     got = processing.run("eomissing:predict", {"TASK": task, "S1": [stack], "S2": [stack],
                                                "S2_UNITS": S2_X10000, "OUTPUT": str(tmp_path / "stack.tif")},
                          feedback=feedback)
-    assert got["MODEL_NAME"] == "crop_type_s1_s2"
+    assert got["MODEL_NAME"] == "crop_type_europe_s1_s2"
     expected = predict(tmp_path, "cube", TASK=task, S1=cube(data_dir, S1_VARS), S2=cube(data_dir, S2_VARS),
                        PROBABILITIES=True)
     assert_same_classes(read(got["OUTPUT"]), expected, read(str(tmp_path / "cube_probabilities.tif")))

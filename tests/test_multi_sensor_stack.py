@@ -40,13 +40,13 @@ def test_every_band_is_recognised_from_its_own_description(stack):
 
 def test_given_as_s1_only_its_vv_and_vh_bands_are_read(stack):
     """It used to be read as 206 months of VV (the first description), the latest 12 used."""
-    plan = match_inputs(read_card(MODELS / "crop_type_s1.onnx"), [RasterInput(stack, modality="S1")])
+    plan = match_inputs(read_card(MODELS / "crop_type_europe_s1.onnx"), [RasterInput(stack, modality="S1")])
     for t in range(12):
         assert [s.band_index for s in plan.slots["S1"][t]] == [t * N + 1, t * N + 2]
 
 
 def test_stack_predicts_the_map_of_the_cube(stack, data_dir, tmp_path):
-    model = str(MODELS / "crop_type_s1_s2.onnx")
+    model = str(MODELS / "crop_type_europe_s1_s2.onnx")
     ref = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "cube.tif",
                     options=RunOptions(write_probabilities=True))
     log: list[str] = []
@@ -68,7 +68,7 @@ def test_static_bands_serve_every_time_step_or_are_skipped(stack):
     card["inputs"].append(dem)
     plan = match_inputs(card_from_dict(card), [RasterInput(stack)])
     assert all([s.band_index for s in row] == [205, 206] for row in plan.slots["DEM"])
-    s1_only = match_inputs(read_card(MODELS / "crop_type_s1.onnx"), [RasterInput(stack)])
+    s1_only = match_inputs(read_card(MODELS / "crop_type_europe_s1.onnx"), [RasterInput(stack)])
     assert any(w.startswith(stack) and "S2, weather, DEM bands are not used" in w for w in s1_only.warnings)
 
 
@@ -85,7 +85,7 @@ def test_first_step_and_latest_steps_in_a_stack(stack):
 
 def test_wrong_band_counts_are_said_in_whole_numbers_naming_the_file(stack, tmp_path):
     with pytest.raises(InputError) as err:
-        match_inputs(read_card(MODELS / "crop_type_s1.onnx"),
+        match_inputs(read_card(MODELS / "crop_type_europe_s1.onnx"),
                      [RasterInput(stack, modality="S1", layout="stacked", bands=list(MONTHLY))])
     assert "cropharvest_export.tif has 206 raster bands, which is not a whole number of time steps of 17" \
         in str(err.value) and "12.1" not in str(err.value)
@@ -102,7 +102,7 @@ def test_one_band_per_layer_is_refused_when_descriptions_name_several_bands(stac
     """Declared as one band per layer, it used to be read as 206 months of VV (the latest 12 used)."""
     with pytest.raises(InputError, match=r"cropharvest_export\.tif: its band descriptions name several bands "
                                          r"\(S1 VV, S1 VH, S2 B01"):
-        match_inputs(read_card(MODELS / "crop_type_s1.onnx"),
+        match_inputs(read_card(MODELS / "crop_type_europe_s1.onnx"),
                      [RasterInput(stack, modality="S1", layout="band_per_layer")])
 
 
@@ -111,7 +111,7 @@ def test_one_encoding_for_a_whole_stack_is_refused(stack, tmp_path):
     said = r"encoding 'reflectance x 10000 \(L2A DN\)' of .*cropharvest_export\.tif is for values in " \
         r"reflectance, but the model reads values in dB"
     with pytest.raises(InputError, match=said):
-        run_model(str(MODELS / "crop_type_s1_s2.onnx"), [RasterInput(stack, encoding=S2_X10000)],
+        run_model(str(MODELS / "crop_type_europe_s1_s2.onnx"), [RasterInput(stack, encoding=S2_X10000)],
                   tmp_path / "out.tif")
     assert list(tmp_path.iterdir()) == []
 
@@ -122,7 +122,7 @@ def test_one_date_exports_take_the_time_step_they_are_given(stack, tmp_path):
         names = list(ds.descriptions)
         dates = [write_tif(tmp_path / f"month{t}.tif", ds.read([*range(t * N + 1, t * N + N + 1), 205, 206]),
                            descriptions=names[:N] + names[-2:]) for t in range(12)]
-    card = read_card(MODELS / "crop_type_s1.onnx")
+    card = read_card(MODELS / "crop_type_europe_s1.onnx")
     with pytest.raises(InputError, match=r"month0\.tif holds one date: say which time step it is"):
         match_inputs(card, [RasterInput(d) for d in dates])
     plan = match_inputs(card, [RasterInput(d, layout="date_per_layer", time_index=t)

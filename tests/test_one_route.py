@@ -20,7 +20,7 @@ from eo_missing_qgis.core.prediction import PredictionRequest, run_prediction
 from eo_missing_qgis.core.recognition import RasterInput
 from tests.engine_data import cube_path, variable
 
-CROP_S1 = MODELS_DIR / "crop_type_s1.onnx"
+CROP_S1 = MODELS_DIR / "crop_type_europe_s1.onnx"
 
 
 class Opens:
@@ -64,7 +64,7 @@ def test_prediction_reads_card_and_each_header_once(monkeypatch, s1_layers, tmp_
     assert opens.cards == {str(CROP_S1): 1}
     for source, _ in s1_layers:
         assert opens.of(source) == {"header": 1, "pixels": 1}, source
-    assert result.card.name == "crop_type_s1"
+    assert result.card.name == "crop_type_europe_s1"
     assert result.pixels_predicted > 0
     # The confidence went where it was asked, published with the prediction, nothing else left.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conf.tif", "crop.tif"]
@@ -78,7 +78,7 @@ def test_processing_reads_the_card_once(plugin, monkeypatch, s1_layers, tmp_path
     results = processing.run("eomissing:predict", {
         "MODEL": str(CROP_S1), "S1": [source for source, _ in s1_layers],
         "OUTPUT": str(tmp_path / "crop.tif"), "CONFIDENCE": str(tmp_path / "conf.tif")})
-    assert results["MODEL_NAME"] == "crop_type_s1"
+    assert results["MODEL_NAME"] == "crop_type_europe_s1"
     assert opens.cards == {str(CROP_S1): 1}
     for source, _ in s1_layers:
         assert opens.of(source) == {"header": 1, "pixels": 1}, source

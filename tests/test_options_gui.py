@@ -125,12 +125,13 @@ def test_qgis_process_accepts_enum_numbers(qgis_process, data_dir, tmp_path):
     args = ["run", "eomissing:predict", "--json", "--", f"TASK={number}", f"OUTPUT={tmp_path / 'out.tif'}"]
     args += [f"S1={s}" for s in cube_sources(data_dir, S1_VARS)]
     report = json.loads(qgis_process(*args).stdout)
-    assert report["results"]["MODEL_NAME"] == "crop_type_s1"
+    assert report["results"]["MODEL_NAME"] == "crop_type_europe_s1"
     by_name = json.loads(qgis_process(*args[:4], "TASK=Crop type", *args[5:]).stdout)
-    assert by_name["results"]["MODEL_NAME"] == "crop_type_s1"
-    bundled = option_number(qgis_process, "eomissing:describemodel", "Crop type from Sentinel-2 (12 months)")
+    assert by_name["results"]["MODEL_NAME"] == "crop_type_europe_s1"
+    bundled = option_number(qgis_process, "eomissing:describemodel",
+                            "Crop type in Europe from Sentinel-2 with month and location")
     card = json.loads(qgis_process("run", "eomissing:describemodel", "--json", "--",
                                    f"BUNDLED={bundled}").stdout)
-    assert json.loads(card["results"]["CARD_JSON"])["name"] == "crop_type_s2"
+    assert json.loads(card["results"]["CARD_JSON"])["name"] == "crop_type_europe_s2"
     wrong = qgis_process(*args[:4], "TASK=9", *args[5:], check=False)
     assert wrong.returncode != 0 and "TASK" in wrong.stdout + wrong.stderr

@@ -92,8 +92,10 @@ def test_qgis_process_on_the_real_cube(qgis_process, data_dir, crop_s2_model, tm
 
 
 @pytest.mark.parametrize("combo", [("S1",), ("S2",), ("S1", "S2")], ids=["S1", "S2", "S1+S2"])
-@pytest.mark.parametrize("task", ["lfmc", "crop_type"])
-def test_bundled_model_is_chosen_for_each_combination(plugin, data_dir, tmp_path, task, combo):
+@pytest.mark.parametrize(("task", "family"), [("lfmc", "lfmc"), ("crop_type", "crop_type_europe"),
+                                            ("cropland", "cropland")])
+def test_bundled_model_is_chosen_for_each_combination(plugin, data_dir, tmp_path, task, family, combo):
+    """On the Belgian cube the crop-type model is the European one (chosen by the input's place)."""
     from eo_missing_qgis.core.model_index import load_index, tasks
 
     params = {"TASK": tasks(load_index())[task], "OUTPUT": str(tmp_path / "out.tif")}
@@ -101,7 +103,7 @@ def test_bundled_model_is_chosen_for_each_combination(plugin, data_dir, tmp_path
         params[modality] = cube_sources(data_dir, S1_VARS if modality == "S1" else S2_VARS)
     feedback = QgsProcessingFeedback()
     results = processing.run("eomissing:predict", params, feedback=feedback)
-    assert results["MODEL_NAME"] == f"{task}_{'_'.join(combo).lower()}"
+    assert results["MODEL_NAME"] == f"{family}_{'_'.join(combo).lower()}"
     assert "Chosen:" in feedback.textLog() and "CPUExecutionProvider" in feedback.textLog()
     assert gdal.Open(results["OUTPUT"]).RasterXSize == 100
 
@@ -112,5 +114,5 @@ def test_incomplete_s2_runs_the_bundled_s1_model_and_says_why(plugin, data_dir, 
               "S2": cube_sources(data_dir, S2_VARS[:4]), "OUTPUT": str(tmp_path / "out.tif")}
     feedback = QgsProcessingFeedback()
     results = processing.run("eomissing:predict", params, feedback=feedback)
-    assert results["MODEL_NAME"] == "crop_type_s1"
+    assert results["MODEL_NAME"] == "crop_type_europe_s1"
     assert "its Sentinel-2 layers are incomplete (missing: S2 B06 (all 12 time steps)" in feedback.textLog()

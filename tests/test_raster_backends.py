@@ -25,7 +25,7 @@ BUNDLED = ROOT / "eo_missing_qgis" / "models"
 def _predict(backend: str, monkeypatch, data_dir, out) -> str:
     module = raster_io._gdal_backend() if backend == "gdal" else raster_io._import_rasterio()
     monkeypatch.setattr(raster_io, "_rasterio", module)
-    result = run_model(BUNDLED / "crop_type_s1_s2.onnx", [RasterInput(cube_path(data_dir))], out)
+    result = run_model(BUNDLED / "crop_type_europe_s1_s2.onnx", [RasterInput(cube_path(data_dir))], out)
     return result.outputs["prediction"]
 
 

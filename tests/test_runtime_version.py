@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from eo_missing_qgis.core.errors import ModelError
-from eo_missing_qgis.core.model_index import MODELS_DIR
+from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
 from eo_missing_qgis.core.runtime_version import check_runtime, ir_version, parse_version
 from eo_missing_qgis.core.session import open_session
 
@@ -24,7 +24,7 @@ def _at_ir(tmp_path, ir: int):
 
 
 def test_bundled_models_are_ir9_and_the_reader_agrees_with_onnx():
-    assert len(BUNDLED) == 6
+    assert len(BUNDLED) == 12 and sorted(m.file for m in load_index()) == BUNDLED
     for path in BUNDLED:
         assert ir_version(path) == onnx.load(str(path)).ir_version == 9, path.name
 

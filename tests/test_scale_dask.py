@@ -22,7 +22,7 @@ from eo_missing_qgis.core.raster_inputs import RasterInput
 from scripts.bench_inference import mosaic
 from tests.engine_data import CUBE_TRANSFORM, S2_VARS, cube_path, read_variable
 from tests.test_engine_spatial import spatial_card, spatial_onnx
-from tests.tolerances import assert_same_classes
+from tests.tolerances import RUNTIME_RTOL, assert_same_classes
 
 distributed = pytest.importorskip("distributed")
 xr = pytest.importorskip("xarray")
@@ -30,7 +30,7 @@ da = pytest.importorskip("dask.array")
 rioxarray = pytest.importorskip("rioxarray")
 
 SIZE = 2000
-BUNDLED = "eo_missing_qgis/models/crop_type_s2.onnx"
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s2.onnx"
 
 
 def mosaic_dataset(data_dir, copies: int) -> xr.Dataset:
@@ -121,17 +121,41 @@ def test_spatial_model_on_the_2000_mosaic_equals_the_engine(tmp_path, data_dir, 
 
 
 def test_bundled_model_equals_the_engine(tmp_path, data_dir, client):
-    """A per-pixel model: on the mosaic's 300 x 300 corner, the engine's map of the cube 3 x 3 times."""
+    """A per-pixel model taking the month and each pixel's latitude/longitude: on the mosaic's
+    300 x 300 corner, the engine's map of the same 300² mosaic (the copies of the cube lie at other
+    places, so their maps differ; chunks of 150 px place each chunk's pixels on the grid)."""
     from eo_missing_qgis.core.scale.dask_predict import predict
 
-    local = run_model(BUNDLED, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
-                      options=RunOptions(write_probabilities=True))
+    vrts = [RasterInput(mosaic(tmp_path, data_dir, b, 300)) for b in S2_VARS]
+    local = run_model(BUNDLED, vrts, tmp_path / "local.tif", options=RunOptions(write_probabilities=True))
     data = mosaic_dataset(data_dir, SIZE // 100).isel(x=slice(0, 300), y=slice(0, 300))
     paths = predict(data, BUNDLED, tmp_path / "dask.tif", probabilities=True, chunk=150)
-    expected_probs = np.tile(read(local.outputs["probabilities"])[0], (1, 3, 3))
+    expected_probs = read(local.outputs["probabilities"])[0]
     np.testing.assert_allclose(read(paths["probabilities"])[0], expected_probs, atol=2e-5)
-    assert_same_classes(read(paths["prediction"])[0][0],
-                        np.tile(read(local.outputs["prediction"])[0][0], (3, 3)), expected_probs)
+    assert_same_classes(read(paths["prediction"])[0][0], read(local.outputs["prediction"])[0][0],
+                        expected_probs)
+
+
+def test_the_month_comes_from_the_dataset_dates(tmp_path, data_dir):
+    """LFMC (relative time axis: no first month) on the cube's latest 3 months, dated by the
+    dataset's time coordinate: the engine's map of the cube (its netCDF dates, the latest 3 months)."""
+    from eo_missing_qgis.core.scale.dask_predict import predict
+
+    model = "eo_missing_qgis/models/lfmc_s2.onnx"
+    local = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif")
+    data = mosaic_dataset(data_dir, 1).isel(t=slice(9, 12))
+    dated = data.assign_coords(t=np.array(["2021-08-01", "2021-09-01", "2021-10-01"], dtype="datetime64[ns]"))
+    paths = predict(dated, model, tmp_path / "dask.tif", chunk=64)
+    np.testing.assert_allclose(read(paths["prediction"])[0], read(local.outputs["prediction"])[0],
+                               rtol=RUNTIME_RTOL)
+    with pytest.raises(InputError, match="takes the calendar month of each time step: give the dataset a "
+                                         r"time coordinate \('t'\) of dates"):
+        predict(data, model, tmp_path / "undated.tif")
+    gap = data.assign_coords(t=np.array(["2021-07-01", "2021-09-01", "2021-10-01"], dtype="datetime64[ns]"))
+    with pytest.raises(InputError, match=r"dates \(2021-07, 2021-09, 2021-10\) are not 3 consecutive months "
+                                         "from 2021-08, as model lfmc_s2 takes them"):
+        predict(gap, model, tmp_path / "gap.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dask.tif", "local.tif"]
 
 
 def test_missing_band_is_refused_before_any_file(tmp_path, data_dir):

@@ -16,6 +16,7 @@ from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.raster_inputs import RasterInput
 from tests.engine_data import CUBE_TRANSFORM, S1_VARS, S2_VARS, cube_path, read_variable
 from tests.test_engine_spatial import spatial_card, spatial_onnx
+from tests.tiny_models import card_dict, tiny_onnx
 from tests.tolerances import assert_same_classes
 
 openeo = pytest.importorskip("openeo")
@@ -25,7 +26,14 @@ from openeo.udf import execute_local_udf  # noqa: E402
 
 from eo_missing_qgis.core.scale.openeo_graph import UDF_FILE, build_graph  # noqa: E402
 
-BUNDLED = "eo_missing_qgis/models/crop_type_s1_s2.onnx"
+#: The bundled models take the month and latitude/longitude, which the UDF does not compute yet
+#: (the graph refuses them); a per-pixel S1 + S2 model without those inputs stands in for them.
+BUNDLED = "eo_missing_qgis/models/crop_type_europe_s1_s2.onnx"
+
+
+@pytest.fixture(scope="module")
+def per_pixel(tmp_path_factory) -> str:
+    return str(tiny_onnx(tmp_path_factory.mktemp("m") / "s1s2.onnx", card_dict(modalities=("S1", "S2"))))
 ENCODINGS = {"S1": "WorldCereal DN (20 log10 DN - 83, nodata 65535)", "S2": "reflectance x 10000 (L2A DN)"}
 
 
@@ -51,9 +59,9 @@ def read(path):
         return ds.read()
 
 
-@pytest.mark.parametrize("kind", ["bundled", "spatial"])
-def test_udf_equals_the_engine(tmp_path, data_dir, cube, kind):
-    model = BUNDLED if kind == "bundled" else spatial_onnx(tmp_path / "s.onnx", spatial_card())
+@pytest.mark.parametrize("kind", ["per_pixel", "spatial"])
+def test_udf_equals_the_engine(tmp_path, data_dir, cube, kind, per_pixel):
+    model = per_pixel if kind == "per_pixel" else spatial_onnx(tmp_path / "s.onnx", spatial_card())
     local = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
                       options=RunOptions(write_probabilities=True))
     out = run_udf(cube, {"model": model, "encodings": ENCODINGS, "probabilities": True})
@@ -70,13 +78,13 @@ def test_udf_equals_the_engine(tmp_path, data_dir, cube, kind):
 
 
 def test_udf_says_which_bands_are_missing(cube):
-    with pytest.raises(InputError, match="lack bands model crop_type_s1_s2 needs: S1 VH"):
+    with pytest.raises(InputError, match="lack bands model crop_type_europe_s1_s2 needs: S1 VH"):
         run_udf(cube.drop_sel(bands="VH"), {"model": BUNDLED, "encodings": ENCODINGS})
 
 
-def test_udf_logs_a_wrong_encoding(cube, caplog):
+def test_udf_logs_a_wrong_encoding(cube, caplog, per_pixel):
     with caplog.at_level("WARNING"):
-        run_udf(cube, {"model": BUNDLED, "encodings": {**ENCODINGS, "S2": "reflectance (0-1)"}})
+        run_udf(cube, {"model": per_pixel, "encodings": {**ENCODINGS, "S2": "reflectance (0-1)"}})
     assert any("look like reflectance x 10000, not 0-1" in r.getMessage() for r in caplog.records)
 
 
@@ -116,7 +124,10 @@ def test_graph_refuses_modalities_openeo_cannot_load(tmp_path):
     with pytest.raises(InputError, match="needs weather; the openEO graph can load S2, S1 only"):
         build_graph(weather, "m.onnx", (0, 0, 1, 1), "2021-01")
     with pytest.raises(InputError, match="YYYY-MM"):
-        build_graph(card, "m.onnx", (0, 0, 1, 1), "March")
+        build_graph(spatial_card(), "m.onnx", (0, 0, 1, 1), "March")
+    with pytest.raises(InputError, match="takes month and latlon inputs, which the openEO UDF does not "
+                                         r"compute yet; run it with the local engine \(QGIS or the CLI\)"):
+        build_graph(card, "m.onnx", (0, 0, 1, 1), "2020-11")
 
 
 def test_udf_model_must_be_a_path_or_https(cube):

@@ -5,7 +5,9 @@ the card's halo, so a spatial model sees its context; Dask trims it again). Each
 opens the model once (:func:`.common.cached_session`); the model path must be readable there.
 Chunk results stream back to the caller, which writes them window by window into the same tiled
 GeoTIFFs as the local engine (colour table, class names, nodata), published together only when
-every chunk succeeded, so a failed run leaves no file behind.
+every chunk succeeded, so a failed run leaves no file behind. Context inputs are computed as the
+engine computes them: the month of each step from the dataset's dates (a datetime time
+coordinate) or a calendar card's first month, latitude/longitude from each chunk's place on the grid.
 
     import xarray, distributed
     from eo_missing_qgis.core.scale.dask_predict import predict
@@ -23,15 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from ..block import BlockOutputs, physical_block, predict_block, unit_warnings
-from ..card import read_card
+from ..block import BlockContext, BlockOutputs, physical_block, predict_block, unit_warnings
+from ..card import ModelCard, read_card
+from ..definitions import ContextKind
 from ..engine import _write_results
 from ..errors import InputError, missing_dependency
 from ..outputs import create_outputs, output_paths, publish
-from ..raster_io import Grid, check_destination
+from ..raster_io import Grid, check_destination, pixel_latlon
 from ..tiling import Window
+from ..time_axis import TimeAxis, anchor, month_label, parse_month
 from ..units import Encoding
-from .common import block_inputs, cached_session
+from .common import _TIME_DIMS, block_inputs, cached_session
 
 
 def _dask_array():
@@ -54,15 +58,51 @@ def grid_of_xarray(data: Any, chunk: int) -> Grid:
     return Grid(crs, data.rio.transform(recalc=True), data.rio.width, data.rio.height, (chunk, chunk))
 
 
+def _step_months(data: Any, card: ModelCard) -> list[int]:
+    """The calendar month of each step for a card taking the month: from the dataset's time
+    coordinate when it holds dates (which must be the card's consecutive months), else from a
+    calendar card's ``first_month``."""
+    tdim = next((d for d in _TIME_DIMS if d in data.coords), None)
+    start = None
+    if tdim is not None and np.issubdtype(data[tdim].dtype, np.datetime64):
+        counts = [parse_month(str(v), f"time step {k + 1}") for k, v in enumerate(data[tdim].values)]
+        start = anchor(card, counts)
+        if counts != [start + t for t in range(card.time.steps)]:
+            raise InputError(f"the dataset's dates ({', '.join(month_label(c) for c in counts)}) are not "
+                             f"{card.time.steps} consecutive months from {month_label(start)}, as model "
+                             f"{card.name} takes them; select those months")
+    months = TimeAxis.build(card, start, [True] * card.time.steps).months
+    if None in months:
+        raise InputError(f"model {card.name} takes the calendar month of each time step: give the dataset "
+                         f"a time coordinate ('{tdim or 't'}') of dates")
+    return [int(m) for m in months if m is not None]
+
+
+def _context(data: Any, card: ModelCard, grid: Grid) -> tuple[list[int] | None, Grid | None]:
+    """What a card's context inputs need that the chunks do not carry: the month of each step and,
+    for latitude/longitude, the grid each chunk is placed on."""
+    months = _step_months(data, card) if card.context_of(ContextKind.MONTH) else None
+    return months, grid if card.context_of(ContextKind.LATLON) else None
+
+
 def _predict_chunk(block: np.ndarray, *, model: str, device: str, threads: int | None,
-                   encodings: dict[str, list[Encoding]], splits: list[int],
-                   probabilities: bool) -> np.ndarray:
-    """One chunk (time, all bands, y, x) in a worker -> stacked outputs (layers, 1, y, x)."""
+                   encodings: dict[str, list[Encoding]], splits: list[int], probabilities: bool,
+                   months: list[int] | None, grid: Grid | None, starts: tuple[list[int], list[int]],
+                   halo: int, block_info: dict | None = None) -> np.ndarray:
+    """One chunk (time, all bands, y, x) in a worker -> stacked outputs (layers, 1, y, x).
+    ``starts``: the first row and column of each chunk before the overlap, to place the chunk
+    (grown by ``halo`` on inner sides) on ``grid`` for latitude/longitude inputs."""
     session = cached_session(model, device, threads)
     parts = np.split(block, splits, axis=1)
     arrays = {spec.modality: part for spec, part in zip(session.card.inputs, parts, strict=True)}
+    lat = lon = None
+    if grid is not None and block_info:
+        i, j = block_info[0]["chunk-location"][2:]
+        win = Window(starts[0][i] - (halo if i else 0), starts[1][j] - (halo if j else 0), *block.shape[2:])
+        lat, lon = pixel_latlon(grid, win)
     out = predict_block(arrays, session.card, session, encodings=encodings, probabilities=probabilities,
-                        check_units=False)  # checked once, on the client
+                        check_units=False,  # checked once, on the client
+                        context=BlockContext(months, lat, lon))
     return out.stacked()[:, None]
 
 
@@ -92,11 +132,13 @@ def predict(data: Any, model: str | Path, output: str | Path, *,
     layers = 1 if card.task != "classification" else 2 + probabilities * len(card.output.classes)
     grown = da.overlap.overlap(stacked, depth=depth, boundary="none").chunks
     splits = list(np.cumsum([len(s.bands) for s in card.inputs])[:-1])
+    months, latlon_grid = _context(data, card, grid)
+    starts = tuple([int(v) for v in np.cumsum((0, *c))[:-1]] for c in stacked.chunks[2:])
     result = da.map_overlap(
         _predict_chunk, stacked, depth=depth, boundary="none", trim=True, dtype=np.float32,
         chunks=((layers,), (1,), *grown[2:]), meta=np.empty((0, 0, 0, 0), np.float32),
         model=model, device=device, threads=threads, encodings=encs, splits=splits,
-        probabilities=probabilities)
+        probabilities=probabilities, months=months, grid=latlon_grid, starts=starts, halo=card.halo)
     rows = np.concatenate([[0], np.cumsum(result.chunks[2])])
     cols = np.concatenate([[0], np.cumsum(result.chunks[3])])
     if log:
