@@ -15,6 +15,7 @@ from training.benchmark_months import (
     bundled_outputs,
     check_rows,
     load_months_spec,
+    mapped_samples,
     months_benchmark,
     resplitter,
     step_subsets,
@@ -33,7 +34,7 @@ from .tolerances import REGRESSION_METRIC_RTOL, STATS_RTOL
 RESPLIT = resplitter(0, 0.2, "grouped")
 CROP = "crop_type_europe"  # the Belgian cube's region, with its bundled models
 #: S1: every test sample of the region has some (115 of 307 have no S2 value at all, where the S2
-#: model rightly gives nodata and the benchmark refuses to score).
+#: model rightly gives nodata: the benchmark scores the samples the plugin maps, see below).
 BUNDLED_S1 = ROOT / "eo_missing_qgis" / "models" / f"{CROP}_s1.onnx"
 
 
@@ -176,3 +177,18 @@ def test_cli_months_on_lfmc_relative_steps(data_dir, tmp_path):
     assert rmse[("bundled", 1)] != pytest.approx(rmse[("bundled", ALL)], rel=REGRESSION_METRIC_RTOL)
     assert rmse[("bundled", 1)] < 0.8 * rmse[("rf", 1)]
     assert "python -m training months --dataset lfmc" in (out / "results.md").read_text()
+
+
+def test_samples_without_the_sensor_are_nodata_and_never_scored(prep):
+    """S2 on the European test split: a sample without one step where every S2 band has a value
+    is nodata on a map (the bundled model gives NaN there) and is left out of every row's score;
+    every other sample gets a value at every k, since thinning keeps a step with data first."""
+    from eo_missing_qgis.core.session import open_session
+
+    test = prep.splits["test"]
+    mapped = mapped_samples(prep.data, test, ["S2"])
+    assert 0 < (~mapped).sum() < len(test)  # the patch without 10 m bands, cloudy samples
+    session = open_session(ROOT / "eo_missing_qgis" / "models" / f"{CROP}_s2.onnx", threads=1)
+    for k in (1, ALL):
+        out = bundled_outputs(session, thinned_split(prep, RESPLIT, ["S2"], k, 0).data, test)
+        assert np.isnan(out[~mapped]).all() and np.isfinite(out[mapped]).all(), k

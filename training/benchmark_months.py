@@ -30,6 +30,7 @@ import numpy as np
 
 from eo_missing_qgis.core.block import BlockContext, predict_block, values_per_pixel
 from eo_missing_qgis.core.card import read_card
+from eo_missing_qgis.core.context import step_available
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 from eo_missing_qgis.core.model_index import MODELS_DIR
 from eo_missing_qgis.core.session import ModelSession, open_session
@@ -105,7 +106,8 @@ def forest_scorer(model, modalities) -> Scorer:
 
 def bundled_outputs(session: ModelSession, data: EODataset, idx: np.ndarray) -> np.ndarray:
     """Outputs of a bundled model on samples ``idx`` through ``core.block.predict_block``, one
-    (steps, bands, samples, 1) block per distinct month sequence (a block has one date per step)."""
+    (steps, bands, samples, 1) block per distinct month sequence (a block has one date per step);
+    NaN where the plugin writes nodata (no value of the model's sensors in any kept step)."""
     card = session.card
     names = [c.name for c in card.output.classes]
     if card.task == Task.CLASSIFICATION and names != [c.name for c in data.info.classes]:
@@ -124,12 +126,8 @@ def bundled_outputs(session: ModelSession, data: EODataset, idx: np.ndarray) -> 
             None if data.latlon is None else data.latlon[idx[sel], 1:],
         )
         res = predict_block(arrays, card, session, probabilities=True, check_units=False, context=context)
-        if not res.valid.all():
-            raise ValueError(
-                f"model {card.name} gives nodata for {int((~res.valid).sum())} test samples (no value "
-                "in any kept step); the benchmark scores only samples every row can predict"
-            )
-        out[sel] = res.probabilities[:, :, 0].T if res.probabilities is not None else res.prediction
+        values = res.probabilities[:, :, 0].T if res.probabilities is not None else res.prediction
+        out[sel] = np.where(res.valid.reshape(-1, 1), values, np.nan)  # nodata, as the map has it
     return out
 
 
@@ -143,23 +141,38 @@ def score_months(
 ) -> list[dict]:
     """Every scorer on every (k, subset seed) thinning of the test split: one record each."""
     task = prep.data.info.task
+    mapped = mapped_samples(prep.data, prep.splits["test"], modalities)
     records = []
     for k in spec["k"]:
         for s in range(spec["subset_seeds"]):
             thinned = thinned_split(prep, resplit, modalities, k, s)
             for label, scorer in scorers.items():
                 out = scorer(thinned)
+                if np.isnan(out[mapped]).any():
+                    raise ValueError(f"{label} gives no value for a test sample the plugin maps")
+                out = np.where(mapped.reshape(-1, *[1] * (out.ndim - 1)), out, 0.0)
                 records.append(
                     {
                         **meta,
                         "row": label,
                         "k": k,
                         "subset_seed": s,
-                        "test": metrics(task, out, thinned.arrays["test"]["y"]),
+                        "test": metrics(task, out[mapped], thinned.arrays["test"]["y"][mapped]),
                         "test_prediction": _point(out, task),
+                        "mapped": mapped.tolist(),
                     }
                 )
     return records
+
+
+def mapped_samples(data: EODataset, idx: np.ndarray, modalities) -> np.ndarray:
+    """Which samples ``idx`` the plugin maps from ``modalities``: those with one step at least
+    where every band of every modality has a value. The others (e.g. a patch without the 10 m S2
+    bands, or S2 cloudy all year) are nodata on a map, so no row is scored on them; thinning keeps
+    such a step first (:func:`step_subsets`), so every row can predict every scored sample."""
+    return np.logical_and.reduce(
+        [step_available(data.physical[m][idx], band_axis=2).any(axis=1) for m in modalities]
+    )
 
 
 def months_of(spec: dict, dataset: str) -> dict:
@@ -257,10 +270,13 @@ def months_differences(records: list[dict], tests: dict, spec: dict) -> list[dic
     every (training seed, subset seed) of a row counts as one of its seeds."""
     roles = {label: row["role"] for label, row in spec["rows"].items()}
     preds: dict = {}
+    mapped: dict = {}
     for r in records:
         preds.setdefault((r["dataset"], r["modality"], str(r["k"]), r["row"]), []).append(
             r["test_prediction"]
         )
+        if "mapped" in r:  # the test samples the plugin maps, the same for every row of a cell
+            mapped[r["dataset"], r["modality"]] = np.asarray(r["mapped"], bool)
     out = []
     for dataset, modality, k in sorted({key[:3] for key in preds}):
         test = tests[dataset]
@@ -269,11 +285,12 @@ def months_differences(records: list[dict], tests: dict, spec: dict) -> list[dic
         for first, second in spec["differences"]:
             for a in (row for row in rows if roles.get(row) == first):
                 for b in (row for row in rows if roles.get(row) == second):
+                    scored = mapped.get((dataset, modality), slice(None))
                     d = paired_difference(
-                        np.asarray(test["truth"]),
-                        np.asarray(test["clusters"]),
-                        np.array(preds[(dataset, modality, k, a)]),
-                        np.array(preds[(dataset, modality, k, b)]),
+                        np.asarray(test["truth"])[scored],
+                        np.asarray(test["clusters"])[scored],
+                        np.array(preds[(dataset, modality, k, a)])[:, scored],
+                        np.array(preds[(dataset, modality, k, b)])[:, scored],
                         metric,
                     )
                     out.append(
