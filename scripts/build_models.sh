@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Retrains the six bundled models from the real data and exports them with their model cards into
+# Retrains the bundled models from the real data and exports them with their model cards into
 # eo_missing_qgis/models/ (plus index.json and a STAC Item per model), deterministically (fixed
 # seed, fixed thread count).
 # Usage: bash scripts/build_models.sh [DATA_DIR]   (default: ../shared/data next to the repo)

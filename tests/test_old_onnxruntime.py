@@ -16,7 +16,7 @@ from eo_missing_qgis.core.runtime_version import OLDEST_SUPPORTED
 from tests.conftest import ROOT
 from tests.tolerances import RUNTIME_RTOL
 from training.datasets import load_dataset
-from training.export import onnx_predict
+from training.export import onnx_feeds, onnx_predict
 from training.run import split_data
 
 OLDEST = "1.15.1"  # the last patch release of OLDEST_SUPPORTED
@@ -55,7 +55,7 @@ def test_bundled_models_match_on_the_oldest_supported_onnxruntime(tmp_path, data
             prepared[key] = split_data(load_dataset(key[0], data_dir), key[1])
         arrays = {m: a[:SAMPLES] for m, a in prepared[key].arrays["test"].items()}
         stem = str(tmp_path / path.stem)
-        np.savez(stem + ".in.npz", **{s.tensor: arrays[s.modality].astype(np.float32) for s in card.inputs})
+        np.savez(stem + ".in.npz", **onnx_feeds(card, arrays))  # sensor and context tensors
         expected[stem] = onnx_predict(path, card, arrays)
         stems.append(stem)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

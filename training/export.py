@@ -441,11 +441,15 @@ def to_onnx(predictor: Predictor, card: ModelCard, path: Path) -> Path:
     return path
 
 
+def onnx_feeds(card: ModelCard, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The graph's inputs from network arrays: each sensor tensor, then the context tensors."""
+    feeds = {s.tensor: arrays[s.modality].astype(np.float32) for s in card.inputs}
+    return feeds | {c.tensor: arrays[c.tensor].astype(np.float32) for c in card.context}
+
+
 def onnx_predict(path: Path, card: ModelCard, arrays: dict[str, np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {s.tensor: arrays[s.modality].astype(np.float32) for s in card.inputs}
-    feeds |= {c.tensor: arrays[c.tensor].astype(np.float32) for c in card.context}
-    return session.run([card.output.tensor], feeds)[0]
+    return session.run([card.output.tensor], onnx_feeds(card, arrays))[0]
 
 
 def parity(path: Path, predictor: Predictor, card: ModelCard, prep: SplitData) -> float:
