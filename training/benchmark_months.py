@@ -38,7 +38,7 @@ from eo_missing_qgis.core.session import ModelSession, open_session
 from .benchmark import INFERENCE, SPEC, _log, _point, _Seed, quiet_worker, run_tasks, select_rows, test_sets
 from .config import CONFIG_DIR, dataset_method_config, read_yaml
 from .datasets import EODataset, load_dataset
-from .methods import GUIDED
+from .methods import GUIDED, METHODS
 from .methods.rf import evaluate_rf
 from .run import SplitData, load_run, metrics, predict, split_data
 from .stats import headline, paired_difference, spread
@@ -188,10 +188,11 @@ def bundled_path(row: dict, dataset: str, modality: str) -> Path:
 def teacher_for(run: _Seed, teachers: dict[tuple, dict], sets: list[str], seed: int) -> dict:
     """The teacher weights for a row with overrides ``sets``, trained once per distinct ``sets``:
     a student's teacher has the student's network and context inputs (``net.*``, ``context``), and
-    the teacher ignores ``time_dropout``, so it always sees the full series."""
-    key = tuple(sets)
+    the teacher ignores ``time_dropout``, so it always sees the full series. The student method's
+    own options (``method_args.*``) are not the teacher's."""
+    key = tuple(s for s in sets if not s.startswith("method_args."))
     if key not in teachers:
-        run.fit_predictor("teacher", list(sets), list(MODALITIES), seed)
+        run.fit_predictor("teacher", list(key), list(MODALITIES), seed)
         teachers[key] = run.teacher_state
     return teachers[key]
 
@@ -219,8 +220,10 @@ def run_months_seed(
                 elif seed == 0:
                     log(f"[{dataset}] {label} {modality}: no bundled model {path.name}, row left out")
             else:
-                if row["method"] in GUIDED:
-                    run.teacher_state = teacher_for(run, teachers, row.get("set", []), seed)
+                sets = row.get("set", [])
+                cfg = dataset_method_config(dataset, row["method"], [*overrides, *sets])
+                if row["method"] in GUIDED and METHODS[row["method"]].wants_teacher(**cfg.method_args):
+                    run.teacher_state = teacher_for(run, teachers, sets, seed)
                 predictor = run.tuned(label, row["method"], row.get("set", []), modality, spec["grid"])[2]
                 scorers[label] = network_scorer(predictor)
         meta = {"dataset": dataset, "modality": modality, "seed": seed}
