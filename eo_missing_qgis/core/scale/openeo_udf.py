@@ -2,15 +2,21 @@
 
 This file is sent whole as the UDF of ``apply_neighborhood`` (see :mod:`.openeo_graph`), so it
 uses absolute imports and no ``from __future__ import annotations`` (openEO finds
-``apply_datacube`` by its annotations). The backend must be able to import ``eo_missing_qgis``
-and ``onnxruntime``: a job option ``udf-dependency-archives`` ``["<zip URL>#eo_missing_deps"]``
-unpacks a zip of them into :data:`DEPENDENCY_DIR`, which this file puts on ``sys.path``.
+``apply_datacube`` by its annotations). The backend must be able to import ``eo_missing_qgis``,
+``onnxruntime`` and, for latitude/longitude inputs, rasterio (or GDAL's ``osgeo``): a job option
+``udf-dependency-archives`` ``["<zip URL>#eo_missing_deps"]`` unpacks a zip of them into
+:data:`DEPENDENCY_DIR`, which this file puts on ``sys.path``.
 
 Context: ``model`` (a path readable by the backend, or an https URL, downloaded once per worker),
-optional ``encodings`` ({modality: encoding preset name}, e.g. ``{"S1": "linear power"}``) and
-``probabilities`` (also return one band per class). The cube is (t, bands, y, x) with one label
-per month, oldest first; the result keeps a ``t`` of one label (openEO's apply_neighborhood may
-not drop a dimension) and has the bands named by :func:`eo_missing_qgis.core.block.output_names`.
+optional ``encodings`` ({modality: encoding preset name}, e.g. ``{"S1": "linear power"}``),
+``probabilities`` (also return one band per class) and ``crs`` (the cube's EPSG code, which the
+UDF cannot see; the graph pins the cube to it). The cube is (t, bands, y, x) with one label per
+month, oldest first. Context inputs (card schema 1.2) are computed as the engine computes them:
+availability masks from the NaNs, the month of each step from the ``t`` dates (else a calendar
+card's first month; never guessed), latitude/longitude from the x/y pixel centres in ``crs``
+(:func:`eo_missing_qgis.core.raster_io.pixel_latlon`). The result keeps a ``t`` of one label
+(openEO's apply_neighborhood may not drop a dimension) and has the bands named by
+:func:`eo_missing_qgis.core.block.output_names`.
 Overlap pixels are returned as computed; the backend trims them.
 """
 
@@ -21,6 +27,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import xarray
 from openeo.udf import XarrayDataCube
 
@@ -29,9 +36,13 @@ DEPENDENCY_DIR = "eo_missing_deps"
 if Path(DEPENDENCY_DIR).is_dir() and DEPENDENCY_DIR not in sys.path:
     sys.path.insert(0, DEPENDENCY_DIR)
 
-from eo_missing_qgis.core.block import output_names, predict_block  # noqa: E402
+from eo_missing_qgis.core.block import BlockContext, output_names, predict_block  # noqa: E402
+from eo_missing_qgis.core.card import ModelCard  # noqa: E402
+from eo_missing_qgis.core.definitions import ContextKind  # noqa: E402
 from eo_missing_qgis.core.errors import InputError  # noqa: E402
-from eo_missing_qgis.core.scale.common import block_inputs, cached_session  # noqa: E402
+from eo_missing_qgis.core.raster_io import Grid, pixel_latlon, rasterio_module  # noqa: E402
+from eo_missing_qgis.core.scale.common import block_inputs, cached_session, step_months  # noqa: E402
+from eo_missing_qgis.core.tiling import Window  # noqa: E402
 
 
 def model_file(model: str) -> str:
@@ -51,6 +62,43 @@ def model_file(model: str) -> str:
     return str(target)
 
 
+def _spacing(coords: np.ndarray, axis: str) -> float:
+    """The pixel size along ``axis`` from its pixel-centre coordinates, which must be evenly spaced."""
+    steps = np.diff(coords.astype(np.float64))
+    if steps.size == 0:
+        raise InputError(f"the cube is 1 pixel along {axis}: its pixel size, needed for latitude/longitude, "
+                         "is unknown")
+    if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+        raise InputError(f"the cube's {axis} coordinates are not evenly spaced pixel centres")
+    return float(steps[0])
+
+
+def cube_latlon(cube: xarray.DataArray, epsg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (degrees, WGS 84) of every pixel centre of ``cube``, each (y, x), from
+    its x/y coordinates (pixel centres, as openEO labels them) in ``EPSG:<epsg>``."""
+    x, y = cube["x"].values, cube["y"].values
+    dx, dy = _spacing(x, "x"), _spacing(y, "y")
+    rio = rasterio_module()
+    try:
+        crs = rio.CRS.from_user_input(f"EPSG:{int(epsg)}")
+    except Exception as exc:  # an unknown code: rasterio's CRSError or GDAL's error
+        raise InputError(f"the UDF context's crs {epsg!r} is not a known EPSG code ({exc})") from None
+    transform = rio.Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2)
+    grid = Grid(crs, transform, len(x), len(y), (len(y), len(x)))
+    return pixel_latlon(grid, Window(0, 0, len(y), len(x)))
+
+
+def cube_context(cube: xarray.DataArray, card: ModelCard, context: dict) -> BlockContext:
+    """What the card's month and latitude/longitude inputs need, from the cube and the UDF context."""
+    months = step_months(cube, card, "cube") if card.context_of(ContextKind.MONTH) else None
+    if not card.context_of(ContextKind.LATLON):
+        return BlockContext(months)
+    if context.get("crs") is None:
+        raise InputError(f"model {card.name} takes each pixel's latitude/longitude: the UDF context needs "
+                         "'crs', the cube's EPSG code (the graph from openeo-graph sets it)")
+    return BlockContext(months, *cube_latlon(cube, context["crs"]))
+
+
 def predict_cube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
     """The model's maps over ``cube`` (t, bands, y, x) as (t: 1, bands, y, x) float32."""
     if "model" not in context:
@@ -60,7 +108,8 @@ def predict_cube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
     card = session.card
     probabilities = bool(context.get("probabilities", False))
     arrays, encodings = block_inputs(cube, card, context.get("encodings"))
-    out = predict_block(arrays, card, session, encodings=encodings, probabilities=probabilities)
+    out = predict_block(arrays, card, session, encodings=encodings, probabilities=probabilities,
+                        context=cube_context(cube, card, context))
     for msg in out.warnings:  # in the job's log
         logging.getLogger(__name__).warning(msg)
     tdim = "t" if "t" in cube.dims else "time"
