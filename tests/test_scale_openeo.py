@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from eo_missing_qgis.core import cli
+from eo_missing_qgis.core import cli, raster_io
 from eo_missing_qgis.core.block import output_names
 from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.engine import RunOptions, run_model
@@ -105,6 +105,17 @@ def test_udf_month_and_location_come_from_the_cube_and_its_context(cube):
         run_udf(cube, {"model": EUROPE, "encodings": ENCODINGS})
     with pytest.raises(InputError, match="crs 1 is not a known EPSG code"):
         run_udf(cube, {**context, "crs": 1})
+
+
+def test_udf_latitude_longitude_on_gdal_osr(monkeypatch, cube):
+    """A runtime with GDAL's ``osgeo`` and no rasterio: the same maps (osr's PROJ, same centres)."""
+    context = {"model": EUROPE, "encodings": ENCODINGS, "probabilities": True, "crs": CUBE_EPSG}
+    with_rasterio = run_udf(cube, context).values[0]
+    monkeypatch.setattr(raster_io, "_rasterio", raster_io._gdal_backend())
+    with_gdal = run_udf(cube, context).values[0]
+    assert raster_io.rasterio_module().__name__.endswith("gdal_backend")
+    np.testing.assert_allclose(with_gdal[1:], with_rasterio[1:], atol=2e-5)
+    assert_same_classes(with_gdal[0], with_rasterio[0], with_rasterio[2:])
 
 
 def test_udf_says_which_bands_are_missing(cube):
