@@ -33,8 +33,10 @@ BUNDLED = "eo_missing_qgis/models/crop_type_europe_s1_s2.onnx"
 #: calendar card, November first) and LFMC (3 months, relative: the months come from the dates).
 EUROPE = "eo_missing_qgis/models/crop_type_europe_s2.onnx"
 LFMC = "eo_missing_qgis/models/lfmc_s2.onnx"
-#: The cube's CRS (UTM 31N), which an openEO UDF learns from its context only.
+#: The cube's CRS (UTM 31N), which an openEO UDF learns from its context only, and a bbox around
+#: it in degrees (west, south, east, north), as the graph passes them.
 CUBE_EPSG = 32631
+CUBE_BBOX = [5.3, 50.6, 5.4, 50.7]
 ENCODINGS = {"S1": "WorldCereal DN (20 log10 DN - 83, nodata 65535)", "S2": "reflectance x 10000 (L2A DN)"}
 
 
@@ -69,7 +71,8 @@ def test_udf_equals_the_engine(tmp_path, data_dir, cube, model, steps):
     card = read_card(model)
     local = run_model(model, [RasterInput(cube_path(data_dir))], tmp_path / "local.tif",
                       options=RunOptions(write_probabilities=True))
-    context = {"model": model, "encodings": ENCODINGS, "probabilities": True, "crs": CUBE_EPSG}
+    context = {"model": model, "encodings": ENCODINGS, "probabilities": True, "crs": CUBE_EPSG,
+               "bbox": CUBE_BBOX}
     out = run_udf(cube.isel(t=steps), context)
     assert out.dims == ("t", "bands", "y", "x") and out.sizes["t"] == 1
     assert list(out["bands"].values) == output_names(card, probabilities=True)
@@ -85,7 +88,7 @@ def test_udf_equals_the_engine(tmp_path, data_dir, cube, model, steps):
     assert_same_classes(got[0].astype(np.uint8), read(local.outputs["prediction"])[0], expected)
     assert int((got[0] > 0).sum()) == local.pixels_predicted > 0
     if card.context:  # the context's CRS is used: the same x/y read in UTM 32N are 6 degrees east
-        shifted = run_udf(cube.isel(t=steps), {**context, "crs": CUBE_EPSG + 1}).values[0]
+        shifted = run_udf(cube.isel(t=steps), {**context, "crs": CUBE_EPSG + 1, "bbox": None}).values[0]
         assert np.nanmax(np.abs(shifted[2:] - got[2:])) > 1e-3
 
 
@@ -105,6 +108,13 @@ def test_udf_month_and_location_come_from_the_cube_and_its_context(cube):
         run_udf(cube, {"model": EUROPE, "encodings": ENCODINGS})
     with pytest.raises(InputError, match="crs 1 is not a known EPSG code"):
         run_udf(cube, {**context, "crs": 1})
+    in_bbox = {**context, "bbox": CUBE_BBOX}
+    with pytest.raises(InputError, match=r"centre is at latitude 50.\d+, longitude 11.\d+ when its x/y are "
+                                         r"read in EPSG:32632, outside the job.s bbox \(5.3, 50.6, 5.4,"):
+        run_udf(cube, {**in_bbox, "crs": 32632})
+    indices = cube.assign_coords(x=np.arange(100), y=np.arange(100))  # no georeferenced x/y
+    with pytest.raises(InputError, match="its x/y are not in that CRS, so latitude/longitude inputs would"):
+        run_udf(indices, in_bbox)
 
 
 def test_udf_latitude_longitude_on_gdal_osr(monkeypatch, cube):
@@ -188,10 +198,15 @@ def test_graph_for_a_bundled_model_tells_the_udf_the_cube_crs(tmp_path, capsys):
         (resample,) = by_process["resample_spatial"]
         (udf,) = by_process["apply_neighborhood"][0]["process"]["process_graph"].values()
         assert resample["projection"] == udf["arguments"]["context"]["crs"] == epsg
+        assert udf["arguments"]["context"]["bbox"] == pytest.approx([4.6, 50.6, 4.7, 50.7])
     assert by_process["rename_labels"][0]["target"] == output_names(read_card(EUROPE))
     utm = ["--bbox", "664000", "5611120", "665000", "5612120", "--crs", "EPSG:32631"]
     assert cli.main([*args, *utm]) == 0
-    assert processes(out)["resample_spatial"][0]["projection"] == CUBE_EPSG
+    by_process = processes(out)
+    assert by_process["resample_spatial"][0]["projection"] == CUBE_EPSG
+    (udf,) = by_process["apply_neighborhood"][0]["process"]["process_graph"].values()
+    west, south, east, north = udf["arguments"]["context"]["bbox"]  # the cube's place, in degrees
+    assert 5.3 < west < east < 5.34 and 50.62 < south < north < 50.64
     chile = build_graph(read_card(LFMC), "m.onnx", (-70.2, -30.1, -70.1, -30.0), "2021-08")
     assert [n["arguments"]["projection"] for n in chile["process_graph"].values()
             if n["process_id"] == "resample_spatial"] == [32719]

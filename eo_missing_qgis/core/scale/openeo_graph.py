@@ -39,14 +39,22 @@ def _months(start: str, steps: int) -> list[str]:
     return [first.isoformat(), date(year + end_month // 12, end_month % 12 + 1, 1).isoformat()]
 
 
-def utm_epsg(bbox: tuple[float, float, float, float], crs: str) -> int:
-    """EPSG code of the WGS 84 UTM zone of the centre of ``bbox`` (in ``crs``)."""
-    x, y = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+def lonlat_bounds(bbox: tuple[float, float, float, float], crs: str) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees, WGS 84, of ``bbox`` (in ``crs``): its corners and
+    edge midpoints."""
+    w, s, e, n = bbox
+    xs, ys = [w, e, w, e, (w + e) / 2, (w + e) / 2, w, e], [s, s, n, n, s, n, (s + n) / 2, (s + n) / 2]
     rio = rasterio_module()
     try:
-        (lon,), (lat,) = rio.warp.transform(rio.CRS.from_user_input(crs), "EPSG:4326", [x], [y])
+        lon, lat = rio.warp.transform(rio.CRS.from_user_input(crs), "EPSG:4326", xs, ys)
     except Exception as exc:  # a CRS PROJ does not know
         raise InputError(f"the bbox CRS {crs!r} cannot be converted to latitude/longitude ({exc})") from None
+    return min(lon), min(lat), max(lon), max(lat)
+
+
+def utm_epsg(lonlat: tuple[float, float, float, float]) -> int:
+    """EPSG code of the WGS 84 UTM zone of the centre of ``lonlat`` (west, south, east, north)."""
+    lon, lat = (lonlat[0] + lonlat[2]) / 2, (lonlat[1] + lonlat[3]) / 2
     zone = min(int((lon + 180) // 6) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
 
@@ -64,7 +72,8 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
                 encodings: dict[str, str] | None = None, probabilities: bool = False) -> dict[str, Any]:
     """The process graph (``{"process_graph": ...}``) predicting ``card``'s model over ``bbox``
     (west, south, east, north in ``crs``) for the months from ``start``, computed on a cube in
-    ``EPSG:<cube_epsg>`` (default: :func:`utm_epsg` of the bbox)."""
+    ``EPSG:<cube_epsg>`` (default: :func:`utm_epsg` of the bbox). The UDF context carries that
+    code and the bbox in degrees, against which the UDF checks where its pixels lie."""
     try:
         from openeo import UDF
         from openeo.rest.datacube import THIS, DataCube
@@ -90,11 +99,12 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     cube = cubes[0]
     for other in cubes[1:]:
         cube = cube.merge_cubes(other.resample_cube_spatial(cubes[0], method="near"))
-    epsg = cube_epsg if cube_epsg is not None else utm_epsg(bbox, crs)
+    lonlat = lonlat_bounds(bbox, crs)
+    epsg = cube_epsg if cube_epsg is not None else utm_epsg(lonlat)
     # The CRS the UDF is told; a plain process: the client method forgets the cube's dimensions.
     cube = cube.process("resample_spatial", {"data": THIS, "resolution": 0, "projection": epsg,
                                              "method": "near", "align": "upper-left"})
-    context = {"model": model_url, "probabilities": probabilities, "crs": epsg,
+    context = {"model": model_url, "probabilities": probabilities, "crs": epsg, "bbox": list(lonlat),
                "encodings": {m: (encodings or {}).get(m, DEFAULT_ENCODINGS[m]) for m in card.modalities}}
     udf = UDF(UDF_FILE.read_text(encoding="utf-8"), runtime="Python", context=context)
     size = [{"dimension": d, "value": card.tile_size, "unit": "px"} for d in ("x", "y")]

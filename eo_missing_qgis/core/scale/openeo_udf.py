@@ -9,15 +9,16 @@ uses absolute imports and no ``from __future__ import annotations`` (openEO find
 
 Context: ``model`` (a path readable by the backend, or an https URL, downloaded once per worker),
 optional ``encodings`` ({modality: encoding preset name}, e.g. ``{"S1": "linear power"}``),
-``probabilities`` (also return one band per class) and ``crs`` (the cube's EPSG code, which the
-UDF cannot see; the graph pins the cube to it). The cube is (t, bands, y, x) with one label per
-month, oldest first. Context inputs (card schema 1.2) are computed as the engine computes them:
-availability masks from the NaNs, the month of each step from the ``t`` dates (else a calendar
-card's first month; never guessed), latitude/longitude from the x/y pixel centres in ``crs``
-(:func:`eo_missing_qgis.core.raster_io.pixel_latlon`). The result keeps a ``t`` of one label
-(openEO's apply_neighborhood may not drop a dimension) and has the bands named by
-:func:`eo_missing_qgis.core.block.output_names`.
-Overlap pixels are returned as computed; the backend trims them.
+``probabilities`` (also return one band per class), ``crs`` (the cube's EPSG code, which the
+UDF cannot see; the graph pins the cube to it) and ``bbox`` (the job's west, south, east, north in
+degrees: a cube whose x/y do not place it there is refused, not given wrong latitudes). The cube
+is (t, bands, y, x) with one label per month, oldest first. Context inputs (card schema 1.2) are
+computed as the engine computes them: availability masks from the NaNs, the month of each step
+from the ``t`` dates (else a calendar card's first month; never guessed), latitude/longitude from
+the x/y pixel centres in ``crs`` (:func:`eo_missing_qgis.core.raster_io.pixel_latlon`). The result
+keeps a ``t`` of one label (openEO's apply_neighborhood may not drop a dimension) and has the bands
+named by :func:`eo_missing_qgis.core.block.output_names`. Overlap pixels are returned as computed;
+the backend trims them.
 """
 
 import hashlib
@@ -62,6 +63,12 @@ def model_file(model: str) -> str:
     return str(target)
 
 
+#: How far (degrees) a neighbourhood's centre may lie outside the job's bbox: its overlap and
+#: padding (a 256 px tile of 10 m spans 0.03 degree) fit many times, while x/y in another CRS, or
+#: pixel indices instead of coordinates, land hundreds of kilometres away.
+BBOX_MARGIN_DEG = 0.5
+
+
 def _spacing(coords: np.ndarray, axis: str) -> float:
     """The pixel size along ``axis`` from its pixel-centre coordinates, which must be evenly spaced."""
     steps = np.diff(coords.astype(np.float64))
@@ -88,6 +95,18 @@ def cube_latlon(cube: xarray.DataArray, epsg: int) -> tuple[np.ndarray, np.ndarr
     return pixel_latlon(grid, Window(0, 0, len(y), len(x)))
 
 
+def _check_place(lat: np.ndarray, lon: np.ndarray, bbox: list, epsg: int) -> None:
+    """Refuse a cube whose centre, read in ``EPSG:<epsg>``, lies outside the job's ``bbox``."""
+    west, south, east, north = (float(v) for v in bbox)
+    mid = (lat.shape[0] // 2, lat.shape[1] // 2)
+    mid_lat, mid_lon, m = float(lat[mid]), float(lon[mid]), BBOX_MARGIN_DEG
+    if not (south - m <= mid_lat <= north + m and west - m <= mid_lon <= east + m):
+        raise InputError(f"the cube's centre is at latitude {mid_lat:.4f}, longitude {mid_lon:.4f} when its "
+                         f"x/y are read in EPSG:{epsg}, outside the job's bbox ({west:g}, {south:g}, "
+                         f"{east:g}, {north:g}): its x/y are not in that CRS, so latitude/longitude inputs "
+                         "would be wrong")
+
+
 def cube_context(cube: xarray.DataArray, card: ModelCard, context: dict) -> BlockContext:
     """What the card's month and latitude/longitude inputs need, from the cube and the UDF context."""
     months = step_months(cube, card, "cube") if card.context_of(ContextKind.MONTH) else None
@@ -96,7 +115,10 @@ def cube_context(cube: xarray.DataArray, card: ModelCard, context: dict) -> Bloc
     if context.get("crs") is None:
         raise InputError(f"model {card.name} takes each pixel's latitude/longitude: the UDF context needs "
                          "'crs', the cube's EPSG code (the graph from openeo-graph sets it)")
-    return BlockContext(months, *cube_latlon(cube, context["crs"]))
+    lat, lon = cube_latlon(cube, context["crs"])
+    if context.get("bbox") is not None:
+        _check_place(lat, lon, context["bbox"], context["crs"])
+    return BlockContext(months, lat, lon)
 
 
 def predict_cube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
