@@ -2,11 +2,12 @@
 
 load_collection (SENTINEL2_L2A and/or SENTINEL1_GRD as sigma0) -> monthly median composites over
 the card's time steps -> resample_spatial to the cube's CRS -> apply_neighborhood with
-:mod:`.openeo_udf` (size = the card's tile size, overlap = its halo; context: the model, encodings
-and that CRS's EPSG code, from which the UDF computes each pixel's latitude/longitude) -> band
-names -> one time label dropped -> GeoTIFF. The cube's CRS is pinned rather than assumed: by
-default the UTM zone of the bbox centre, the grid Sentinel collections are loaded on. The graph is written as
-JSON for a user with an openEO account to submit (see the README); nothing here talks to a backend.
+:mod:`.openeo_udf` (size = the card's tile size, overlap = its halo; context: the model, encodings,
+that CRS's EPSG code and the bbox in degrees, from which the UDF computes and checks each pixel's
+latitude/longitude) -> band names -> one time label dropped -> GeoTIFF. The cube's CRS is pinned
+rather than assumed: by default the UTM zone of the bbox centre, the grid Sentinel collections are
+loaded on. The graph is written as JSON for a user with an openEO account to submit (see the
+README); nothing here talks to a backend.
 """
 
 from __future__ import annotations
