@@ -186,9 +186,10 @@ def test_graph_refuses_modalities_openeo_cannot_load(tmp_path):
         build_graph(card, "m.onnx", (0, 0, 1, 1), "2021-01")
 
 
-def test_graph_for_a_bundled_model_tells_the_udf_the_cube_crs(tmp_path, capsys):
+def test_graph_for_a_bundled_model_tells_the_udf_the_cube_crs(tmp_path, capsys, cube):
     """The cube is pinned (resample_spatial) to the CRS the UDF context names: by default the UTM
-    zone of the bbox centre (31N at the cube's place, 19S in Chile), else the one given."""
+    zone of the bbox centre (31N at the cube's place, 19S in Chile), else the one given; the UDF
+    run with the graph's context over the cube gives the maps it gives with the cube's own."""
     out = tmp_path / "graph.json"
     args = ["openeo-graph", "--model", EUROPE, "--bbox", "4.6", "50.6", "4.7", "50.7", "--start", "2020-11",
             "--out", str(out)]
@@ -207,6 +208,9 @@ def test_graph_for_a_bundled_model_tells_the_udf_the_cube_crs(tmp_path, capsys):
     (udf,) = by_process["apply_neighborhood"][0]["process"]["process_graph"].values()
     west, south, east, north = udf["arguments"]["context"]["bbox"]  # the cube's place, in degrees
     assert 5.3 < west < east < 5.34 and 50.62 < south < north < 50.64
+    graph_context = {**udf["arguments"]["context"], "model": EUROPE, "encodings": ENCODINGS}
+    np.testing.assert_array_equal(run_udf(cube, graph_context).values, run_udf(cube, {
+        "model": EUROPE, "encodings": ENCODINGS, "crs": CUBE_EPSG}).values)
     chile = build_graph(read_card(LFMC), "m.onnx", (-70.2, -30.1, -70.1, -30.0), "2021-08")
     assert [n["arguments"]["projection"] for n in chile["process_graph"].values()
             if n["process_id"] == "resample_spatial"] == [32719]
