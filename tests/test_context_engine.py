@@ -16,7 +16,6 @@ from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.raster_inputs import match_inputs
 from eo_missing_qgis.core.raster_io import pixel_latlon, read_header
 from eo_missing_qgis.core.recognition import RasterInput
-from eo_missing_qgis.core.scale.openeo_graph import build_graph
 from eo_missing_qgis.core.session import open_session
 from eo_missing_qgis.core.tiling import Window
 from tests.engine_data import CUBE_TRANSFORM, S2_VARS, cube_path, s2_stack, variable, write_tif
@@ -238,12 +237,14 @@ def test_cli_takes_a_layers_date(tmp_path, data_dir, capsys):
 
 def test_routes_without_dates_or_grid_refuse_computed_context(tmp_path, data_dir):
     card = card_from_dict(regression_card())
-    with pytest.raises(InputError, match="takes month and latlon inputs, which the openEO UDF does not"):
-        build_graph(card, "m.onnx", (0, 0, 1, 1), "2020-11")
+    physical = np.where(s2_stack(data_dir) == 65535, np.nan, s2_stack(data_dir) * np.float32(1e-4))
+    with pytest.raises(InputError, match="takes the month of each time step; this route was not given"):
+        prepare_block({"S2": physical}, card)
+    with pytest.raises(InputError, match="takes each pixel's latitude/longitude; this route was not given"):
+        prepare_block({"S2": physical}, card, context=BlockContext(months=list(range(1, 13))))
     only_mask = dict(regression_card(), context=regression_card()["context"][:1])
     bits = [2.0 ** t for t in range(12)]
     session = open_session(probe_onnx(tmp_path / "m.onnx", only_mask, "s2_mask", bits))
-    physical = np.where(s2_stack(data_dir) == 65535, np.nan, s2_stack(data_dir) * np.float32(1e-4))
     out = predict_block({"S2": physical}, session.card, session)  # a mask needs neither: Dask/openEO run it
     expected = np.tensordot(bits, available(data_dir), axes=1)
     np.testing.assert_allclose(out.prediction[out.valid], expected[out.valid], rtol=FLOAT32_INPUT_RTOL)

@@ -103,6 +103,12 @@ class CRS:
         self.srs.ImportFromWkt(wkt)
         self.srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
 
+    @classmethod
+    def from_user_input(cls, text: str) -> CRS:
+        srs = osr.SpatialReference()
+        srs.SetFromUserInput(text)
+        return cls(srs.ExportToWkt())
+
     def to_string(self) -> str:
         name, code = self.srs.GetAuthorityName(None), self.srs.GetAuthorityCode(None)
         return f"{name}:{code}" if name and code else self.wkt
@@ -122,16 +128,10 @@ def transform_bounds(src: CRS, dst: CRS, left: float, bottom: float, right: floa
 
 def transform(src_crs: CRS, dst_crs: CRS | str, xs: Any, ys: Any) -> tuple[list[float], list[float]]:
     """rasterio.warp.transform: points from one CRS to another (x, y order, e.g. lon, lat)."""
-    dst = dst_crs if isinstance(dst_crs, CRS) else _crs_from_user_input(dst_crs)
+    dst = dst_crs if isinstance(dst_crs, CRS) else CRS.from_user_input(dst_crs)
     ct = osr.CoordinateTransformation(src_crs.srs, dst.srs)
     points = _call("transforming points", ct.TransformPoints, list(zip(xs, ys, strict=True)))
     return [p[0] for p in points], [p[1] for p in points]
-
-
-def _crs_from_user_input(text: str) -> CRS:
-    srs = osr.SpatialReference()
-    srs.SetFromUserInput(text)
-    return CRS(srs.ExportToWkt())
 
 
 warp = SimpleNamespace(transform_bounds=transform_bounds, transform=transform)

@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..raster_inputs import encoding_for
 from ..recognition import identify, normalise_band
 from ..session import ModelSession, open_session
+from ..time_axis import TimeAxis, anchor, month_label, parse_month
 from ..units import Encoding
 
 _TIME_DIMS = ("t", "time")
@@ -101,3 +102,23 @@ def block_inputs(data: Any, card: ModelCard, encodings: Mapping[str, Encoding | 
         raise InputError(f"the data lack bands model {card.name} needs: {', '.join(missing)} "
                          f"(bands found: {', '.join(f'{m} {b}' for m, b in found) or 'none'})")
     return arrays, encs
+
+
+def step_months(data: Any, card: ModelCard, source: str) -> list[int]:
+    """The calendar month of each step for a card taking the month: from ``data``'s time
+    coordinate when it holds dates (which must be the card's consecutive months), else from a
+    calendar card's ``first_month``; ``source`` names ``data`` in errors ("dataset", "cube")."""
+    tdim = next((d for d in _TIME_DIMS if d in data.coords), None)
+    start = None
+    if tdim is not None and np.issubdtype(data[tdim].dtype, np.datetime64):
+        counts = [parse_month(str(v), f"time step {k + 1}") for k, v in enumerate(data[tdim].values)]
+        start = anchor(card, counts)
+        if counts != [start + t for t in range(card.time.steps)]:
+            raise InputError(f"the {source}'s dates ({', '.join(month_label(c) for c in counts)}) are not "
+                             f"{card.time.steps} consecutive months from {month_label(start)}, as model "
+                             f"{card.name} takes them; select those months")
+    months = TimeAxis.build(card, start, [True] * card.time.steps).months
+    if None in months:
+        raise InputError(f"model {card.name} takes the calendar month of each time step: give the {source} "
+                         f"a time coordinate ('{tdim or 't'}') of dates")
+    return [int(m) for m in months if m is not None]

@@ -33,9 +33,8 @@ from ..errors import InputError, missing_dependency
 from ..outputs import create_outputs, output_paths, publish
 from ..raster_io import Grid, check_destination, pixel_latlon
 from ..tiling import Window
-from ..time_axis import TimeAxis, anchor, month_label, parse_month
 from ..units import Encoding
-from .common import _TIME_DIMS, block_inputs, cached_session
+from .common import block_inputs, cached_session, step_months
 
 
 def _dask_array():
@@ -58,30 +57,10 @@ def grid_of_xarray(data: Any, chunk: int) -> Grid:
     return Grid(crs, data.rio.transform(recalc=True), data.rio.width, data.rio.height, (chunk, chunk))
 
 
-def _step_months(data: Any, card: ModelCard) -> list[int]:
-    """The calendar month of each step for a card taking the month: from the dataset's time
-    coordinate when it holds dates (which must be the card's consecutive months), else from a
-    calendar card's ``first_month``."""
-    tdim = next((d for d in _TIME_DIMS if d in data.coords), None)
-    start = None
-    if tdim is not None and np.issubdtype(data[tdim].dtype, np.datetime64):
-        counts = [parse_month(str(v), f"time step {k + 1}") for k, v in enumerate(data[tdim].values)]
-        start = anchor(card, counts)
-        if counts != [start + t for t in range(card.time.steps)]:
-            raise InputError(f"the dataset's dates ({', '.join(month_label(c) for c in counts)}) are not "
-                             f"{card.time.steps} consecutive months from {month_label(start)}, as model "
-                             f"{card.name} takes them; select those months")
-    months = TimeAxis.build(card, start, [True] * card.time.steps).months
-    if None in months:
-        raise InputError(f"model {card.name} takes the calendar month of each time step: give the dataset "
-                         f"a time coordinate ('{tdim or 't'}') of dates")
-    return [int(m) for m in months if m is not None]
-
-
 def _context(data: Any, card: ModelCard, grid: Grid) -> tuple[list[int] | None, Grid | None]:
     """What a card's context inputs need that the chunks do not carry: the month of each step and,
     for latitude/longitude, the grid each chunk is placed on."""
-    months = _step_months(data, card) if card.context_of(ContextKind.MONTH) else None
+    months = step_months(data, card, "dataset") if card.context_of(ContextKind.MONTH) else None
     return months, grid if card.context_of(ContextKind.LATLON) else None
 
 
