@@ -281,3 +281,21 @@ def test_date_column_shows_the_recognised_date_and_takes_a_typed_one(panel, proj
     assert {m.dates for m in panel.request(panel.chosen).mapping.values()} == {("2021-07-02",)}
     panel.refresh()  # typed dates survive a refresh
     assert panel.table.item(0, COL_DATE).text() == "2021-07-02"
+
+
+def test_a_single_date_runs_on_the_bundled_time_flexible_model(qtbot, project, tmp_path, data_dir):
+    """Sentinel-2 band files of one date (10 m and 20 m, dated by their names) on the bundled
+    models: the European crop-type model runs from one month and the report says so."""
+    from eo_missing_qgis.core.model_index import MODELS_DIR
+
+    widget = EoMissingPanel(TestInterface(), None, models_dir=MODELS_DIR)
+    qtbot.addWidget(widget)
+    widget.output_dir.setFilePath(str(tmp_path))
+    widget.task_combo.setCurrentIndex(widget.task_combo.findData("crop_type"))
+    project.addMapLayers([QgsRasterLayer(layer.path, layer.path.rsplit('/', 1)[-1])
+                          for layer in sentinel_band_files(tmp_path, data_dir)])
+    assert "Crop type in Europe from Sentinel-2" in widget.choice.text()
+    message, level = run_panel(widget, qtbot)
+    assert level == Qgis.MessageLevel.Success, message
+    assert "1 of 12 months: 2021-06; missing: 2020-11" in message
+    widget.teardown()

@@ -90,6 +90,7 @@ class RunResult:
     grid: str = ""
     card: ModelCard | None = None
     provider_note: str = ""  # why the GPU was not used, with the fix ('' when it was)
+    months: str = ""  # the months used and missing, e.g. '1 of 12 months: 2021-06; missing: ...'
 
 
 def run_model(
@@ -227,7 +228,7 @@ def run_model(
     seconds = time.perf_counter() - start
     say(f"predicted {predicted} pixels ({nodata} nodata) in {seconds:.1f} s")
     return RunResult(paths, session.provider, predicted, nodata, seconds, warnings, grid.describe(), card,
-                     session.provider_note)
+                     session.provider_note, plan.time.summary())
 
 
 #: How the memory budget (``RunOptions.memory_mb``) bounds a run's peak: GDAL's block cache gets

@@ -391,6 +391,8 @@ class EoMissingPanel(QDockWidget):
                 QgsProject.instance().addMapLayer(layer)
         self.progress.setValue(100)
         message = tr("{} done in {:.1f} s on {}.").format(card.title, task.seconds, task.result.provider)
+        if task.result.months:  # which months the map rests on, and which it lacks
+            message += " " + task.result.months + "."
         if task.result.provider_note:
             message += " " + tr("GPU not used: {}.").format(task.result.provider_note)
         for warning in task.result.warnings:  # e.g. an encoding the values proved wrong, replaced
