@@ -112,11 +112,18 @@ def matmul_macs_per_second(threads: int, n: int = 1152, seconds: float = 2.0) ->
     return calls * n**3 / (time.perf_counter() - start)
 
 
+#: The cube's months (2020-11 .. 2021-10): a VRT mosaic loses the netCDF dates, and models with a
+#: month input (or a calendar axis without a fixed first month) need them.
+CUBE_DATES = tuple(f"{2020 + (10 + m) // 12}-{(10 + m) % 12 + 1:02d}" for m in range(12))
+
+
 def cube_inputs(card, folder: Path, data_dir: Path, size: int) -> list:
-    """One mosaic per band the card reads (its own S1 and S2 bands), as engine inputs."""
+    """One mosaic per band the card reads (its own S1 and S2 bands), dated, as engine inputs."""
+    from eo_missing_qgis.core.definitions import TimeLayout
     from eo_missing_qgis.core.raster_inputs import RasterInput
 
-    return [RasterInput(mosaic(folder, data_dir, CUBE_VARS[s.modality].format(b), size))
+    return [RasterInput(mosaic(folder, data_dir, CUBE_VARS[s.modality].format(b), size), modality=s.modality,
+                        layout=TimeLayout.BAND_PER_LAYER, band=b, dates=list(CUBE_DATES))
             for s in card.inputs for b in s.band_names]
 
 
