@@ -80,3 +80,21 @@ def test_wrong_shapes_are_named(data_dir):
         predict_block({"S2": np.zeros((12, 100, 100))}, session.card, session)
     with pytest.raises(InputError, match="needs S2, the block has S1"):
         predict_block({"S1": np.zeros((12, 2, 4, 4))}, session.card, session)
+
+
+def test_impossible_values_are_gaps_in_the_engine_as_in_training():
+    """A reflectance of 3 is masked like training masks it (preprocessing.mask_implausible): the
+    per-pixel tensors equal training's standardize, the step's mask is 0, the input is untouched."""
+    from eo_missing_qgis.core.block import prepare_block
+    from eo_missing_qgis.core.card import card_from_dict
+    from eo_missing_qgis.core.preprocessing import standardize
+    from tests.tiny_models import card_dict
+
+    card = card_from_dict(card_dict(modalities=("S2",)))
+    spec = card.inputs[0]
+    x = np.full((card.time.steps, len(spec.bands), 1, 2), 0.1, np.float32)
+    x[3, 4, 0, 1] = 3.0
+    prepared = prepare_block({"S2": x}, card)
+    expected, _ = standardize(x.transpose(2, 3, 0, 1).reshape(2, card.time.steps, -1), spec)
+    np.testing.assert_allclose(prepared.tensors[spec.tensor], expected, rtol=1e-6, atol=1e-6)
+    assert prepared.tensors[spec.tensor][1, 3, 4] == 0.0 and x[3, 4, 0, 1] == 3.0

@@ -57,8 +57,13 @@ def predict(tmp_path, card: dict, tensor: str, weights, inputs, log=None) -> tup
 
 
 def available(data_dir) -> np.ndarray:
-    """(time, rows, cols): every S2 band of the cube has a value."""
-    return (s2_stack(data_dir) != 65535).all(axis=1)
+    """(time, rows, cols): every S2 band of the cube has a value, and a possible one (15 stored
+    values of the cube decode to reflectance 1.0-1.6: missing, as in training)."""
+    from eo_missing_qgis.core.units import PHYSICAL_LIMITS
+
+    stored = s2_stack(data_dir)
+    low, high = PHYSICAL_LIMITS["reflectance"]
+    return ((stored != 65535) & (stored / 10000 >= low) & (stored / 10000 <= high)).all(axis=1)
 
 
 def test_pixel_latlon_matches_osr_on_both_backends(data_dir):

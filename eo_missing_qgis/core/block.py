@@ -31,7 +31,7 @@ from .card import ContextSpec, ModelCard
 from .context import encode_latlon, encode_month, step_available
 from .definitions import ContextKind
 from .errors import InputError, ModelError
-from .preprocessing import decode, scale, standardize
+from .preprocessing import decode, mask_implausible, scale, standardize
 from .session import ModelSession
 from .units import UNITS, Encoding, implausible_fraction
 
@@ -126,14 +126,14 @@ def physical_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
             raise InputError(f"the modalities of a block differ in size: {shape} and {a.shape[2:]}")
         shape = a.shape[2:]
         if encodings is None:
-            out[spec.modality] = a.astype(np.float32, copy=False)
-            continue
-        encs = encodings[spec.modality]
-        if len(encs) != len(spec.bands):
-            raise InputError(f"{spec.modality}: {len(spec.bands)} bands but {len(encs)} encodings")
-        phys = np.empty(a.shape, dtype=np.float32)
-        for c, enc in enumerate(encs):
-            phys[:, c] = decode(a[:, c], enc)
+            phys = a.astype(np.float32, copy=False)
+        else:
+            encs = encodings[spec.modality]
+            if len(encs) != len(spec.bands):
+                raise InputError(f"{spec.modality}: {len(spec.bands)} bands but {len(encs)} encodings")
+            phys = np.empty(a.shape, dtype=np.float32)
+            for c, enc in enumerate(encs):
+                phys[:, c] = decode(a[:, c], enc)
         out[spec.modality] = phys
     return out
 
@@ -212,12 +212,15 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
     do it in its read-ahead thread. Units are checked for the bands not yet in ``checked``
     (added to it); not at all without ``checked``."""
     physical = physical_block(arrays, card, encodings)
+    messages = [] if checked is None else unit_warnings(physical, card, checked)
+    # then impossible values become gaps, as in training (the unit check above needs them)
+    physical = {s.modality: mask_implausible(physical[s.modality][None], [b.unit for b in s.bands])[0]
+                for s in card.inputs}
     finite = {m: np.isfinite(p) for m, p in physical.items()}  # once: valid, steps and NaN fill use it
     valid = valid_pixels(physical, finite)
     by_step = np.logical_or.reduce([f.all(axis=1) for f in finite.values()])
     if card.time.min_steps is not None:  # a pixel with fewer steps than the model accepts: nodata
         valid &= by_step.sum(axis=0) >= card.time.min_steps
-    messages = [] if checked is None else unit_warnings(physical, card, checked)
     tensors = {}
     for spec in card.inputs:
         phys = physical[spec.modality]
