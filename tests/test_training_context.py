@@ -13,7 +13,7 @@ import rasterio
 import torch
 
 from eo_missing_qgis.core.block import BlockContext, context_tensor
-from eo_missing_qgis.core.context import encode_month
+from eo_missing_qgis.core.context import encode_month, step_available
 from eo_missing_qgis.core.definitions import ContextEncoding, ContextKind
 from eo_missing_qgis.core.engine import run_model
 from tests.engine_data import s2_stack
@@ -58,8 +58,9 @@ def test_context_arrays_are_what_the_engine_computes_and_follow_the_nans(data_di
     lat, lon = data.latlon[idx[s]]
     context = BlockContext(months=list(data.months[idx[s]]), lat=np.array([[lat]]), lon=np.array([[lon]]))
     keep = np.array([True])
+    steps = {m: step_available(p, band_axis=1) for m, p in physical.items()}
     for spec in card.context:
-        got = context_tensor(spec, card, physical, keep, context)
+        got = context_tensor(spec, card, steps, keep, context)
         np.testing.assert_allclose(got[0], arrays[spec.tensor][s], rtol=1e-6, atol=1e-7)
 
 

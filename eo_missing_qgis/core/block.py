@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .card import ContextSpec, ModelCard
-from .context import encode_latlon, encode_month, step_available
+from .context import encode_latlon, encode_month
 from .definitions import ContextKind
 from .errors import InputError, ModelError
 from .preprocessing import decode, mask_implausible, scale, standardize
@@ -147,11 +147,6 @@ def valid_pixels(physical: Mapping[str, np.ndarray],
     return np.logical_and.reduce([f.any(axis=0).all(axis=0) for f in finite.values()])
 
 
-def available_steps(physical: np.ndarray) -> np.ndarray:
-    """(time, height, width) of one modality's (time, bands, H, W) values: every band has a value."""
-    return step_available(physical, band_axis=1)
-
-
 def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: set) -> list[str]:
     """Warn once per band whose decoded values are mostly outside the plausible range of its unit."""
     out = []
@@ -183,13 +178,14 @@ def unit_warnings(physical: Mapping[str, np.ndarray], card: ModelCard, checked: 
     return out
 
 
-def context_tensor(spec: ContextSpec, card: ModelCard, physical: Mapping[str, np.ndarray],
+def context_tensor(spec: ContextSpec, card: ModelCard, steps: Mapping[str, np.ndarray],
                    keep: np.ndarray, context: BlockContext | None) -> np.ndarray:
     """One context input over the pixels ``keep`` (flat boolean), encoded as the card says
-    (:class:`.definitions.ContextEncoding`), float32 with the pixels first."""
+    (:class:`.definitions.ContextEncoding`), float32 with the pixels first. ``steps``: per
+    modality, (time, H, W) whether every band has a value (:func:`.context.step_available`)."""
     n = int(keep.sum())
     if spec.kind == ContextKind.MASK:
-        available = available_steps(physical[spec.modality])
+        available = steps[spec.modality]
         return np.ascontiguousarray(available.reshape(len(available), -1).T[keep], dtype=np.float32)
     if spec.kind == ContextKind.MONTH:
         if context is None or context.months is None:
@@ -218,7 +214,8 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
                 for s in card.inputs}
     finite = {m: np.isfinite(p) for m, p in physical.items()}  # once: valid, steps and NaN fill use it
     valid = valid_pixels(physical, finite)
-    by_step = np.logical_or.reduce([f.all(axis=1) for f in finite.values()])
+    steps = {m: f.all(axis=1) for m, f in finite.items()}  # the mask inputs, as context.step_available
+    by_step = np.logical_or.reduce(list(steps.values()))
     if card.time.min_steps is not None:  # a pixel with fewer steps than the model accepts: nodata
         valid &= by_step.sum(axis=0) >= card.time.min_steps
     tensors = {}
@@ -235,7 +232,7 @@ def prepare_block(arrays: Mapping[str, np.ndarray], card: ModelCard,
         x = x.transpose(2, 0, 1)
         tensors[spec.tensor] = np.ascontiguousarray(x) if valid.all() else x[valid.ravel()]
     for c in card.context:
-        tensors[c.tensor] = context_tensor(c, card, physical, valid.ravel(), context)
+        tensors[c.tensor] = context_tensor(c, card, steps, valid.ravel(), context)
     return Prepared(tensors, valid, messages, by_step[:, valid].any(axis=1))
 
 
