@@ -232,6 +232,12 @@ def test_two_dates_in_one_month_are_composited_per_pixel(tmp_path, data_dir):
                                rtol=FLOAT32_INPUT_RTOL, atol=1e-4)
     assert any("2 dates of one month composited (per-pixel median" in m for m in messages), messages
     assert any(m.startswith("1 of 12 months: 2021-06") for m in messages), messages
+    # a date whose B04 is impossible (reflectance > 1, not the fill value) is left out of the median
+    b04 = scenes[:, S2_BANDS.index("B04")].reshape(2, *early.shape)
+    impossible_late = (b04[1] > 10000) & (b04[1] != 65535) & (b04[0] <= 10000) & np.isfinite(early)
+    assert impossible_late.sum() >= 2
+    np.testing.assert_allclose(both[impossible_late], early[impossible_late],
+                               rtol=FLOAT32_INPUT_RTOL, atol=1e-4)
 
 
 def test_mapping_text_takes_dates():

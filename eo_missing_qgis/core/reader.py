@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from .errors import InputError
-from .preprocessing import decode
+from .preprocessing import decode, mask_implausible
 from .raster_inputs import InputPlan, Slot
 from .raster_io import Grid, Source
 from .tiling import Window
@@ -90,9 +90,7 @@ class WindowReader:
                     if len(values) == 1:
                         phys[t, c] = values[0]
                         continue
-                    with warnings.catch_warnings():  # all dates missing: NaN, said nowhere else
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        phys[t, c] = np.nanmedian(np.stack(values), axis=0)
+                    phys[t, c] = composite(np.stack(values), spec.bands[c].unit)
             out[spec.modality] = phys
         return out
 
@@ -100,3 +98,14 @@ class WindowReader:
         """Close every layer opened for reading."""
         for s in self.sources.values():
             s.close()
+
+
+def composite(dates: np.ndarray, unit: str) -> np.ndarray:
+    """Per-pixel median of one band's ``dates`` (dates, height, width) of one month, leaving out
+    the dates whose value is impossible for ``unit`` (a saturated or fill value must not pull the
+    median, as it would not in training's monthly composites). Where every date is impossible the
+    plain median is kept, so the unit check still sees what the layers hold; it is masked later."""
+    with warnings.catch_warnings():  # all dates missing: NaN, said nowhere else
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plausible = np.nanmedian(mask_implausible(dates[:, None, None], [unit])[:, 0, 0], axis=0)
+        return np.where(np.isnan(plausible), np.nanmedian(dates, axis=0), plausible)
