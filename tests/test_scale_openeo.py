@@ -160,6 +160,19 @@ def test_graph_runs_the_udf_on_monthly_composites(tmp_path):
     assert loads["SENTINEL1_GRD"]["bands"] == ["VV", "VH"]
     assert by_process["sar_backscatter"][0]["coefficient"] == "sigma0-ellipsoid"  # linear power
     assert all(a["period"] == "month" for a in by_process["aggregate_temporal_period"])
+    # S2's monthly median is of clear observations: SCL cloud / shadow / saturated / no data and
+    # values above reflectance 1 masked first; S1 is composited as it comes
+    assert loads["SENTINEL2_L2A"]["bands"][-1] == "SCL"
+    assert by_process["filter_bands"][0]["bands"] == loads["SENTINEL2_L2A"]["bands"][:-1]
+    graph = json.loads(out.read_text())["process_graph"]
+    composited = {graph[a["data"]["from_node"]]["process_id"]
+                  for a in by_process["aggregate_temporal_period"]}
+    assert composited == {"mask", "sar_backscatter"}
+    scl = next(a for a in by_process["reduce_dimension"] if a["dimension"] == "bands")["reducer"]
+    assert sorted(n["arguments"]["y"] for n in scl["process_graph"].values()
+                  if n["process_id"] == "eq") == [0, 1, 3, 8, 9, 10]
+    (above,) = [a for a in by_process["apply"] if "gt1" in a["process"]["process_graph"]]
+    assert above["process"]["process_graph"]["gt1"]["arguments"]["y"] == 10000
     reducer = by_process["aggregate_temporal_period"][0]["reducer"]["process_graph"]
     assert [n["process_id"] for n in reducer.values()] == ["median"]
     (hood,) = by_process["apply_neighborhood"]

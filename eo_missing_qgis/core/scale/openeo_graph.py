@@ -1,7 +1,8 @@
 """Build the openEO process graph that runs a carded model next to the data, without connecting.
 
-load_collection (SENTINEL2_L2A and/or SENTINEL1_GRD as sigma0) -> monthly median composites over
-the card's time steps -> resample_spatial to the cube's CRS -> apply_neighborhood with
+load_collection (SENTINEL2_L2A and/or SENTINEL1_GRD as sigma0) -> S2 observations the scene
+classification calls cloud, shadow, saturated or no data, and impossible values, masked -> monthly
+median composites over the card's time steps -> resample_spatial to the cube's CRS -> apply_neighborhood with
 :mod:`.openeo_udf` (size = the card's tile size, overlap = its halo; context: the model, encodings,
 that CRS's EPSG code and the bbox in degrees, from which the UDF computes and checks each pixel's
 latitude/longitude) -> band names -> one time label dropped -> GeoTIFF. The cube's CRS is pinned
@@ -27,6 +28,12 @@ from ..raster_io import rasterio_module
 COLLECTIONS = {"S2": "SENTINEL2_L2A", "S1": "SENTINEL1_GRD"}
 DEFAULT_ENCODINGS = {"S2": "reflectance x 10000 (L2A DN)", "S1": "linear power"}
 UDF_FILE = Path(__file__).with_name("openeo_udf.py")
+#: Sentinel-2 scene classification (SCL) classes left out of the monthly composites: no data (0),
+#: saturated or defective (1), cloud shadow (3), cloud medium / high probability (8, 9), thin
+#: cirrus (10), as in WorldCereal's preprocessing of the training data.
+SCL_MASKED = (0, 1, 3, 8, 9, 10)
+#: Largest S2 L2A value (reflectance x 10 000) that is a reflectance (the engine's physical limit).
+S2_MAX_DN = 10000
 
 
 def _months(start: str, steps: int) -> list[str]:
@@ -68,6 +75,18 @@ def epsg_code(text: str) -> int:
     return int(code)
 
 
+def clear_observations(cube: Any, band_names: list[str]) -> Any:
+    """``cube`` (S2 L2A bands + SCL) as ``band_names`` with the observations of :data:`SCL_MASKED`
+    and the values above :data:`S2_MAX_DN` masked, so that a cloudy or saturated date does not
+    pull a month's median (the engine leaves such dates out of its composites too)."""
+    scl = cube.band("SCL")
+    cloudy = None
+    for value in SCL_MASKED:
+        cloudy = (scl == value) if cloudy is None else cloudy.logical_or(scl == value)
+    clear = cube.filter_bands(band_names).mask(cloudy)
+    return clear.mask(clear > S2_MAX_DN)
+
+
 def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float, float], start: str,
                 *, crs: str = "EPSG:4326", cube_epsg: int | None = None,
                 encodings: dict[str, str] | None = None, probabilities: bool = False) -> dict[str, Any]:
@@ -92,10 +111,13 @@ def build_graph(card: ModelCard, model_url: str, bbox: tuple[float, float, float
     months = _months(start, card.time.steps)
     cubes = []  # S2 first when present: the other modality is resampled onto its 10 m grid
     for spec in sorted(card.inputs, key=lambda s: s.modality != "S2"):
+        bands = [*spec.band_names, "SCL"] if spec.modality == "S2" else spec.band_names
         cube = DataCube.load_collection(COLLECTIONS[spec.modality], connection=None, spatial_extent=extent,
-                                        temporal_extent=months, bands=spec.band_names, fetch_metadata=False)
+                                        temporal_extent=months, bands=bands, fetch_metadata=False)
         if spec.modality == "S1":  # as a plain process: the client method asks a backend for options
             cube = cube.process("sar_backscatter", {"data": THIS, "coefficient": "sigma0-ellipsoid"})
+        else:
+            cube = clear_observations(cube, spec.band_names)
         cubes.append(cube.aggregate_temporal_period(period="month", reducer="median"))
     cube = cubes[0]
     for other in cubes[1:]:
