@@ -20,11 +20,12 @@ from eo_missing_qgis.core.dates import (
     netcdf_time,
     recognised_dates,
 )
+from eo_missing_qgis.core.definitions import TimeLayout
 from eo_missing_qgis.core.errors import InputError
 from eo_missing_qgis.core.prediction import LayerMapping, parse_mapping
 from eo_missing_qgis.core.raster_inputs import match_inputs
 from eo_missing_qgis.core.raster_io import read_header
-from eo_missing_qgis.core.recognition import RasterInput
+from eo_missing_qgis.core.recognition import RasterInput, recognise
 from tests.engine_data import CUBE_TRANSFORM, cube_path, read_variable, s2_stack, variable, write_tif
 from tests.test_context_engine import available, one_month, predict, regression_card
 from tests.tiny_models import S2_BANDS, card_dict, input_dict, probe_onnx, tiny_onnx
@@ -119,6 +120,19 @@ def test_metadata_date_places_a_scene_and_a_given_date_wins(tmp_path, data_dir):
     card = card_from_dict(regression_card())
     assert match_inputs(card, [RasterInput(path)]).time.used == ["2021-06"]
     assert match_inputs(card, [RasterInput(path, dates=["2021-05-30"])]).time.used == ["2021-05"]
+
+
+def test_a_one_band_series_described_by_its_band_on_every_raster_band_takes_dates(tmp_path, data_dir):
+    """An export of one band's time series (every raster band described "B04") is that band's
+    layer, a date per raster band, not a stack of 6 steps of a "B04" band: dates place it."""
+    june_july = s2_stack(data_dir)[[JUNE, JUNE + 1]]
+    paths = [write_tif(tmp_path / f"series_{k}.tif", june_july[:, k], nodata=65535, descriptions=[b, b])
+             for k, b in enumerate(S2_BANDS)]
+    rec = recognise(RasterInput(paths[2]), read_header(paths[2]))
+    assert (rec.modality, rec.band, rec.layout) == ("S2", "B04", TimeLayout.BAND_PER_LAYER)
+    card = card_from_dict(regression_card())
+    plan = match_inputs(card, [RasterInput(p, dates=["2021-06-12", "2021-07-02"]) for p in paths])
+    assert plan.time.used == ["2021-06", "2021-07"]
 
 
 def test_s1_pair_named_like_a_grd_product_is_dated(tmp_path, data_dir):

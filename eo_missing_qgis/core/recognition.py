@@ -149,6 +149,10 @@ def recognise(inp: RasterInput, header: RasterHeader) -> Recognition:
         names = tuple(b for _, b in per_band)
         if len(modalities) == 1:
             modality = modalities.pop()
+            if len(set(names)) == 1 and inp.layout in (TimeLayout.AUTO, TimeLayout.BAND_PER_LAYER):
+                # every raster band is the same band (a one-band time series export): one band per layer
+                return Recognition(inp.modality or modality, names[0], TimeLayout.BAND_PER_LAYER,
+                                   f"every band description names {modality} {names[0]}", count=count)
             layout = inp.layout
             if layout == TimeLayout.AUTO:
                 layout = TimeLayout.STACKED if len(set(names)) < len(names) else TimeLayout.DATE_PER_LAYER
