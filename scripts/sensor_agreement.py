@@ -1,0 +1,138 @@
+"""How often a task's S1, S2 and S1 + S2 models agree, on the demo cube and on held-out data.
+
+    .venv/bin/python scripts/sensor_agreement.py [--task crop_type_europe] [--models DIR]
+        [--data-dir ../shared/data] [--smooth 1 3 5]
+
+Agreement on the cube alone cannot say which model is wrong, or whether the cube is unlike the
+training data. So the same three models also run, through the engine's own block step
+(:func:`eo_missing_qgis.core.block.predict_block`), on the dataset's held-out test samples: each
+model's macro-F1 against the ground truth, per-class F1, and the pairwise agreement there (on the
+samples both models can predict). If the S1 model disagrees with S2 on held-out data about as much
+as on the cube, the cube is not the problem (issue 14). ``--smooth k``: also run the S1 model on
+the cube with its backscatter averaged over k x k pixels (in linear power), to measure how much
+per-pixel speckle changes the S1 map (k = 1: as read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+from sklearn.metrics import f1_score
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from eo_missing_qgis.core.block import BlockContext, predict_block  # noqa: E402
+from eo_missing_qgis.core.cli import main as predict_cli  # noqa: E402
+from eo_missing_qgis.core.preprocessing import decode  # noqa: E402
+from eo_missing_qgis.core.raster_io import pixel_latlon, read_header  # noqa: E402
+from eo_missing_qgis.core.session import open_session  # noqa: E402
+from eo_missing_qgis.core.tiling import Window  # noqa: E402
+from training.datasets import load_dataset  # noqa: E402
+from training.datasets.crop_type import ENCODINGS  # noqa: E402
+
+CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
+VARIANTS = ("s1", "s2", "s1_s2")
+#: The cube's months (2020-11 .. 2021-10).
+CUBE_MONTHS = [11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def pairwise(pred: dict[str, np.ndarray]) -> None:
+    """Agreement of each pair on the samples both predicted (class 0 is nodata)."""
+    for a, b in itertools.combinations(pred, 2):
+        both = (pred[a] > 0) & (pred[b] > 0)
+        print(f"  {a} ~ {b}: {np.mean(pred[a][both] == pred[b][both]) * 100:.1f} % of {both.sum()}")
+
+
+def shares(pred: np.ndarray, k: int) -> str:
+    """Share of each class among the predicted samples."""
+    counts = np.bincount(pred[pred > 0], minlength=k + 1)[1:]
+    return " ".join(f"{c / max(counts.sum(), 1):.2f}" for c in counts)
+
+
+def on_cube(task: str, models: Path, data_dir: Path, out: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """Each variant's map of the cube through the CLI, as a user runs it."""
+    pred = {}
+    for v in VARIANTS:
+        tif = out / f"{task}_{v}.tif"
+        status = predict_cli(["predict", "--model", str(models / f"{task}_{v}.onnx"),
+                              "--input", str(data_dir / CUBE), "--out", str(tif), "--quiet"])
+        if status:
+            raise SystemExit(status)
+        with rasterio.open(tif) as ds:
+            pred[v] = ds.read(1).ravel()
+        print(f"  {v:6s} class shares ({', '.join(names)}): {shares(pred[v], len(names))}")
+    return pred
+
+
+def smoothed_s1(task: str, models: Path, data_dir: Path, sizes: list[int], s2: np.ndarray) -> None:
+    """The S1 model on the cube's S1 averaged over k x k pixels in linear power."""
+    session = open_session(models / f"{task}_s1.onnx", threads=1)
+    paths = [f'NETCDF:"{data_dir / CUBE}":S1-SIGMA0-{b.name}' for b in session.card.inputs[0].bands]
+    grid = read_header(paths[0]).grid
+    lat, lon = pixel_latlon(grid, Window(0, 0, grid.height, grid.width))
+    physical = []
+    for path, encoding in zip(paths, ENCODINGS["S1"], strict=True):
+        with rasterio.open(path) as ds:
+            physical.append(decode(ds.read(), encoding))
+    linear = 10 ** (np.stack(physical, axis=1) / 10)  # (time, bands, rows, cols)
+    context = BlockContext(months=CUBE_MONTHS, lat=lat, lon=lon)
+    for k in sizes:
+        mean = ndimage.uniform_filter(linear, size=(1, 1, k, k), mode="nearest")
+        p = predict_block({"S1": 10 * np.log10(mean)}, session.card, session, context=context,
+                          check_units=False).prediction.ravel()
+        print(f"  S1 averaged over {k} x {k} px: agrees with s2 on {np.mean(p == s2) * 100:.1f} %")
+
+
+def held_out(task: str, models: Path, data_dir: Path) -> None:
+    """Each variant on the test samples through the engine's block step: F1 and agreement."""
+    data = load_dataset(task, data_dir)
+    test = data.is_test
+    if not (data.months[test] == data.months[test][0]).all():
+        raise SystemExit(f"{task}: test samples have different months; one block cannot hold them")
+    context = BlockContext(months=list(data.months[test][0]), lat=data.latlon[test, 0][None],
+                           lon=data.latlon[test, 1][None])
+    y = data.target[test] + 1
+    labels = list(range(1, len(data.info.classes) + 1))
+    pred = {}
+    for v in VARIANTS:
+        session = open_session(models / f"{task}_{v}.onnx", threads=1)
+        arrays = {s.modality: data.physical[s.modality][test].transpose(1, 2, 0)[:, :, None, :]
+                  for s in session.card.inputs}
+        pred[v] = predict_block(arrays, session.card, session, context=context,
+                                check_units=False).prediction[0]
+        ok = pred[v] > 0
+        f1 = f1_score(y[ok], pred[v][ok], labels=labels, average=None, zero_division=0)
+        print(f"  {v:6s} predicts {ok.sum()} of {len(y)}: macro-F1 {f1.mean():.3f}, accuracy "
+              f"{np.mean(y[ok] == pred[v][ok]):.3f}, per class {' '.join(f'{x:.2f}' for x in f1)}")
+    print(f"  truth  class shares: {shares(y, len(labels))}")
+    pairwise(pred)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="crop_type_europe")
+    parser.add_argument("--models", type=Path, default=ROOT / "eo_missing_qgis" / "models")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/sensor_agreement"))
+    parser.add_argument("--smooth", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in load_dataset(args.task, args.data_dir).info.classes]
+    print(f"{args.task} on the cube ({CUBE}):")
+    pred = on_cube(args.task, args.models, args.data_dir, args.out, names)
+    pairwise(pred)
+    if args.smooth:
+        smoothed_s1(args.task, args.models, args.data_dir, args.smooth, pred["s2"])
+    print(f"{args.task} on its held-out test samples:")
+    held_out(args.task, args.models, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()
