@@ -1,7 +1,7 @@
 """How often a task's S1, S2 and S1 + S2 models agree, on the demo cube and on held-out data.
 
     .venv/bin/python scripts/sensor_agreement.py [--task crop_type_europe] [--models DIR]
-        [--data-dir ../shared/data] [--smooth 1 3 5]
+        [--data-dir ../shared/data] [--smooth 1 3 5] [--gap 12 1]
 
 Agreement on the cube alone cannot say which model is wrong, or whether the cube is unlike the
 training data. So the same three models also run, through the engine's own block step
@@ -10,7 +10,9 @@ model's macro-F1 against the ground truth, per-class F1, and the pairwise agreem
 samples both models can predict). If the S1 model disagrees with S2 on held-out data about as much
 as on the cube, the cube is not the problem (issue 14). ``--smooth k``: also run the S1 model on
 the cube with its backscatter averaged over k x k pixels (in linear power), to measure how much
-per-pixel speckle changes the S1 map (k = 1: as read).
+per-pixel speckle changes the S1 map (k = 1: as read). ``--gap 12 1``: the held-out samples
+without S2 in December and January, as in the cube. Agreement (cube) and accuracy (held out) are
+also given among the samples where the S1 model is at least so confident.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
 VARIANTS = ("s1", "s2", "s1_s2")
 #: The cube's months (2020-11 .. 2021-10).
 CUBE_MONTHS = [11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+CONFIDENCES = (0.0, 0.5, 0.7, 0.8)
 
 
 def pairwise(pred: dict[str, np.ndarray]) -> None:
@@ -56,8 +60,9 @@ def shares(pred: np.ndarray, k: int) -> str:
     return " ".join(f"{c / max(counts.sum(), 1):.2f}" for c in counts)
 
 
-def on_cube(task: str, models: Path, data_dir: Path, out: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """Each variant's map of the cube through the CLI, as a user runs it."""
+def on_cube(task: str, models: Path, data_dir: Path, out: Path,
+            names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each variant's map of the cube through the CLI, as a user runs it, and the S1 confidence."""
     pred = {}
     for v in VARIANTS:
         tif = out / f"{task}_{v}.tif"
@@ -68,7 +73,16 @@ def on_cube(task: str, models: Path, data_dir: Path, out: Path, names: list[str]
         with rasterio.open(tif) as ds:
             pred[v] = ds.read(1).ravel()
         print(f"  {v:6s} class shares ({', '.join(names)}): {shares(pred[v], len(names))}")
-    return pred
+    with rasterio.open(out / f"{task}_s1_confidence.tif") as ds:
+        return pred, ds.read(1).ravel()
+
+
+def by_confidence(confidence: np.ndarray, hit: np.ndarray, what: str) -> None:
+    """Share of the samples at or above each S1 confidence and how often ``hit`` holds there."""
+    for t in CONFIDENCES:
+        k = confidence >= t
+        print(f"  S1 confidence >= {t:.1f}: {k.mean() * 100:5.1f} % of the samples, {what} "
+              f"{np.mean(hit[k]) * 100:5.1f} %")
 
 
 def smoothed_s1(task: str, models: Path, data_dir: Path, sizes: list[int], s2: np.ndarray) -> None:
@@ -90,8 +104,9 @@ def smoothed_s1(task: str, models: Path, data_dir: Path, sizes: list[int], s2: n
         print(f"  S1 averaged over {k} x {k} px: agrees with s2 on {np.mean(p == s2) * 100:.1f} %")
 
 
-def held_out(task: str, models: Path, data_dir: Path) -> None:
-    """Each variant on the test samples through the engine's block step: F1 and agreement."""
+def held_out(task: str, models: Path, data_dir: Path, gap: list[int]) -> None:
+    """Each variant on the test samples through the engine's block step: F1 and agreement; S2
+    left out in the calendar months ``gap`` (as the cube lacks S2 in December and January)."""
     data = load_dataset(task, data_dir)
     test = data.is_test
     if not (data.months[test] == data.months[test][0]).all():
@@ -100,19 +115,25 @@ def held_out(task: str, models: Path, data_dir: Path) -> None:
                            lon=data.latlon[test, 1][None])
     y = data.target[test] + 1
     labels = list(range(1, len(data.info.classes) + 1))
+    blank = np.isin(context.months, gap)
     pred = {}
     for v in VARIANTS:
         session = open_session(models / f"{task}_{v}.onnx", threads=1)
-        arrays = {s.modality: data.physical[s.modality][test].transpose(1, 2, 0)[:, :, None, :]
+        arrays = {s.modality: data.physical[s.modality][test].transpose(1, 2, 0)[:, :, None, :].copy()
                   for s in session.card.inputs}
-        pred[v] = predict_block(arrays, session.card, session, context=context,
-                                check_units=False).prediction[0]
+        if "S2" in arrays:
+            arrays["S2"][blank] = np.nan
+        out = predict_block(arrays, session.card, session, context=context, check_units=False)
+        pred[v] = out.prediction[0]
+        if v == "s1":
+            confidence = out.confidence[0]
         ok = pred[v] > 0
         f1 = f1_score(y[ok], pred[v][ok], labels=labels, average=None, zero_division=0)
         print(f"  {v:6s} predicts {ok.sum()} of {len(y)}: macro-F1 {f1.mean():.3f}, accuracy "
               f"{np.mean(y[ok] == pred[v][ok]):.3f}, per class {' '.join(f'{x:.2f}' for x in f1)}")
     print(f"  truth  class shares: {shares(y, len(labels))}")
     pairwise(pred)
+    by_confidence(confidence, pred["s1"] == y, "S1 right on")
 
 
 def main() -> None:
@@ -120,18 +141,27 @@ def main() -> None:
     parser.add_argument("--task", default="crop_type_europe")
     parser.add_argument("--models", type=Path, default=ROOT / "eo_missing_qgis" / "models")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/sensor_agreement"))
+    parser.add_argument("--out", type=Path, help="folder for the cube's maps (default: a temporary one)")
     parser.add_argument("--smooth", type=int, nargs="*", default=[])
+    parser.add_argument("--gap", type=int, nargs="*", default=[], help="months without S2 (held out)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report(args, args.out or Path(tmp))
+
+
+def report(args: argparse.Namespace, out: Path) -> None:
+    """The cube's figures, then the held-out ones."""
+    out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in load_dataset(args.task, args.data_dir).info.classes]
     print(f"{args.task} on the cube ({CUBE}):")
-    pred = on_cube(args.task, args.models, args.data_dir, args.out, names)
+    pred, confidence = on_cube(args.task, args.models, args.data_dir, out, names)
     pairwise(pred)
+    by_confidence(confidence, pred["s1"] == pred["s2"], "S1 ~ S2 on")
     if args.smooth:
         smoothed_s1(args.task, args.models, args.data_dir, args.smooth, pred["s2"])
-    print(f"{args.task} on its held-out test samples:")
-    held_out(args.task, args.models, args.data_dir)
+    gap = f", no S2 in months {args.gap}" if args.gap else ""
+    print(f"{args.task} on its held-out test samples{gap}:")
+    held_out(args.task, args.models, args.data_dir, args.gap)
 
 
 if __name__ == "__main__":
