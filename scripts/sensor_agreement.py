@@ -10,7 +10,8 @@ model's macro-F1 against the ground truth, per-class F1, and the pairwise agreem
 samples both models can predict). If the S1 model disagrees with S2 on held-out data about as much
 as on the cube, the cube is not the problem (issue 14). ``--smooth k``: also run the S1 model on
 the cube with its backscatter averaged over k x k pixels (in linear power), to measure how much
-per-pixel speckle changes the S1 map (k = 1: as read). ``--gap 12 1``: the held-out samples
+per-pixel speckle changes the S1 map (k = 1: as read), after the S1 roughness (speckle) of the
+cube and of the training sources. ``--gap 12 1``: the held-out samples
 without S2 in December and January, as in the cube. Agreement (cube) and accuracy (held out) are
 also given among the samples where the S1 model is at least so confident.
 """
@@ -39,6 +40,8 @@ from eo_missing_qgis.core.session import open_session  # noqa: E402
 from eo_missing_qgis.core.tiling import Window  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
 from training.datasets.crop_type import ENCODINGS  # noqa: E402
+from training.datasets.patches import SIZE, read_patch  # noqa: E402
+from training.datasets.regional import TANZANIA  # noqa: E402
 
 CUBE = "worldcereal/worldcereal_preprocessed_inputs.nc"
 VARIANTS = ("s1", "s2", "s1_s2")
@@ -95,13 +98,48 @@ def smoothed_s1(task: str, models: Path, data_dir: Path, sizes: list[int], s2: n
     for path, encoding in zip(paths, ENCODINGS["S1"], strict=True):
         with rasterio.open(path) as ds:
             physical.append(decode(ds.read(), encoding))
-    linear = 10 ** (np.stack(physical, axis=1) / 10)  # (time, bands, rows, cols)
+    db = np.stack(physical, axis=1)  # (time, bands, rows, cols)
+    speckle(data_dir, db)
+    linear = 10 ** (db / 10)
     context = BlockContext(months=CUBE_MONTHS, lat=lat, lon=lon)
     for k in sizes:
         mean = ndimage.uniform_filter(linear, size=(1, 1, k, k), mode="nearest")
         p = predict_block({"S1": 10 * np.log10(mean)}, session.card, session, context=context,
                           check_units=False).prediction.ravel()
         print(f"  S1 averaged over {k} x {k} px: agrees with s2 on {np.mean(p == s2) * 100:.1f} %")
+
+
+def spatial(db: np.ndarray, same: np.ndarray | None = None) -> str:
+    """Median |difference| (dB) between pixels 2 columns apart of (..., rows, cols): the S1 grids
+    hold 20 m pixels repeated on 10 m, so these are neighbouring 20 m pixels; only where ``same``
+    (rows, cols - 2) says they lie in one parcel, when given."""
+    d = np.abs(db[..., 2:] - db[..., :-2])
+    return f"{np.nanmedian(d if same is None else d[..., same]):.2f}"
+
+
+def temporal(db: np.ndarray) -> str:
+    """Median |second difference| over months (dB) per band of (time, bands, ...)."""
+    d = np.abs(db[2:] - 2 * db[1:-1] + db[:-2])
+    return " ".join(f"{np.nanmedian(d[:, b]):.2f}" for b in range(db.shape[1]))
+
+
+def speckle(data_dir: Path, cube: np.ndarray) -> None:
+    """Pixel-to-pixel and month-to-month S1 roughness of the cube, of each Belgian patch (within
+    parcels) and of the Flanders points (months only: they have no neighbours)."""
+    print(f"  S1 roughness (dB) of the cube: spatial {spatial(cube)}, temporal {temporal(cube)}")
+    for folder in sorted((data_dir / "worldcereal" / "old_training_patches").iterdir()):
+        if not folder.is_dir() or folder.name == TANZANIA:
+            continue
+        patch = read_patch(folder)
+        s1 = patch.physical["S1"]
+        db = s1.reshape(SIZE, SIZE, *s1.shape[1:]).transpose(2, 3, 0, 1)  # (time, bands, rows, cols)
+        parcel = np.where(patch.interior, patch.parcel, -1).reshape(SIZE, SIZE)
+        same = (parcel[:, 2:] == parcel[:, :-2]) & (parcel[:, 2:] > 0)
+        print(f"  S1 roughness (dB) of patch {folder.name}, parcel interiors: spatial {spatial(db, same)}, "
+              f"temporal {temporal(db[..., patch.interior.reshape(SIZE, SIZE)])}")
+    data = load_dataset("crop_type_europe", data_dir)
+    points = data.physical["S1"][data.meta["location"] == "points"].transpose(1, 2, 0)  # (time, bands, n)
+    print(f"  S1 roughness (dB) of the Flanders points: temporal {temporal(points)}")
 
 
 def held_out(task: str, models: Path, data_dir: Path, gap: list[int]) -> None:
