@@ -1,7 +1,7 @@
 """How often a task's S1, S2 and S1 + S2 models agree, on the demo cube and on held-out data.
 
     .venv/bin/python scripts/sensor_agreement.py [--task crop_type_europe] [--models DIR]
-        [--data-dir ../shared/data] [--smooth 1 3 5] [--gap 12 1]
+        [--data-dir ../shared/data] [--smooth 1 3 5] [--gap 12 1] [--benchmark results.json]
 
 Agreement on the cube alone cannot say which model is wrong, or whether the cube is unlike the
 training data. So the same three models also run, through the engine's own block step
@@ -13,13 +13,16 @@ the cube with its backscatter averaged over k x k pixels (in linear power), to m
 per-pixel speckle changes the S1 map (k = 1: as read), after the S1 roughness (speckle) of the
 cube and of the training sources. ``--gap 12 1``: the held-out samples
 without S2 in December and January, as in the cube. Agreement (cube) and accuracy (held out) are
-also given among the samples where the S1 model is at least so confident.
+also given among the samples where the S1 model is at least so confident. ``--benchmark``: the
+same held-out agreement for every S1 method and seed of a benchmark run (its results.json keeps
+the test predictions), to tell a weak S1 model from a weak S1 method.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -174,6 +177,21 @@ def held_out(task: str, models: Path, data_dir: Path, gap: list[int]) -> None:
     by_confidence(confidence, pred["s1"] == y, "S1 right on")
 
 
+def benchmark_agreement(path: Path, task: str, s2_method: str) -> None:
+    """From a benchmark's results.json (per seed test predictions): mean validation and test
+    macro-F1 of each S1 row and how often it agrees with the ``s2_method`` S2 row, seed by seed."""
+    rows = [r for r in json.loads(path.read_text(encoding="utf-8"))["rows"] if r["dataset"] == task]
+    s2 = {r["seed"]: np.array(r["test_prediction"]) for r in rows
+          if r["method"] == s2_method and r["modality"] == "S2"}
+    for method in sorted({r["method"] for r in rows if r["modality"] == "S1"}):
+        runs = [r for r in rows if r["method"] == method and r["modality"] == "S1"]
+        agree = [np.mean(np.array(r["test_prediction"]) == s2[r["seed"]]) * 100 for r in runs]
+        val, test = ([r[s]["macro_f1"] for r in runs] for s in ("val", "test"))
+        print(f"  S1 {method:18s} validation macro-F1 {np.mean(val):.3f}, test {np.mean(test):.3f}; "
+              f"agrees with S2 {s2_method} on {np.mean(agree):.1f} % ({min(agree):.1f}..{max(agree):.1f}) "
+              f"of the test samples over {len(runs)} seeds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="crop_type_europe")
@@ -181,6 +199,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, help="folder for the cube's maps (default: a temporary one)")
     parser.add_argument("--smooth", type=int, nargs="*", default=[])
+    parser.add_argument("--benchmark", type=Path, help="a benchmark's results.json: agreement of its S1 rows")
+    parser.add_argument("--s2-method", default="kd", help="the S2 row they are compared with")
     parser.add_argument("--gap", type=int, nargs="*", default=[], help="months without S2 (held out)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,6 +220,9 @@ def report(args: argparse.Namespace, out: Path) -> None:
     gap = f", no S2 in months {args.gap}" if args.gap else ""
     print(f"{args.task} on its held-out test samples{gap}:")
     held_out(args.task, args.models, args.data_dir, args.gap)
+    if args.benchmark:
+        print(f"{args.task}: every S1 row of {args.benchmark} on the test samples:")
+        benchmark_agreement(args.benchmark, args.task, args.s2_method)
 
 
 if __name__ == "__main__":
