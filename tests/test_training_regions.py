@@ -9,12 +9,14 @@ import pytest
 from eo_missing_qgis.core.card import read_card
 from eo_missing_qgis.core.definitions import BANDS
 from eo_missing_qgis.core.preprocessing import mask_implausible, standardize, to_physical
+from eo_missing_qgis.core.raster_inputs import encoding_for
 from eo_missing_qgis.core.units import BOA_OFFSET_PRESET, preset
 from training.datasets import load_dataset
 from training.datasets.base import input_spec
 from training.datasets.patches import read_patch
 from training.datasets.regional import PIXELS_PER_PARCEL
 
+from .engine_data import read_variable
 from .test_training_cli import CONFIGS, run_cli
 
 REGIONAL = ("crop_type_europe", "crop_type_east_africa", "cropland")
@@ -83,6 +85,27 @@ def test_patch_without_10m_keeps_those_bands_missing(data_dir):
         assert (grid[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2] == grid[r, c]).all()
     for p in np.unique(patch.parcel):  # a parcel holds one land cover and one crop type
         assert len(set(patch.ct[patch.parcel == p])) == len(set(patch.lc[patch.parcel == p])) == 1
+
+
+def test_cube_s1_is_as_the_european_training_s1(datasets, data_dir):
+    """Issue 14: the S1 crop-type model disagrees with S2 on the demo cube, but not because the
+    cube's backscatter differs from the training data's. Decoded with the encoding the engine
+    infers (WorldCereal DN) and standardised with the training statistics, the cube has the
+    training's mean and spread overall and in every month (a wrong decode, e.g. 10 log10 DN or
+    linear power, moves the mean by 10 to 40 std; an orbit or compositing change by > 1 std)."""
+    europe = datasets["crop_type_europe"]
+    train = europe.splits(0)["train"]
+    spec = europe.input_specs(train, ["S1"])["S1"]
+    names = [f"S1-SIGMA0-{b}" for b in BANDS["S1"]]
+    stored = np.stack([read_variable(data_dir, n)[0] for n in names], axis=-1)  # (time, rows, cols, bands)
+    encodings = [encoding_for(None, "dB", str(stored.dtype), n, n) for n in names]
+    pixels = stored.reshape(stored.shape[0], -1, len(names)).swapaxes(0, 1)  # (pixels, time, bands)
+    cube, valid = standardize(to_physical(pixels, encodings), spec)
+    seen, _ = standardize(europe.physical["S1"][train], spec)
+    assert valid.all()
+    assert (np.abs(cube.mean(axis=(0, 1))) < 0.25).all()  # -0.02, 0.09
+    assert ((cube.std(axis=(0, 1)) > 0.8) & (cube.std(axis=(0, 1)) < 1.25)).all()  # 0.95, 1.07
+    assert (np.abs(cube.mean(axis=0) - seen.mean(axis=0)) < 0.75).all()  # at most 0.54 (VH, July)
 
 
 def test_impossible_values_become_missing():
