@@ -15,7 +15,6 @@ from training.benchmark_months import (
     bundled_outputs,
     check_rows,
     load_months_spec,
-    mapped_samples,
     months_benchmark,
     resplitter,
     step_subsets,
@@ -25,7 +24,7 @@ from training.benchmark_months import (
 from training.config import dataset_method_config
 from training.datasets import load_dataset
 from training.methods.rf import evaluate_rf, fit_rf
-from training.run import fit, metrics, save_run
+from training.run import evaluate, fit, mapped_samples, metrics, predict, save_run
 
 from .conftest import ROOT
 from .test_training_cli import run_cli
@@ -192,3 +191,15 @@ def test_samples_without_the_sensor_are_nodata_and_never_scored(prep):
     for k in (1, ALL):
         out = bundled_outputs(session, thinned_split(prep, RESPLIT, ["S2"], k, 0).data, test)
         assert np.isnan(out[~mapped]).all() and np.isfinite(out[mapped]).all(), k
+
+
+def test_a_students_card_figures_are_on_the_samples_the_plugin_maps(prep):
+    """``evaluate`` (the card's val / test figures) scores an S2 student on the samples with one
+    complete S2 step only; the others are nodata in QGIS, not predictions."""
+    cfg = dataset_method_config(CROP, "single", ["max_epochs=1", "net.filters=8", "modalities=[S2]"])
+    module, _ = fit(cfg, prep)
+    test = prep.arrays["test"]
+    mapped = mapped_samples(prep.data, prep.splits["test"], ["S2"])
+    out = predict(module.predictor(), test)
+    assert evaluate(module, prep, "test") == metrics(module.task, out[mapped], test["y"][mapped])
+    assert evaluate(module, prep, "test") != metrics(module.task, out, test["y"])

@@ -30,7 +30,6 @@ import numpy as np
 
 from eo_missing_qgis.core.block import BlockContext, predict_block, values_per_pixel
 from eo_missing_qgis.core.card import read_card
-from eo_missing_qgis.core.context import step_available
 from eo_missing_qgis.core.definitions import MODALITIES, Task
 from eo_missing_qgis.core.model_index import MODELS_DIR
 from eo_missing_qgis.core.session import ModelSession, open_session
@@ -40,7 +39,7 @@ from .config import CONFIG_DIR, dataset_method_config, read_yaml
 from .datasets import EODataset, load_dataset
 from .methods import GUIDED, METHODS
 from .methods.rf import evaluate_rf
-from .run import SplitData, load_run, metrics, predict, split_data
+from .run import SplitData, load_run, mapped_samples, metrics, predict, split_data
 from .stats import headline, paired_difference, spread
 
 MONTHS_SPEC = CONFIG_DIR / "months.yaml"
@@ -163,16 +162,6 @@ def score_months(
                     }
                 )
     return records
-
-
-def mapped_samples(data: EODataset, idx: np.ndarray, modalities) -> np.ndarray:
-    """Which samples ``idx`` the plugin maps from ``modalities``: those with one step at least
-    where every band of every modality has a value. The others (e.g. a patch without the 10 m S2
-    bands, or S2 cloudy all year) are nodata on a map, so no row is scored on them; thinning keeps
-    such a step first (:func:`step_subsets`), so every row can predict every scored sample."""
-    return np.logical_and.reduce(
-        [step_available(data.physical[m][idx], band_axis=2).any(axis=1) for m in modalities]
-    )
 
 
 def months_of(spec: dict, dataset: str) -> dict:

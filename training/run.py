@@ -250,8 +250,24 @@ def metrics(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, floa
     }
 
 
+def mapped_samples(data: EODataset, idx: np.ndarray, modalities) -> np.ndarray:
+    """Which samples ``idx`` the plugin maps from ``modalities``: those with one step at least
+    where every band of every modality has a value. The others (e.g. a patch without the 10 m S2
+    bands, or S2 cloudy all year) are nodata on a map, so no student is scored on them."""
+    return np.logical_and.reduce(
+        [step_available(data.physical[m][idx], band_axis=2).any(axis=1) for m in modalities]
+    )
+
+
 def evaluate(module: MethodModule, prep: SplitData, split: str) -> dict[str, float]:
-    return metrics(module.task, predict(module.predictor(), prep.arrays[split]), prep.arrays[split]["y"])
+    """Metrics of ``module`` on ``split``: a student's (the card's figures) on the samples the plugin
+    maps from its inputs (:func:`mapped_samples`), the teacher's on all."""
+    arrays = prep.arrays[split]
+    out = predict(module.predictor(), arrays)
+    if isinstance(module, METHODS["teacher"]):
+        return metrics(module.task, out, arrays["y"])
+    mapped = mapped_samples(prep.data, prep.splits[split], module.modalities)
+    return metrics(module.task, out[mapped], arrays["y"][mapped])
 
 
 def save_run(
