@@ -26,7 +26,7 @@ from .methods import GUIDED
 from .methods.rf import GRID as RF_GRID
 from .methods.rf import evaluate_rf, fit_rf
 from .models import Predictor, context_specs
-from .run import SplitData, fit, metrics, predict, split_data
+from .run import SplitData, fit, mapped_samples, metrics, predict, split_data
 from .stats import headline, paired_difference, spread
 
 INFERENCE = (Modality.S1, Modality.S2)
@@ -65,7 +65,7 @@ class _Seed:
         self, label: str, modality: str, outputs: dict[str, np.ndarray], t0: float, choice=None
     ) -> None:
         """A table row from val / test outputs (probabilities or values)."""
-        scores = {s: metrics(self.task, out, self.prep.arrays[s]["y"]) for s, out in outputs.items()}
+        scores = {s: self.score(s, out, modality) for s, out in outputs.items()}
         self.rows.append(
             {
                 "dataset": self.dataset,
@@ -80,6 +80,15 @@ class _Seed:
             }
         )
         self.log(f"[{self.dataset} seed {self.seed}] {label} {modality} test {scores['test']} {choice or ''}")
+
+    def score(self, split: str, out: np.ndarray, modality: str) -> dict[str, float]:
+        """Metrics of ``out`` on ``split``; a one-sensor row's on the samples QGIS maps from that
+        sensor (:func:`.run.mapped_samples`), as the card's figures are."""
+        y = self.prep.arrays[split]["y"]
+        if modality not in INFERENCE:
+            return metrics(self.task, out, y)
+        mapped = mapped_samples(self.prep.data, self.prep.splits[split], [modality])
+        return metrics(self.task, out[mapped], y[mapped])
 
     def better(self, a: dict, b: dict | None) -> bool:
         """Whether validation scores ``a`` beat ``b`` on the headline metric."""
@@ -101,13 +110,13 @@ class _Seed:
         predictor = self.fit_predictor(method, sets, modalities, seed)
         return {s: predict(predictor, self.prep.arrays[s]) for s in ("val", "test")}
 
-    def choose(self, grid, fit_point: Callable[[object], tuple[object, dict[str, np.ndarray]]]):
+    def choose(self, grid, fit_point: Callable[[object], tuple[object, dict]], modality: str):
         """Fit every grid point with ``fit_point(point) -> (model, {split: outputs})`` and keep the
-        best on validation: returns (model, outputs, point) of the chosen one."""
+        best on ``modality``'s validation score: returns (model, outputs, point) of the chosen one."""
         best, best_val = None, None
         for point in grid:
             model, out = fit_point(point)
-            val = metrics(self.task, out["val"], self.prep.arrays["val"]["y"])
+            val = self.score("val", out["val"], modality)
             if self.better(val, best_val):
                 best, best_val = (model, out, point), val
         return best
@@ -120,7 +129,7 @@ class _Seed:
             predictor = self.fit_predictor(method, [*sets, *point], [modality], self.seed)
             return predictor, {s: predict(predictor, self.prep.arrays[s]) for s in ("val", "test")}
 
-        predictor, best, choice = self.choose(grid, fit_point)
+        predictor, best, choice = self.choose(grid, fit_point, modality)
         self.record(label, modality, best, t0, choice)
         return best, choice, predictor
 
@@ -148,7 +157,7 @@ class _Seed:
             model = fit_rf(self.prep, modalities, self.seed, jobs=1, **params)
             return model, {s: evaluate_rf(model, self.prep, modalities, s)[1] for s in ("val", "test")}
 
-        model, best, choice = self.choose(RF_GRID[self.task], fit_point)
+        model, best, choice = self.choose(RF_GRID[self.task], fit_point, label)
         self.record("rf", label, best, t0, choice)
         return model
 
@@ -258,14 +267,14 @@ def differences(rows: list[dict], tests: dict, spec: dict) -> list[dict]:
             if r["dataset"] == dataset:
                 preds.setdefault((r["method"], r["modality"]), {})[r["seed"]] = r["test_prediction"]
         for modality in INFERENCE:
+            mapped = np.asarray(test["mapped"][modality], bool)
             for guided in guided_labels(spec):
                 for control in control_labels(spec):
                     a, b = preds.get((guided, modality)), preds.get((control, modality))
                     if not a or not b:
                         continue
-                    d = paired_difference(
-                        truth, clusters, np.array(list(a.values())), np.array(list(b.values())), metric
-                    )
+                    a, b = (np.array(list(p.values()))[:, mapped] for p in (a, b))
+                    d = paired_difference(truth[mapped], clusters[mapped], a, b, metric)
                     out.append(
                         {
                             "dataset": dataset,
@@ -313,7 +322,11 @@ def markdown(rows: list[dict], diffs: list[dict], tests: dict, spec: dict, heade
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
         sel = {mod: best_guided(rows, dataset, mod, guided_labels(spec)) for mod in INFERENCE}
         test = tests[dataset]
+        scored = {m: sum(test["mapped"][m]) for m in INFERENCE}
         lines += [
+            "",
+            f"S1 / S2 columns: scored on the test samples QGIS maps from that sensor ({scored['S1']} / "
+            f"{scored['S2']} of {len(test['truth'])}; the others are nodata on a map).",
             "",
             f"Best guided student by validation {m1}: " + ", ".join(f"{mod}: {m}" for mod, m in sel.items()),
             "",
@@ -407,6 +420,8 @@ def test_sets(datasets: list[str], data_dir: Path, overrides: list[str]) -> dict
             "truth": prep.arrays["test"]["y"].tolist(),
             "clusters": [str(g) for g in data.groups[idx]],
             "cluster_kind": "sites" if dataset == "lfmc" else "location clusters",
+            # the samples QGIS maps from each sensor: a one-sensor row is scored on these only
+            "mapped": {m: mapped_samples(data, idx, [m]).tolist() for m in INFERENCE},
         }
     return out
 
