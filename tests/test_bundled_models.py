@@ -15,7 +15,7 @@ from eo_missing_qgis.core.model_index import MODELS_DIR, load_index
 from tests.tolerances import REGRESSION_METRIC_RTOL, STATS_RTOL, classification_metric_range
 from training.datasets import load_dataset
 from training.export import onnx_predict
-from training.run import metrics, split_data
+from training.run import mapped_samples, metrics, split_data
 
 REGIONAL = ("lfmc", "crop_type_europe", "crop_type_east_africa", "cropland")
 EXPECTED = {f"{t}_{m}.onnx" for t in REGIONAL for m in ("s1", "s2", "s1_s2")}
@@ -64,8 +64,10 @@ def test_bundled_model_reproduces_its_card_metric(entry, prepared):
         recomputed = prep.specs[spec.modality]
         np.testing.assert_allclose(spec.mean, recomputed.mean, rtol=STATS_RTOL, atol=1e-12)
         np.testing.assert_allclose(spec.std, recomputed.std, rtol=STATS_RTOL, atol=1e-12)
-    out = onnx_predict(path, card, prep.arrays["test"])
-    y = prep.arrays["test"]["y"]
+    # the card's figures count the test samples QGIS maps from the model's inputs (run.evaluate)
+    mapped = mapped_samples(prep.data, prep.splits["test"], card.modalities)
+    out = onnx_predict(path, card, prep.arrays["test"])[mapped]
+    y = prep.arrays["test"]["y"][mapped]
     if card.task == "regression":
         assert card.output.unit == "%" and card.output.scale == 1.0 and card.output.offset == 0.0
         measured = metrics(card.task, out, y)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eo_missing_qgis.core.card import read_card
-from training.benchmark import _Seed, test_sets
+from training import benchmark
 from training.benchmark_months import (
     ALL,
     bundled_outputs,
@@ -209,10 +209,11 @@ def test_a_students_card_figures_are_on_the_samples_the_plugin_maps(prep):
 def test_benchmark_scores_one_sensor_rows_on_the_samples_qgis_maps(data_dir):
     """The benchmark's S1 / S2 rows (tables, validation choices, paired differences) count the
     test samples QGIS maps from that sensor, as the card does; the all-modality rows count all."""
-    run = _Seed(CROP, data_dir, 0, [], log=lambda *_: None)
+    run = benchmark._Seed(CROP, data_dir, 0, [], log=lambda *_: None)
     test = run.prep.arrays["test"]
     out = np.random.default_rng(0).random((len(test["y"]), run.prep.data.info.n_outputs))
     mapped = mapped_samples(run.prep.data, run.prep.splits["test"], ["S2"])
     assert run.score("test", out, "S2") == metrics(run.task, out[mapped], test["y"][mapped])
     assert run.score("test", out, "all") == metrics(run.task, out, test["y"])
-    assert sum(test_sets([CROP], data_dir, [])[CROP]["mapped"]["S2"]) == mapped.sum() < len(test["y"])
+    scored = benchmark.test_sets([CROP], data_dir, [])[CROP]["mapped"]["S2"]
+    assert sum(scored) == mapped.sum() < len(test["y"])
