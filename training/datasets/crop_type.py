@@ -53,15 +53,31 @@ STEPS = 12
 TEST_FRACTION = 0.25
 TEST_SEED = 0
 RADIUS_M = 30.0
-CLASSES = (
-    ClassInfo(1, "maize", "#f1c232"),
-    ClassInfo(2, "sorghum and millet", "#b45f06"),
-    ClassInfo(3, "grassland", "#6aa84f"),
-    ClassInfo(4, "legumes and oilseeds", "#8e7cc3"),
-    ClassInfo(5, "root and tuber crops", "#cc0000"),
-    ClassInfo(6, "trees and non-crop", "#274e13"),
-    ClassInfo(7, "other crops", "#a4c2f4"),
-)
+#: Map colour of each crop class name, one for every task that has the class (same crop, same
+#: colour in the mixed, European, East-African and cropland legends).
+CROP_COLORS = {
+    "maize": "#f1c232",
+    "sorghum and millet": "#b45f06",
+    "other cereals": "#e69138",
+    "cropland": "#e69138",
+    "grassland": "#6aa84f",
+    "other land": "#6aa84f",
+    "legumes and oilseeds": "#8e7cc3",
+    "root and tuber crops": "#cc0000",
+    "root crops and sugar beet": "#cc0000",
+    "trees and non-crop": "#274e13",
+    "non-crop": "#274e13",
+    "other crops": "#a4c2f4",
+}
+
+
+def crop_classes(*names: str) -> tuple[ClassInfo, ...]:
+    """Legend of ``names`` in order (ids from 1), coloured from :data:`CROP_COLORS`."""
+    return tuple(ClassInfo(k, name, CROP_COLORS[name]) for k, name in enumerate(names, start=1))
+
+
+CLASSES = crop_classes("maize", "sorghum and millet", "grassland", "legumes and oilseeds",
+                       "root and tuber crops", "trees and non-crop", "other crops")
 INFO = TaskInfo(task="classification", name="crop type", title="Crop type", classes=CLASSES)
 ENCODINGS = {
     "S1": [preset("dB", "WorldCereal DN (20 log10 DN - 83, nodata 65535)")] * 2,

@@ -51,7 +51,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eo_missing_qgis.core.card import ClassInfo
 from eo_missing_qgis.core.definitions import MODALITIES
 from eo_missing_qgis.core.preprocessing import to_physical
 
@@ -62,6 +61,7 @@ from .crop_type import (
     STEPS,
     TEST_FRACTION,
     TEST_SEED,
+    crop_classes,
     ewoc_class,
     flanders_series,
     wide_series,
@@ -74,25 +74,11 @@ PIXELS_PER_PARCEL = 25
 NONE = -1
 TANZANIA = "2021_TZA_COPERNICUS-GEOGLAM_POLY_1101950"
 
-EUROPE = TaskInfo("classification", "crop type (Europe)", "Crop type, Europe", (
-    ClassInfo(1, "maize", "#f1c232"),
-    ClassInfo(2, "other cereals", "#e69138"),
-    ClassInfo(3, "root crops and sugar beet", "#cc0000"),
-    ClassInfo(4, "grassland", "#6aa84f"),
-    ClassInfo(5, "other crops", "#a4c2f4"),
-    ClassInfo(6, "non-crop", "#274e13"),
-))
-EAST_AFRICA = TaskInfo("classification", "crop type (East Africa)", "Crop type, East Africa", (
-    ClassInfo(1, "maize", "#f1c232"),
-    ClassInfo(2, "sorghum and millet", "#b45f06"),
-    ClassInfo(3, "legumes and oilseeds", "#8e7cc3"),
-    ClassInfo(4, "other crops", "#a4c2f4"),
-    ClassInfo(5, "non-crop", "#274e13"),
-))
-CROPLAND = TaskInfo("classification", "cropland", "Cropland", (
-    ClassInfo(1, "cropland", "#e69138"),
-    ClassInfo(2, "other land", "#6aa84f"),
-))
+EUROPE = TaskInfo("classification", "crop type (Europe)", "Crop type, Europe", crop_classes(
+    "maize", "other cereals", "root crops and sugar beet", "grassland", "other crops", "non-crop"))
+EAST_AFRICA = TaskInfo("classification", "crop type (East Africa)", "Crop type, East Africa", crop_classes(
+    "maize", "sorghum and millet", "legumes and oilseeds", "other crops", "non-crop"))
+CROPLAND = TaskInfo("classification", "cropland", "Cropland", crop_classes("cropland", "other land"))
 
 
 def ewoc_europe(code: int) -> int:
