@@ -107,5 +107,8 @@ def composite(dates: np.ndarray, unit: str) -> np.ndarray:
     plain median is kept, so the unit check still sees what the layers hold; it is masked later."""
     with warnings.catch_warnings():  # all dates missing: NaN, said nowhere else
         warnings.simplefilter("ignore", RuntimeWarning)
-        plausible = np.nanmedian(mask_implausible(dates[:, None, None], [unit])[:, 0, 0], axis=0)
-        return np.where(np.isnan(plausible), np.nanmedian(dates, axis=0), plausible)
+        out = np.nanmedian(mask_implausible(dates[:, None, None], [unit])[:, 0, 0], axis=0)
+        only_impossible = np.isnan(out) & ~np.isnan(dates).all(axis=0)
+        if only_impossible.any():  # rare: the second median only where no date is possible
+            out[only_impossible] = np.nanmedian(dates[:, only_impossible], axis=0)
+        return out
