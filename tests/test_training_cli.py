@@ -126,13 +126,15 @@ def test_benchmark_writes_tables_json_and_plots(data_dir, tmp_path):
     assert {("teacher", "all"), ("rf", "all")} <= combos
     assert len(results["tests"]["lfmc"]["truth"]) == len(results["rows"][0]["test_prediction"])
     diffs = {(d["guided"], d["control"], d["modality"]): d for d in results["differences"]}
-    assert set(diffs) == {
-        ("kd", c, m) for c in ("single", "single 2 encoders", "single x5", "rf") for m in ["S1", "S2"]
-    }
+    controls = ("single", "single 2 encoders", "single x5", "rf")
+    guides = ("teacher (all modalities)", "rf (all modalities)")
+    headroom = {(g, "single", m) for g in guides for m in ["S1", "S2"]}
+    assert set(diffs) == {("kd", c, m) for c in controls for m in ["S1", "S2"]} | headroom
     assert all(d["low"] <= d["difference"] <= d["high"] for d in diffs.values())
     table = (out / "results.md").read_text()
     assert "| single x5 |" in table and "±" in table and "Best guided student by validation rmse" in table
     assert "| kd - single 2 encoders |" in table and "bootstrap over 50 test sites" in table
+    assert "| teacher (all modalities) - single |" in table
     assert (out / "lfmc_bars.png").stat().st_size > 0 and (out / "lfmc_scatter.png").stat().st_size > 0
 
 

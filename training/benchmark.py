@@ -256,8 +256,24 @@ def control_labels(spec: dict) -> list[str]:
     return [*singles, *ensemble, "rf"]
 
 
+#: Headroom rows: the all-modality references whose margin over ``single`` on the same test
+#: samples bounds what distilling from them can be expected to give a one-sensor student.
+HEADROOM = {"teacher (all modalities)": "teacher", "rf (all modalities)": "rf"}
+
+
+def compared(spec: dict, modality: str):
+    """((guided row, its modality), (control row, its modality), guided label) of every paired
+    difference the tables report: guided - control, then the headroom rows - ``single``."""
+    for guided in guided_labels(spec):
+        for control in control_labels(spec):
+            yield (guided, modality), (control, modality), guided
+    for label, method in HEADROOM.items():
+        yield (method, "all"), ("single", modality), label
+
+
 def differences(rows: list[dict], tests: dict, spec: dict) -> list[dict]:
-    """Paired test differences guided - control per dataset and modality, with 95 % intervals."""
+    """Paired test differences guided - control (and headroom - single) per dataset and
+    modality, on the samples QGIS maps from that modality, with 95 % intervals."""
     out = []
     for dataset, test in tests.items():
         truth, clusters = np.asarray(test["truth"]), np.asarray(test["clusters"])
@@ -268,28 +284,38 @@ def differences(rows: list[dict], tests: dict, spec: dict) -> list[dict]:
                 preds.setdefault((r["method"], r["modality"]), {})[r["seed"]] = r["test_prediction"]
         for modality in INFERENCE:
             mapped = np.asarray(test["mapped"][modality], bool)
-            for guided in guided_labels(spec):
-                for control in control_labels(spec):
-                    a, b = preds.get((guided, modality)), preds.get((control, modality))
-                    if not a or not b:
-                        continue
-                    a, b = (np.array(list(p.values()))[:, mapped] for p in (a, b))
-                    d = paired_difference(truth[mapped], clusters[mapped], a, b, metric)
-                    out.append(
-                        {
-                            "dataset": dataset,
-                            "modality": modality,
-                            "guided": guided,
-                            "control": control,
-                            "metric": name,
-                            "difference": d.estimate,
-                            "low": d.low,
-                            "high": d.high,
-                            "guided_better": d.excludes_zero and sign * d.estimate > 0,
-                            "control_better": d.excludes_zero and sign * d.estimate < 0,
-                        }
-                    )
+            for a_key, b_key, label in compared(spec, modality):
+                a, b = preds.get(a_key), preds.get(b_key)
+                if not a or not b:
+                    continue
+                a, b = (np.array(list(p.values()))[:, mapped] for p in (a, b))
+                d = paired_difference(truth[mapped], clusters[mapped], a, b, metric)
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "modality": modality,
+                        "guided": label,
+                        "control": b_key[0],
+                        "metric": name,
+                        "difference": d.estimate,
+                        "low": d.low,
+                        "high": d.high,
+                        "guided_better": d.excludes_zero and sign * d.estimate > 0,
+                        "control_better": d.excludes_zero and sign * d.estimate < 0,
+                    }
+                )
     return out
+
+
+def _difference_line(diffs: list[dict], dataset: str, guided: str, control: str) -> str | None:
+    """A table line of the S1 and S2 differences guided - control (bold: interval excludes 0)."""
+    cells = []
+    for mod in INFERENCE:
+        key = (dataset, mod, guided, control)
+        d = next((x for x in diffs if (x["dataset"], x["modality"], x["guided"], x["control"]) == key), None)
+        text = f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
+        cells.append(f"**{text}**" if d and (d["guided_better"] or d["control_better"]) else text)
+    return f"| {guided} - {control} | " + " | ".join(cells) + " |" if any(cells) else None
 
 
 def _cell(c: dict | None, m1: str, m2: str) -> str:
@@ -338,23 +364,23 @@ def markdown(rows: list[dict], diffs: list[dict], tests: dict, spec: dict, heade
             "| guided - control | S1 | S2 |",
             "|---|---|---|",
         ]
-        for guided in guided_labels(spec):
-            for control in control_labels(spec):
-                cells = []
-                for mod in INFERENCE:
-                    d = next(
-                        (
-                            x
-                            for x in diffs
-                            if (x["dataset"], x["modality"], x["guided"], x["control"])
-                            == (dataset, mod, guided, control)
-                        ),
-                        None,
-                    )
-                    text = f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else ""
-                    cells.append(f"**{text}**" if d and (d["guided_better"] or d["control_better"]) else text)
-                if any(cells):
-                    lines.append(f"| {guided} - {control} | " + " | ".join(cells) + " |")
+        lines += [
+            line
+            for guided in guided_labels(spec)
+            for control in control_labels(spec)
+            if (line := _difference_line(diffs, dataset, guided, control))
+        ]
+        headroom = [line for label in HEADROOM if (line := _difference_line(diffs, dataset, label, "single"))]
+        if headroom:
+            lines += [
+                "",
+                "Headroom: the all-modality references minus `single` on the same samples and resamples. A",
+                "student distilled from a reference that does not beat `single` has nothing to gain from it.",
+                "",
+                "| reference - control | S1 | S2 |",
+                "|---|---|---|",
+                *headroom,
+            ]
         lines.append("")
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ from .datasets.modalities import check_modalities
 from .methods import METHODS, MethodModule
 from .models import Predictor, check_context, context_specs, mask_tensor
 from .models.inputs import ENCODINGS
+from .transfer import POOL, POOL_FACTOR, EpochSampler
 
 
 @dataclass
@@ -52,6 +53,9 @@ class RunConfig:
     #: Probability that a training sample's student input is thinned in time (``MethodModule.thin``);
     #: > 0 exports a card that accepts a single month (``time.min_steps`` 1).
     time_dropout: float = 0.0
+    #: Mixed pool rows (:mod:`training.transfer`) drawn per labelled sample each epoch; 0: none.
+    #: ``single`` learns their mixed labels, ``kd`` its teacher's outputs on them.
+    mixup: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -68,6 +72,8 @@ class RunConfig:
         cfg.context = check_context(cfg.context)
         if not 0.0 <= cfg.time_dropout <= 1.0:
             raise ValueError(f"time_dropout is a probability (0-1), not {cfg.time_dropout}")
+        if not 0.0 <= cfg.mixup <= POOL_FACTOR:
+            raise ValueError(f"mixup is pool rows per labelled sample (0-{POOL_FACTOR}), not {cfg.mixup}")
         return cfg
 
 
@@ -132,15 +138,27 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
-def loader(arrays: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def loader(
+    arrays: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int, mixup: float = 0.0
+) -> DataLoader:
+    """Batches of ``arrays``; with a mixed pool appended (:mod:`training.transfer`), every labelled
+    sample plus ``mixup`` pool rows per labelled sample, drawn afresh each epoch."""
     tensors = _tensors(arrays)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(arrays["y"])
+    sampler = None
+    if POOL in arrays:
+        labelled = int((arrays[POOL] < 0.5).sum())
+        sampler = EpochSampler(labelled, n - labelled, round(mixup * labelled), generator)
+        n = len(sampler)
     return DataLoader(
         range(len(arrays["y"])),
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         collate_fn=_Gather(tensors),
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=shuffle and len(arrays["y"]) > batch_size,
+        generator=None if sampler else generator,
+        drop_last=shuffle and n > batch_size,
     )
 
 
@@ -222,7 +240,7 @@ def fit(
     )
     trainer.fit(
         module,
-        loader(prep.arrays["train"], cfg.batch_size, True, cfg.seed),
+        loader(prep.arrays["train"], cfg.batch_size, True, cfg.seed, cfg.mixup),
         loader(prep.arrays["val"], 4096, False, cfg.seed),
     )
     return module, trainer

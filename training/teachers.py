@@ -42,6 +42,10 @@ from .methods.kd import TEACHER_OUT, KDModule, stored_teacher_kind
 from .methods.rf import GRID, features, forest, forest_output
 from .run import RunConfig, SplitData, fit, metrics, predict
 from .stats import headline
+from .transfer import POOL_FACTOR, append_pool, mix, pairs
+
+#: Methods that can learn from the mixed pool: ``single`` (mixed labels) and ``kd`` (its teacher).
+MIXUP_METHODS = ("single", "kd")
 
 KINDS = ("rf", "network", "ensemble")
 #: Context arrays the RF teacher adds to the sensors: when and where each sample is.
@@ -57,13 +61,18 @@ class OOF:
     index: np.ndarray  #: dataset indices of the training samples
     output: np.ndarray  #: (n, K) probabilities, or (n, 1) standardised regression values
     fold: np.ndarray  #: the held-out fold each sample was predicted in
+    #: (m, K) outputs for the mixed pool rows (:func:`pool`), each from its pair's fold teacher
+    pool_output: np.ndarray | None = None
 
 
 def rf_inputs(prep: SplitData, split: str) -> np.ndarray:
     """The RF teacher's features of one split: every modality flattened, then the context arrays
     :func:`training.run.split_data` computes as the plugin does (month sin/cos per step, latitude
     / 90, sin/cos longitude)."""
-    arrays = prep.arrays[split]
+    return _rf_features(prep, prep.arrays[split])
+
+
+def _rf_features(prep: SplitData, arrays: dict[str, np.ndarray]) -> np.ndarray:
     missing = [c for c in CONTEXT if c not in arrays]
     if missing:
         raise ValueError(
@@ -88,6 +97,15 @@ def folds(prep: SplitData, k: int, seed: int) -> np.ndarray:
     for f, (_, held) in enumerate(parts):
         fold[held] = f
     return fold
+
+
+def pool(prep: SplitData, k: int, seed: int, size: int) -> dict[str, np.ndarray]:
+    """``size`` mixed rows of the training split (:mod:`training.transfer`), both samples of a row
+    from one of the ``k`` teacher folds of ``seed``."""
+    first, second, weight = pairs(folds(prep, k, seed), size, seed)
+    info = prep.data.info
+    return mix(prep.arrays["train"], first, second, weight, info.task, info.n_outputs,
+               prep.target_mean, prep.target_std)
 
 
 def rf_params(prep: SplitData, seed: int, jobs: int = 1) -> dict:
@@ -118,7 +136,7 @@ def _rf_fit_predict(prep, params, seed, fit_pos, targets, x_train, jobs) -> list
 def teacher_config(cfg: RunConfig) -> RunConfig:
     """The all-modality network teacher of a student's config (its net, optimiser and seed): a
     benchmark grid point that changes the student's net changes its out-of-fold teacher too."""
-    return replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES))
+    return replace(cfg, method="teacher", method_args={}, modalities=list(MODALITIES), mixup=0.0)
 
 
 def _network_fit_predict(cfg, prep, fit_pos, targets) -> list[np.ndarray]:
@@ -163,13 +181,14 @@ def _save(path: Path, oof: OOF) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, index=oof.index, output=oof.output, fold=oof.fold)
+        extra = {} if oof.pool_output is None else {"pool_output": oof.pool_output}
+        np.savez(f, index=oof.index, output=oof.output, fold=oof.fold, **extra)
     os.replace(tmp, path)
 
 
 def _load(path: Path) -> OOF:
     with np.load(path) as z:
-        return OOF(z["index"], z["output"], z["fold"])
+        return OOF(z["index"], z["output"], z["fold"], z.get("pool_output"))
 
 
 def oof_targets(
@@ -181,41 +200,53 @@ def oof_targets(
     cfg: RunConfig | None = None,
     cache: Path | None = None,
     jobs: int = 1,
+    pool_size: int = 0,
 ) -> OOF:
     """Out-of-fold outputs of a ``kind`` teacher for every training sample of ``prep`` (see the
-    module docstring). ``cfg`` gives the network teacher's settings (default: the dataset's
-    teacher config); ``cache`` a folder to reuse earlier results from."""
+    module docstring), and for ``pool_size`` mixed rows (:func:`pool`). ``cfg`` gives the network
+    teacher's settings (default: the dataset's teacher config); ``cache`` a folder to reuse
+    earlier results from."""
     if kind not in KINDS:
         raise ValueError(f"unknown teacher kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "ensemble":
         parts = [
-            oof_targets(prep, sub, k, seed, cfg=cfg, cache=cache, jobs=jobs) for sub in ("rf", "network")
+            oof_targets(prep, sub, k, seed, cfg=cfg, cache=cache, jobs=jobs, pool_size=pool_size)
+            for sub in ("rf", "network")
         ]
-        return OOF(parts[0].index, np.mean([p.output for p in parts], axis=0), parts[0].fold)
+        pooled = np.mean([p.pool_output for p in parts], axis=0) if pool_size else None
+        return OOF(parts[0].index, np.mean([p.output for p in parts], axis=0), parts[0].fold, pooled)
     cfg = replace(cfg or dataset_method_config(prep.data.name, "teacher"), seed=seed)
     rf_settings = {"trees": TREES, "grid": GRID[prep.data.info.task], "inputs": [*MODALITIES, *CONTEXT]}
-    settings = rf_settings if kind == "rf" else asdict(teacher_config(cfg))
+    settings = {**(rf_settings if kind == "rf" else asdict(teacher_config(cfg))), "pool": pool_size}
     path = _cache_file(cache, prep, kind, k, seed, settings) if cache else None
     if path is not None and path.is_file():
         return _load(path)
     fold = folds(prep, k, seed)
+    mixed = pool(prep, k, seed, pool_size) if pool_size else None
+    pool_fold = fold[pairs(fold, pool_size, seed)[0]] if pool_size else np.zeros(0, np.int64)
     if kind == "rf":
         x, params = rf_inputs(prep, "train"), rf_params(prep, seed, jobs)
 
-        def run(fit_pos, held):
-            return _rf_fit_predict(prep, params, seed, fit_pos, [x[held]], x, jobs)[0]
+        def run(fit_pos, targets):
+            inputs = [_rf_features(prep, t) for t in targets]
+            return _rf_fit_predict(prep, params, seed, fit_pos, inputs, x, jobs)
     else:
 
-        def run(fit_pos, held):
-            return _network_fit_predict(
-                cfg, prep, fit_pos, [{m: a[held] for m, a in prep.arrays["train"].items()}]
-            )[0]
+        def run(fit_pos, targets):
+            return _network_fit_predict(cfg, prep, fit_pos, targets)
 
-    output = np.zeros((len(fold), prep.data.info.n_outputs))
+    n_out = prep.data.info.n_outputs
+    output, pool_output = np.zeros((len(fold), n_out)), np.zeros((pool_size, n_out))
     for f in range(k):
-        held = np.flatnonzero(fold == f)
-        output[held] = _teacher_space(prep, run(np.flatnonzero(fold != f), held))
-    oof = OOF(prep.splits["train"].copy(), output, fold)
+        held, rows = np.flatnonzero(fold == f), np.flatnonzero(pool_fold == f)
+        targets = [{m: a[held] for m, a in prep.arrays["train"].items()}]
+        if mixed is not None:
+            targets.append({m: a[rows] for m, a in mixed.items()})
+        outs = run(np.flatnonzero(fold != f), targets)
+        output[held] = _teacher_space(prep, outs[0])
+        if mixed is not None:
+            pool_output[rows] = _teacher_space(prep, outs[1])
+    oof = OOF(prep.splits["train"].copy(), output, fold, pool_output if pool_size else None)
     if path is not None:
         _save(path, oof)
     return oof
@@ -223,15 +254,27 @@ def oof_targets(
 
 def with_teacher_targets(cfg: RunConfig, prep: SplitData, cache: Path | None = None) -> SplitData:
     """``prep`` with the stored teacher's outputs as ``arrays["train"]["teacher_out"]`` when the
-    method distils from one (``method_args.teacher=oof_*``); unchanged otherwise. Validation and
-    test arrays get none: they are scored on the student's inputs alone."""
+    method distils from one (``method_args.teacher=oof_*``), and with the mixed pool appended
+    when ``cfg.mixup`` > 0 (:mod:`training.transfer`); unchanged otherwise. Validation and test
+    arrays get neither: they are scored on the student's inputs alone."""
     if "teacher" in cfg.method_args and cfg.method != KDModule.method:
         raise ValueError(f"method_args.teacher is a kd option; {cfg.method} has no choice of teacher")
+    if cfg.mixup > 0 and cfg.method not in MIXUP_METHODS:
+        raise ValueError(f"mixup is an option of {' and '.join(MIXUP_METHODS)}, not of {cfg.method}")
     kind = stored_teacher_kind(cfg.method_args)
-    if kind is None:
+    k = cfg.method_args.get("folds", DEFAULT_FOLDS)
+    size = POOL_FACTOR * len(prep.splits["train"]) if cfg.mixup > 0 else 0
+    if kind is None and not size:
         return prep
-    oof = oof_targets(prep, kind, cfg.method_args.get("folds", DEFAULT_FOLDS), cfg.seed, cfg=cfg, cache=cache)
-    train = {**prep.arrays["train"], TEACHER_OUT: oof.output.astype(np.float32)}
+    train = prep.arrays["train"]
+    if kind is not None:
+        oof = oof_targets(prep, kind, k, cfg.seed, cfg=cfg, cache=cache, pool_size=size)
+        train = {**train, TEACHER_OUT: oof.output.astype(np.float32)}
+    if size:
+        mixed = pool(prep, k, cfg.seed, size)
+        if kind is not None:
+            mixed[TEACHER_OUT] = oof.pool_output.astype(np.float32)
+        train = append_pool(train, mixed)
     return replace(prep, arrays={**prep.arrays, "train": train})
 
 

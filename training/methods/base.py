@@ -10,6 +10,7 @@ from torch import nn
 from eo_missing_qgis.core.definitions import MODALITIES, Modality, Task
 
 from ..models import NetInput, Predictor, build_encoder, context_specs, mask_tensor
+from ..transfer import pool_rows
 from .losses import task_loss
 
 #: Modalities whose steps time-step dropout thins: the DEM is one static layer, never missing by date.
@@ -125,6 +126,16 @@ class MethodModule(L.LightningModule):
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return task_loss(output, self.target(batch), self.task)
+
+    def labelled_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task loss over the labelled rows of a batch that may hold mixed pool rows
+        (:mod:`training.transfer`); 0 for a batch of pool rows only."""
+        rows = pool_rows(batch)
+        if rows is None:
+            return self.loss(output, batch)
+        if rows.all():
+            return output.sum() * 0.0
+        return self.loss(output[~rows], {"y": batch["y"][~rows]})
 
     def thin(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The students' view of a training batch: with probability ``time_dropout`` a sample

@@ -6,6 +6,9 @@ oof_ensemble`` distils from outputs stored per training sample by :mod:`training
 (out-of-fold: the teacher never saw the sample's site or cluster), which
 :func:`training.run.fit` puts in the batch as ``teacher_out``; a stored output has no
 embedding, so these teachers give no hint loss (``hint_weight`` is unused).
+
+With ``mixup`` > 0 the batches also hold mixed pool rows (:mod:`training.transfer`): the soft
+loss covers them (the teacher's output on the mixed input), the task loss only the labelled rows.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eo_missing_qgis.core.definitions import MODALITIES, Task
+from eo_missing_qgis.core.definitions import MODALITIES
 
 from .base import EncoderHead, MethodModule, full, load_guide, mark_teacher
-from .losses import feature_distillation, output_distillation
+from .losses import as_logits, feature_distillation, output_distillation
 
 #: Teachers ``kd`` distils from: the live network, or stored out-of-fold outputs of a kind.
 TEACHERS = ("network", "oof_rf", "oof_network", "oof_ensemble")
@@ -80,21 +83,19 @@ class KDModule(MethodModule):
         return self
 
     def stored_logits(self, batch) -> torch.Tensor:
-        """The stored teacher output as the soft loss takes it: log-probabilities (tempered like
-        logits, since softmax(log p / T) is p^(1/T) renormalised) or the standardised value."""
+        """The stored teacher output as the soft loss takes it (:func:`as_logits`)."""
         if TEACHER_OUT not in batch:
             raise ValueError(
                 f"kd with teacher={self.hparams.teacher} needs the stored teacher outputs in the batch "
                 f"({TEACHER_OUT!r}); training.run.fit adds them to the training split"
             )
-        out = batch[TEACHER_OUT].float()
-        return torch.log(out.clamp_min(1e-6)) if self.task == Task.CLASSIFICATION else out
+        return as_logits(batch[TEACHER_OUT], self.task)
 
     def training_loss(self, batch):
         h = self.hparams
         _, emb = self.model.features(batch)
         out = self.model.head(emb)
-        parts = {"task": self.loss(out, batch)}
+        parts = {"task": self.labelled_loss(out, batch)}
         if self.needs_teacher:
             with torch.no_grad():
                 _, t_emb = self.teacher.features(full(batch))

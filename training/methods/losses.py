@@ -53,6 +53,14 @@ def output_distillation(
     return F.mse_loss(student, teacher.detach())
 
 
+def as_logits(target: torch.Tensor, task: str) -> torch.Tensor:
+    """A stored soft target as :func:`output_distillation` takes it: probabilities as
+    log-probabilities (tempered like logits, since softmax(log p / T) is p^(1/T) renormalised),
+    a standardised regression value as it is."""
+    target = target.float()
+    return torch.log(target.clamp_min(1e-6)) if task == Task.CLASSIFICATION else target
+
+
 def task_loss(output: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
     """Cross-entropy on class indices, or MSE on the standardised regression target (batch, 1)."""
     if task == Task.CLASSIFICATION:
