@@ -80,7 +80,7 @@ def test_pool_rows_are_labelled_by_the_teacher_of_their_fold(lfmc, monkeypatch):
     forest that labels it never saw the sample (a forest that did would give its in-sample fit)."""
     monkeypatch.setattr(teachers, "TREES", SMALL_RF)
     size = 4 * len(lfmc.splits["train"])
-    oof = teachers.oof_targets(lfmc, "rf", K, seed=0, pool_size=size)
+    oof = teachers.oof_targets(lfmc, "rf", K, seed=0, mixed=teachers.pool(lfmc, K, 0, size))
     assert oof.pool_output.shape == (size, 1) and np.isfinite(oof.pool_output).all()
     first, _, weight = pairs(oof.fold, size, seed=0)
     near = weight > 0.999

@@ -99,13 +99,23 @@ def folds(prep: SplitData, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def pool(prep: SplitData, k: int, seed: int, size: int) -> dict[str, np.ndarray]:
-    """``size`` mixed rows of the training split (:mod:`training.transfer`), both samples of a row
-    from one of the ``k`` teacher folds of ``seed``."""
-    first, second, weight = pairs(folds(prep, k, seed), size, seed)
+@dataclass
+class Pool:
+    """Mixed rows of the training split (:mod:`training.transfer`) and the teacher fold of each."""
+
+    arrays: dict[str, np.ndarray]
+    fold: np.ndarray
+
+
+def pool(prep: SplitData, k: int, seed: int, size: int) -> Pool:
+    """``size`` mixed rows of the training split, both samples of a row from one of the ``k``
+    teacher folds of ``seed`` (:func:`folds`)."""
+    fold = folds(prep, k, seed)
+    first, second, weight = pairs(fold, size, seed)
     info = prep.data.info
-    return mix(prep.arrays["train"], first, second, weight, info.task, info.n_outputs,
-               prep.target_mean, prep.target_std)
+    arrays = mix(prep.arrays["train"], first, second, weight, info.task, info.n_outputs,
+                 prep.target_mean, prep.target_std)
+    return Pool(arrays, fold[first])
 
 
 def rf_params(prep: SplitData, seed: int, jobs: int = 1) -> dict:
@@ -200,30 +210,29 @@ def oof_targets(
     cfg: RunConfig | None = None,
     cache: Path | None = None,
     jobs: int = 1,
-    pool_size: int = 0,
+    mixed: Pool | None = None,
 ) -> OOF:
     """Out-of-fold outputs of a ``kind`` teacher for every training sample of ``prep`` (see the
-    module docstring), and for ``pool_size`` mixed rows (:func:`pool`). ``cfg`` gives the network
-    teacher's settings (default: the dataset's teacher config); ``cache`` a folder to reuse
-    earlier results from."""
+    module docstring), and for the ``mixed`` rows of :func:`pool` (built with the same ``k`` and
+    ``seed``). ``cfg`` gives the network teacher's settings (default: the dataset's teacher
+    config); ``cache`` a folder to reuse earlier results from."""
     if kind not in KINDS:
         raise ValueError(f"unknown teacher kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "ensemble":
         parts = [
-            oof_targets(prep, sub, k, seed, cfg=cfg, cache=cache, jobs=jobs, pool_size=pool_size)
+            oof_targets(prep, sub, k, seed, cfg=cfg, cache=cache, jobs=jobs, mixed=mixed)
             for sub in ("rf", "network")
         ]
-        pooled = np.mean([p.pool_output for p in parts], axis=0) if pool_size else None
+        pooled = None if mixed is None else np.mean([p.pool_output for p in parts], axis=0)
         return OOF(parts[0].index, np.mean([p.output for p in parts], axis=0), parts[0].fold, pooled)
     cfg = replace(cfg or dataset_method_config(prep.data.name, "teacher"), seed=seed)
     rf_settings = {"trees": TREES, "grid": GRID[prep.data.info.task], "inputs": [*MODALITIES, *CONTEXT]}
+    pool_size = 0 if mixed is None else len(mixed.fold)  # a pool is its size, given k and seed
     settings = {**(rf_settings if kind == "rf" else asdict(teacher_config(cfg))), "pool": pool_size}
     path = _cache_file(cache, prep, kind, k, seed, settings) if cache else None
     if path is not None and path.is_file():
         return _load(path)
     fold = folds(prep, k, seed)
-    mixed = pool(prep, k, seed, pool_size) if pool_size else None
-    pool_fold = fold[pairs(fold, pool_size, seed)[0]] if pool_size else np.zeros(0, np.int64)
     if kind == "rf":
         x, params = rf_inputs(prep, "train"), rf_params(prep, seed, jobs)
 
@@ -238,15 +247,16 @@ def oof_targets(
     n_out = prep.data.info.n_outputs
     output, pool_output = np.zeros((len(fold), n_out)), np.zeros((pool_size, n_out))
     for f in range(k):
-        held, rows = np.flatnonzero(fold == f), np.flatnonzero(pool_fold == f)
+        held = np.flatnonzero(fold == f)
         targets = [{m: a[held] for m, a in prep.arrays["train"].items()}]
         if mixed is not None:
-            targets.append({m: a[rows] for m, a in mixed.items()})
+            rows = np.flatnonzero(mixed.fold == f)
+            targets.append({m: a[rows] for m, a in mixed.arrays.items()})
         outs = run(np.flatnonzero(fold != f), targets)
         output[held] = _teacher_space(prep, outs[0])
         if mixed is not None:
             pool_output[rows] = _teacher_space(prep, outs[1])
-    oof = OOF(prep.splits["train"].copy(), output, fold, pool_output if pool_size else None)
+    oof = OOF(prep.splits["train"].copy(), output, fold, None if mixed is None else pool_output)
     if path is not None:
         _save(path, oof)
     return oof
@@ -263,18 +273,18 @@ def with_teacher_targets(cfg: RunConfig, prep: SplitData, cache: Path | None = N
         raise ValueError(f"mixup is an option of {' and '.join(MIXUP_METHODS)}, not of {cfg.method}")
     kind = stored_teacher_kind(cfg.method_args)
     k = cfg.method_args.get("folds", DEFAULT_FOLDS)
-    size = POOL_FACTOR * len(prep.splits["train"]) if cfg.mixup > 0 else 0
-    if kind is None and not size:
+    if kind is None and cfg.mixup == 0:
         return prep
+    mixed = pool(prep, k, cfg.seed, POOL_FACTOR * len(prep.splits["train"])) if cfg.mixup > 0 else None
     train = prep.arrays["train"]
     if kind is not None:
-        oof = oof_targets(prep, kind, k, cfg.seed, cfg=cfg, cache=cache, pool_size=size)
+        oof = oof_targets(prep, kind, k, cfg.seed, cfg=cfg, cache=cache, mixed=mixed)
         train = {**train, TEACHER_OUT: oof.output.astype(np.float32)}
-    if size:
-        mixed = pool(prep, k, cfg.seed, size)
+    if mixed is not None:
+        rows = dict(mixed.arrays)
         if kind is not None:
-            mixed[TEACHER_OUT] = oof.pool_output.astype(np.float32)
-        train = append_pool(train, mixed)
+            rows[TEACHER_OUT] = oof.pool_output.astype(np.float32)
+        train = append_pool(train, rows)
     return replace(prep, arrays={**prep.arrays, "train": train})
 
 
